@@ -1,0 +1,9 @@
+"""The ``tiecheck`` command line: a thin layer over the library API.
+
+Each command lives in its own module and registers itself on :data:`app` when imported.
+"""
+
+from tiecheck.cli import scan as _scan  # noqa: F401  (registers the command)
+from tiecheck.cli.app import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,58 @@
+"""Reading tensor bytes, only when a question needs them.
+
+Sources stay open (memory-mapped) for the scan and are compared in bounded chunks, so
+comparing two 2 GB embeddings costs two sequential reads and no Python-side copy of them.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from tiecheck.checkpoint import TensorRecord
+from tiecheck.io.source import ByteSource, CheckpointStore
+
+CHUNK = 16 << 20
+
+
+class ContentReader:
+    def __init__(self, store: CheckpointStore) -> None:
+        self._store = store
+        self._sources: dict[str, ByteSource] = {}
+        self.bytes_read = 0
+
+    def source(self, file: str) -> ByteSource:
+        if file not in self._sources:
+            self._sources[file] = self._store.open(file)
+        return self._sources[file]
+
+    def equal(self, a: TensorRecord, b: TensorRecord) -> bool:
+        """Same dtype, shape and bytes. Stops at the first differing chunk."""
+        if a.dtype != b.dtype or a.shape != b.shape or a.nbytes != b.nbytes:
+            return False
+        if (a.file, a.start) == (b.file, b.start):
+            return True
+        src_a, src_b = self.source(a.file), self.source(b.file)
+        for offset in range(0, a.nbytes, CHUNK):
+            length = min(CHUNK, a.nbytes - offset)
+            chunk_a = src_a.read(a.start + offset, length)
+            chunk_b = src_b.read(b.start + offset, length)
+            self.bytes_read += 2 * length
+            if chunk_a != chunk_b:
+                return False
+        return True
+
+    def close(self) -> None:
+        for source in self._sources.values():
+            source.close()
+        self._sources.clear()
+
+    def __enter__(self) -> ContentReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

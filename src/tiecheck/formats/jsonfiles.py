@@ -1,0 +1,112 @@
+"""Parsers for the checkpoint's JSON companions: the shard index and ``config.json``.
+
+Both raise :class:`FormatError` with a one-line reason; the loader turns that into a finding.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from types import MappingProxyType
+from typing import Any
+
+from tiecheck.checkpoint import ModelConfig, ShardIndex
+from tiecheck.errors import FormatError
+from tiecheck.formats.dtypes import from_torch_name
+from tiecheck.ties.table import default_tie
+
+
+def _load_object(text: str) -> dict[str, Any]:
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise FormatError("json", f"not valid JSON ({exc})") from None
+    if not isinstance(document, dict):
+        raise FormatError("json", "not a JSON object")
+    return document
+
+
+def _optional_count(metadata: dict[str, Any], key: str) -> int | None:
+    value = metadata.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or value != int(value):
+        raise FormatError("metadata", f"metadata.{key} is {value!r}, not a non-negative integer")
+    return int(value)
+
+
+def parse_index(text: str, name: str) -> ShardIndex:
+    document = _load_object(text)
+    weight_map = document.get("weight_map")
+    if not isinstance(weight_map, dict):
+        raise FormatError("weight_map", "no 'weight_map' object")
+    for tensor, shard in weight_map.items():
+        if not isinstance(shard, str) or not shard:
+            raise FormatError("weight_map", f"weight_map[{tensor!r}] is {shard!r}, not a file name")
+        normal = posixpath.normpath(shard)
+        if posixpath.isabs(shard) or normal.startswith("..") or "\\" in shard:
+            raise FormatError("weight_map", f"weight_map[{tensor!r}] = {shard!r} points outside the checkpoint folder")
+    metadata = document.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise FormatError("metadata", "'metadata' is not an object")
+    return ShardIndex(
+        name=name,
+        weight_map=MappingProxyType(dict(weight_map)),
+        total_size=_optional_count(metadata, "total_size"),
+        total_parameters=_optional_count(metadata, "total_parameters"),
+    )
+
+
+def parse_config(text: str) -> ModelConfig:
+    document = _load_object(text)
+    text_config = document.get("text_config")
+    if text_config is not None and not isinstance(text_config, dict):
+        raise FormatError("text_config", "'text_config' is not an object")
+    text_config = text_config or {}
+
+    model_type = document.get("model_type")
+    if model_type is not None and not isinstance(model_type, str):
+        raise FormatError("model_type", f"'model_type' is {model_type!r}, not a string")
+    architectures = document.get("architectures") or []
+    if not isinstance(architectures, list) or not all(isinstance(a, str) for a in architectures):
+        raise FormatError("architectures", "'architectures' is not a list of strings")
+
+    tie, basis, key = _tie_flag(document, text_config, model_type)
+    declared = document.get("dtype", document.get("torch_dtype"))
+    if declared is None:
+        declared = text_config.get("dtype", text_config.get("torch_dtype"))
+    if declared is not None and not isinstance(declared, str):
+        raise FormatError("dtype", f"'dtype' is {declared!r}, not a string")
+    return ModelConfig(
+        model_type=model_type,
+        architectures=tuple(architectures),
+        tie_word_embeddings=tie,
+        tie_basis=basis,
+        tie_key=key,
+        dtype=from_torch_name(declared) if declared else None,
+        dtype_declared=declared,
+        quantized="quantization_config" in document or "quantization_config" in text_config,
+    )
+
+
+def _tie_flag(
+    document: dict[str, Any], text_config: dict[str, Any], model_type: str | None
+) -> tuple[bool | None, str, str]:
+    """The effective ``tie_word_embeddings``, where it came from, and the key that holds it."""
+    for where, holder, prefix in (("config.json", document, ""), ("text_config", text_config, "text_config.")):
+        for key in ("tie_word_embeddings", "weight_tying"):
+            if key in holder:
+                value = holder[key]
+                if not isinstance(value, bool):
+                    raise FormatError(key, f"'{prefix}{key}' is {value!r}, not true or false")
+                return (
+                    value,
+                    f"{prefix}{key} in {where}" if where != "config.json" else f"{key} in config.json",
+                    prefix + key,
+                )
+    for candidate in (model_type, text_config.get("model_type")):
+        if isinstance(candidate, str):
+            default = default_tie(candidate)
+            if default is not None:
+                return default, f"default for model_type {candidate!r}", "tie_word_embeddings"
+    return None, "no tie_word_embeddings in config.json and no known default", "tie_word_embeddings"

@@ -1,0 +1,127 @@
+"""The one byte-range interface every reader goes through.
+
+Rules and readers never open files themselves; they ask a :class:`CheckpointStore` for a
+:class:`ByteSource`. A local folder memory-maps its files; a remote store (HTTP range
+requests) only has to implement the same two small protocols.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol
+
+
+class ByteSource(Protocol):
+    """Random access to the bytes of one file."""
+
+    @property
+    def size(self) -> int: ...
+
+    def read(self, offset: int, length: int) -> bytes | memoryview:
+        """Bytes ``[offset, offset + length)``; shorter only at end of file."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class CheckpointStore(Protocol):
+    """A set of named files: a local folder today, a Hub repo later."""
+
+    @property
+    def location(self) -> str:
+        """Human-readable place, used in messages."""
+        ...
+
+    def list_files(self) -> list[str]:
+        """Relative POSIX paths of every file in the store."""
+        ...
+
+    def exists(self, name: str) -> bool: ...
+
+    def open(self, name: str) -> ByteSource: ...
+
+    def read_text(self, name: str) -> str: ...
+
+
+COMPANION_CONFIG = "config.json"
+
+
+class LocalFileSource(AbstractContextManager["LocalFileSource"]):
+    """A local file, memory-mapped so that reads of tensor bytes cost no copy into Python."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self._size = os.fstat(self._file.fileno()).st_size
+        self._map: mmap.mmap | None = None
+        if self._size:
+            self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def read(self, offset: int, length: int) -> bytes | memoryview:
+        if self._map is None or offset >= self._size or length <= 0:
+            return b""
+        return memoryview(self._map)[offset : min(offset + length, self._size)]
+
+    def close(self) -> None:
+        if self._map is not None:
+            # A caller may still hold a view; the mapping is then released with it.
+            with contextlib.suppress(BufferError):
+                self._map.close()
+        self._file.close()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class LocalStore:
+    """A checkpoint folder on disk (or a single weight file, seen as a folder holding only it)."""
+
+    def __init__(self, root: Path, only: str | None = None) -> None:
+        self.root = root
+        self._only = only
+
+    @property
+    def location(self) -> str:
+        return str(self.root / self._only) if self._only else str(self.root)
+
+    def _path(self, name: str) -> Path:
+        return self.root / name
+
+    def list_files(self) -> list[str]:
+        names = sorted(_walk(self.root))
+        if self._only is not None:
+            # A single weight file is read with the config beside it, and nothing else.
+            return [n for n in names if n in (self._only, COMPANION_CONFIG)]
+        return names
+
+    def exists(self, name: str) -> bool:
+        if self._only is not None and name not in (self._only, COMPANION_CONFIG):
+            return False
+        return self._path(name).is_file()
+
+    def open(self, name: str) -> ByteSource:
+        return LocalFileSource(self._path(name))
+
+    def read_text(self, name: str) -> str:
+        return self._path(name).read_text(encoding="utf-8")
+
+
+def _walk(root: Path) -> Iterator[str]:
+    """Top-level files only: a checkpoint's weights, index and config live side by side."""
+    for entry in os.scandir(root):
+        if entry.is_file():
+            yield entry.name

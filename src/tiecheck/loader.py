@@ -1,0 +1,136 @@
+"""Find a checkpoint's files and read their headers into a :class:`Checkpoint`.
+
+Follows the loaders' own precedence (transformers ``from_pretrained``): an index if there is
+one, else ``model.safetensors``, else the single weight file there is. Broken files become
+recorded problems so the scan can go on with the rest.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tiecheck.checkpoint import Checkpoint, FileFormat, FileProblem, LoadIssue, ModelConfig, ShardIndex, WeightFile
+from tiecheck.errors import FormatError, TiecheckError
+from tiecheck.formats.jsonfiles import parse_config, parse_index
+from tiecheck.formats.safetensors import read_header
+from tiecheck.io.source import CheckpointStore, LocalStore
+
+SINGLE_FILE = "model.safetensors"
+INDEX_SUFFIX = ".safetensors.index.json"
+CONFIG_FILE = "config.json"
+SHARD_PATTERN = re.compile(r"^(?P<prefix>.+)-(?P<part>\d+)-of-(?P<total>\d+)\.safetensors$")
+
+
+def store_for(path: str | Path) -> CheckpointStore:
+    """The store for a local path: a checkpoint folder or a single ``.safetensors`` file."""
+    target = Path(path)
+    if not target.exists():
+        raise TiecheckError(f"{target}: no such file or directory")
+    if target.is_dir():
+        return LocalStore(target)
+    if target.name.endswith(INDEX_SUFFIX):
+        return LocalStore(target.parent)
+    if target.suffix == ".safetensors":
+        return LocalStore(target.parent, only=target.name)
+    raise TiecheckError(f"{target}: not a checkpoint (expected a folder, a .safetensors file or an index)")
+
+
+def load_checkpoint(store: CheckpointStore) -> Checkpoint:
+    names = store.list_files()
+    issues: list[LoadIssue] = []
+    index, index_name = _read_index(store, names, issues)
+    config, config_file = _read_config(store, names, issues)
+
+    weight_names: list[str]
+    orphans: list[str] = []
+    missing: list[str] = []
+    if index is not None:
+        referenced = sorted(set(index.weight_map.values()))
+        weight_names = [n for n in referenced if store.exists(n)]
+        missing = [n for n in referenced if not store.exists(n)]
+        orphans = [n for n in names if _is_weight_name(n) and n not in referenced]
+    elif index_name is not None:
+        # The index is broken: read every shard-looking file so the rest can still be checked.
+        weight_names = [n for n in names if _is_weight_name(n)]
+    elif SINGLE_FILE in names:
+        weight_names = [SINGLE_FILE]
+    else:
+        weight_names = [n for n in names if n.endswith(".safetensors")]
+        shards = [n for n in weight_names if SHARD_PATTERN.match(n)]
+        if len(shards) > 1:
+            issues.append(LoadIssue("TC008", shards[0], "shards without an index: loaders cannot find the tensors"))
+    if not weight_names and index is None:
+        raise TiecheckError(f"{store.location}: not a checkpoint (no .safetensors weights found)")
+
+    files = tuple(_read_weight_file(store, n) for n in weight_names)
+    return Checkpoint(
+        location=store.location,
+        files=files,
+        index=index,
+        config=config,
+        config_file=config_file,
+        orphans=tuple(orphans),
+        missing_files=tuple(missing),
+        issues=tuple(issues),
+    )
+
+
+def _is_weight_name(name: str) -> bool:
+    return bool(SHARD_PATTERN.match(name)) or name == SINGLE_FILE
+
+
+def _read_index(
+    store: CheckpointStore, names: list[str], issues: list[LoadIssue]
+) -> tuple[ShardIndex | None, str | None]:
+    candidates = [n for n in names if n.endswith(INDEX_SUFFIX)]
+    if not candidates:
+        return None, None
+    name = "model" + INDEX_SUFFIX if "model" + INDEX_SUFFIX in candidates else candidates[0]
+    try:
+        return parse_index(store.read_text(name), name), name
+    except FormatError as exc:
+        issues.append(LoadIssue("TC008", name, exc.detail))
+    except (OSError, UnicodeDecodeError) as exc:
+        issues.append(LoadIssue("TC008", name, f"cannot be read ({_os_reason(exc)})"))
+    return None, name
+
+
+def _read_config(
+    store: CheckpointStore, names: list[str], issues: list[LoadIssue]
+) -> tuple[ModelConfig | None, str | None]:
+    if CONFIG_FILE not in names:
+        return None, None
+    try:
+        return parse_config(store.read_text(CONFIG_FILE)), CONFIG_FILE
+    except FormatError as exc:
+        issues.append(LoadIssue("TC009", CONFIG_FILE, exc.detail))
+    except (OSError, UnicodeDecodeError) as exc:
+        issues.append(LoadIssue("TC009", CONFIG_FILE, f"cannot be read ({_os_reason(exc)})"))
+    return None, CONFIG_FILE
+
+
+def _read_weight_file(store: CheckpointStore, name: str) -> WeightFile:
+    try:
+        source = store.open(name)
+    except OSError as exc:
+        return WeightFile(
+            name, FileFormat.SAFETENSORS, 0, problem=FileProblem("io", f"cannot be read ({_os_reason(exc)})")
+        )
+    try:
+        header = read_header(source, name)
+    except FormatError as exc:
+        return WeightFile(
+            name, FileFormat.SAFETENSORS, source.size, problem=FileProblem(exc.rule, exc.detail, exc.tensor)
+        )
+    except OSError as exc:
+        return WeightFile(name, FileFormat.SAFETENSORS, source.size, problem=FileProblem("io", _os_reason(exc)))
+    finally:
+        source.close()
+    return WeightFile(name, FileFormat.SAFETENSORS, source.size, header.tensors, header.metadata)
+
+
+def _os_reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc)

@@ -1,0 +1,61 @@
+"""The JSON report: one document, stable keys, for machines."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tiecheck import __version__
+from tiecheck.findings import Finding
+from tiecheck.scan import Report
+
+
+def finding_dict(f: Finding) -> dict[str, Any]:
+    return {
+        "code": f.code,
+        "name": f.name,
+        "severity": f.severity.label,
+        "message": f.message,
+        "tensors": list(f.tensors),
+        "files": list(f.files),
+        "bytes": f.bytes,
+        "fixable": f.fixable,
+    }
+
+
+def report_dict(report: Report) -> dict[str, Any]:
+    s = report.summary
+    config = report.checkpoint.config
+    return {
+        "tiecheck_version": __version__,
+        "target": report.target,
+        "summary": {
+            "files": s.files,
+            "tensors": s.tensors,
+            "parameters": s.parameters,
+            "unique_parameters": s.unique_parameters,
+            "bytes": s.bytes,
+            "redundant_bytes": s.redundant_bytes,
+            "dtypes": dict(s.dtypes),
+            "load_memory": dict(s.load_memory),
+            "bytes_read": report.bytes_read,
+        },
+        "config": None
+        if config is None
+        else {
+            "model_type": config.model_type,
+            "architectures": list(config.architectures),
+            "tie_word_embeddings": config.tie_word_embeddings,
+            "tie_basis": config.tie_basis,
+            "dtype": config.dtype_declared,
+        },
+        "ties": [
+            {"kept": t.group.kept, "restored": list(t.group.restored), "tied": t.tied, "basis": t.basis}
+            for t in report.ties
+        ],
+        "findings": [finding_dict(f) for f in report.findings],
+    }
+
+
+def render_json(report: Report) -> str:
+    return json.dumps(report_dict(report), indent=2)

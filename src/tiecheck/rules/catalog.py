@@ -1,0 +1,77 @@
+"""The rule catalogue: stable codes, names, default severities.
+
+Codes never change meaning once released; a retired rule keeps its code reserved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tiecheck.findings import Finding, Severity
+
+
+@dataclass(frozen=True)
+class Rule:
+    code: str
+    name: str
+    severity: Severity
+    summary: str
+    fixable: bool
+
+
+ERR, WARN, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
+
+_RULES = (
+    Rule("TC001", "invalid-safetensors", ERR, "A safetensors file breaks a rule of the format.", False),
+    Rule("TC002", "missing-shard", ERR, "The index maps tensors to a file that does not exist.", False),
+    Rule("TC003", "missing-tensor", ERR, "The index maps a tensor to a shard that does not hold it.", False),
+    Rule("TC004", "unindexed-tensor", WARN, "A shard holds a tensor the index does not list; loaders ignore it.", True),
+    Rule("TC005", "duplicate-key", WARN, "The same tensor name is stored in more than one file.", True),
+    Rule("TC006", "index-size-mismatch", WARN, "Index total_size or total_parameters disagrees with the shards.", True),
+    Rule("TC007", "orphan-shard", WARN, "A shard-named weight file that the index does not reference.", True),
+    Rule("TC008", "invalid-index", ERR, "The shard index is not valid JSON, lacks weight_map, or is missing.", False),
+    Rule("TC009", "invalid-config", ERR, "config.json is unreadable (a missing config is reported as info).", False),
+    Rule("TC101", "redundant-tied-tensor", WARN, "A stored tensor that the config ties to an identical one.", True),
+    Rule("TC102", "tie-mismatch", ERR, "The config ties two tensors but their stored values differ.", False),
+    Rule(
+        "TC103", "missing-output-head", ERR, "Untied config and no stored head: loaders initialise it at random.", False
+    ),
+    Rule("TC104", "tieable-head", INFO, "Untied config, yet the head is byte-identical to the embedding.", True),
+    Rule("TC105", "base-model-checkpoint", INFO, "A base model with no task head.", False),
+    Rule(
+        "TC106",
+        "head-without-embedding",
+        WARN,
+        "Only the tied head is stored; the embedding it restores is missing.",
+        False,
+    ),
+    Rule(
+        "TC301", "dtype-mismatch", WARN, "Weights are stored in another floating dtype than the config declares.", False
+    ),
+    Rule("TC302", "mixed-dtypes", INFO, "Floating tensors are stored in more than one dtype.", False),
+)
+
+RULES: dict[str, Rule] = {r.code: r for r in _RULES}
+
+
+def finding(
+    code: str,
+    message: str,
+    *,
+    tensors: tuple[str, ...] | list[str] = (),
+    files: tuple[str, ...] | list[str] = (),
+    bytes: int = 0,  # noqa: A002 - the JSON field name
+    severity: Severity | None = None,
+    fixable: bool | None = None,
+) -> Finding:
+    rule = RULES[code]
+    return Finding(
+        code=code,
+        name=rule.name,
+        severity=rule.severity if severity is None else severity,
+        message=message,
+        tensors=tuple(tensors),
+        files=tuple(sorted(set(files))),
+        bytes=bytes,
+        fixable=rule.fixable if fixable is None else fixable,
+    )

@@ -1,0 +1,142 @@
+"""Format and index rules (TC001-TC009): can a loader find and read every tensor?"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+from tiecheck.checkpoint import FileFormat
+from tiecheck.findings import Finding, Severity
+from tiecheck.rules.base import ScanContext, human_bytes
+from tiecheck.rules.catalog import finding
+
+
+def check_files(ctx: ScanContext) -> Iterator[Finding]:
+    for file in ctx.checkpoint.files:
+        if file.problem is None or file.format is not FileFormat.SAFETENSORS:
+            continue
+        tensor = f", tensor {file.problem.tensor!r}" if file.problem.tensor else ""
+        yield finding(
+            "TC001",
+            f"{file.name} breaks the safetensors format [{file.problem.rule}{tensor}]: {file.problem.detail}. "
+            "Loaders refuse the whole file; re-export it from the source weights.",
+            tensors=[file.problem.tensor] if file.problem.tensor else [],
+            files=[file.name],
+        )
+
+
+def check_load_issues(ctx: ScanContext) -> Iterator[Finding]:
+    for issue in ctx.checkpoint.issues:
+        if issue.rule == "TC008":
+            yield finding(
+                "TC008",
+                f"{issue.file}: {issue.detail}. Loaders cannot map tensors to shards; regenerate the index.",
+                files=[issue.file],
+            )
+        else:
+            yield finding(
+                "TC009",
+                f"{issue.file}: {issue.detail}. Loaders cannot build the model; ties and dtype were not checked.",
+                files=[issue.file],
+            )
+    ckpt = ctx.checkpoint
+    if ckpt.config is None and ckpt.config_file is None:
+        yield finding(
+            "TC009",
+            "No config.json beside the weights: ties were guessed from tensor names and the dtype was not checked.",
+            severity=Severity.INFO,
+        )
+
+
+def check_index(ctx: ScanContext) -> Iterator[Finding]:
+    ckpt = ctx.checkpoint
+    index = ckpt.index
+    if index is None:
+        return
+    by_shard: dict[str, list[str]] = defaultdict(list)
+    for tensor, shard in index.weight_map.items():
+        by_shard[shard].append(tensor)
+
+    for shard in ckpt.missing_files:
+        names = sorted(by_shard[shard])
+        yield finding(
+            "TC002",
+            f"{index.name} maps {len(names)} tensor(s) to {shard}, which does not exist: loading fails. "
+            "Restore the shard or regenerate the index.",
+            tensors=names,
+            files=[index.name, shard],
+        )
+
+    stored_in: dict[str, list[str]] = defaultdict(list)
+    for record in ckpt.tensors:
+        stored_in[record.name].append(record.file)
+    for file in ckpt.files:
+        if not file.readable:
+            continue
+        held = {t.name for t in file.tensors}
+        absent = sorted(n for n in by_shard.get(file.name, ()) if n not in held)
+        if absent:
+            elsewhere = [f"{n} (stored in {', '.join(stored_in[n])})" for n in absent if stored_in.get(n)]
+            hint = f" Found elsewhere: {'; '.join(elsewhere)}." if elsewhere else ""
+            yield finding(
+                "TC003",
+                f"{index.name} maps {len(absent)} tensor(s) to {file.name}, which does not hold them: "
+                f"loading fails with missing keys.{hint}",
+                tensors=absent,
+                files=[index.name, file.name],
+            )
+        unlisted = [t for t in file.tensors if t.name not in index.weight_map]
+        if unlisted:
+            yield finding(
+                "TC004",
+                f"{file.name} holds {len(unlisted)} tensor(s) that {index.name} does not list: loaders never read them "
+                f"({human_bytes(sum(t.nbytes for t in unlisted))}). Add them to the index or drop them.",
+                tensors=[t.name for t in unlisted],
+                files=[file.name, index.name],
+                bytes=sum(t.nbytes for t in unlisted),
+            )
+
+    for orphan in ckpt.orphans:
+        yield finding(
+            "TC007",
+            f"{orphan} looks like a weight shard but {index.name} does not reference it: loaders ignore it. "
+            "Delete it, or add its tensors to the index if they belong to the model.",
+            files=[orphan],
+        )
+
+    if ckpt.missing_files or not all(f.readable for f in ckpt.files):
+        return  # totals cannot be compared while shards are missing or unreadable
+    stored_bytes = sum(t.nbytes for t in ckpt.tensors)
+    stored_params = sum(t.numel for t in ckpt.tensors)
+    for key, declared, actual in (
+        ("total_size", index.total_size, stored_bytes),
+        ("total_parameters", index.total_parameters, stored_params),
+    ):
+        if declared is not None and declared != actual:
+            yield finding(
+                "TC006",
+                f"{index.name} says metadata.{key} = {declared:,} but the shards hold {actual:,}. "
+                "Tools that size downloads or memory from the index get it wrong; regenerate the index.",
+                files=[index.name],
+                bytes=abs(declared - actual) if key == "total_size" else 0,
+            )
+
+
+def check_duplicate_keys(ctx: ScanContext) -> Iterator[Finding]:
+    copies: dict[str, list[str]] = defaultdict(list)
+    for tensor in ctx.checkpoint.tensors:
+        copies[tensor.name].append(tensor.file)
+    for name, files in copies.items():
+        if len(files) < 2:
+            continue
+        read = ctx.tensors[name]
+        extra = [f for f in files if f != read.file]
+        extra_bytes = read.nbytes * (len(files) - 1)
+        yield finding(
+            "TC005",
+            f"{name} is stored in {len(files)} files ({', '.join(files)}); loaders read the copy in {read.file} "
+            f"and the other{'s are' if len(extra) > 1 else ' is'} dead weight ({human_bytes(extra_bytes)}).",
+            tensors=[name],
+            files=files,
+            bytes=extra_bytes,
+        )

@@ -1,0 +1,106 @@
+"""The scan: read a checkpoint's headers, run every check, summarise."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+from tiecheck.checkpoint import Checkpoint
+from tiecheck.content import ContentReader
+from tiecheck.findings import Finding, Severity
+from tiecheck.io.source import CheckpointStore
+from tiecheck.loader import load_checkpoint, store_for
+from tiecheck.rules import CHECKS, ScanContext
+from tiecheck.ties.resolve import ResolvedTie, resolve_ties
+
+#: Bytes per parameter for the load-memory estimates of the summary.
+LOAD_WIDTHS = {"float32": 4, "bfloat16": 2, "float16": 2, "int8": 1}
+
+
+@dataclass(frozen=True)
+class Summary:
+    files: int
+    tensors: int
+    parameters: int
+    unique_parameters: int
+    bytes: int
+    redundant_bytes: int
+    dtypes: Mapping[str, int]
+    """Stored parameters per dtype."""
+    load_memory: Mapping[str, int]
+    """Bytes to hold the unique parameters at each width."""
+
+
+@dataclass(frozen=True)
+class Report:
+    target: str
+    checkpoint: Checkpoint
+    ties: tuple[ResolvedTie, ...]
+    findings: tuple[Finding, ...]
+    summary: Summary
+    bytes_read: int
+    """Tensor bytes read to answer content questions (headers not counted)."""
+
+    def worst(self) -> Severity | None:
+        return max((f.severity for f in self.findings), default=None)
+
+    def failed(self, fail_on: Severity = Severity.WARNING) -> bool:
+        worst = self.worst()
+        return worst is not None and worst >= fail_on
+
+
+def scan(path: str | Path) -> Report:
+    """Scan a local checkpoint folder or ``.safetensors`` file."""
+    return scan_store(store_for(path), target=str(path))
+
+
+def scan_store(store: CheckpointStore, target: str | None = None) -> Report:
+    checkpoint = load_checkpoint(store)
+    tensors = checkpoint.tensor_map()
+    ties = resolve_ties(checkpoint, set(tensors))
+    with ContentReader(store) as content:
+        ctx = ScanContext(checkpoint, tensors, ties, content)
+        findings = [f for check in CHECKS for f in check(ctx)]
+        bytes_read = content.bytes_read
+    findings.sort(key=lambda f: (-f.severity, f.code, f.files, f.tensors))
+    return Report(
+        target=target or store.location,
+        checkpoint=checkpoint,
+        ties=ties,
+        findings=tuple(findings),
+        summary=_summarise(checkpoint, findings),
+        bytes_read=bytes_read,
+    )
+
+
+def _summarise(checkpoint: Checkpoint, findings: list[Finding]) -> Summary:
+    tensors = checkpoint.tensors
+    by_name = checkpoint.tensor_map()
+    parameters = sum(t.numel for t in tensors)
+    redundant_params = 0
+    redundant_bytes = 0
+    for f in findings:
+        if f.code == "TC101":
+            redundant_params += by_name[f.tensors[0]].numel
+            redundant_bytes += f.bytes
+        elif f.code == "TC005":
+            copies = sum(1 for t in tensors if t.name == f.tensors[0]) - 1
+            redundant_params += by_name[f.tensors[0]].numel * copies
+            redundant_bytes += f.bytes
+    unique = parameters - redundant_params
+    dtypes: Counter[str] = Counter()
+    for t in tensors:
+        dtypes[t.dtype] += t.numel
+    return Summary(
+        files=len(checkpoint.files),
+        tensors=len(tensors),
+        parameters=parameters,
+        unique_parameters=unique,
+        bytes=sum(t.nbytes for t in tensors),
+        redundant_bytes=redundant_bytes,
+        dtypes=MappingProxyType(dict(sorted(dtypes.items()))),
+        load_memory=MappingProxyType({k: unique * w for k, w in LOAD_WIDTHS.items()}),
+    )
