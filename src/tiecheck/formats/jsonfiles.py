@@ -46,7 +46,9 @@ def parse_index(text: str, name: str) -> ShardIndex:
         normal = posixpath.normpath(shard)
         if posixpath.isabs(shard) or normal.startswith("..") or "\\" in shard:
             raise FormatError("weight_map", f"weight_map[{tensor!r}] = {shard!r} points outside the checkpoint folder")
-    metadata = document.get("metadata") or {}
+    metadata = document.get("metadata", {})
+    if metadata is None:
+        metadata = {}
     if not isinstance(metadata, dict):
         raise FormatError("metadata", "'metadata' is not an object")
     return ShardIndex(

@@ -108,10 +108,21 @@ class _DuplicateName(ValueError):
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
+        _require_unicode(key)
+        if isinstance(value, str):
+            _require_unicode(value)
         if key in result:
             raise _DuplicateName(key)
         result[key] = value
     return result
+
+
+def _require_unicode(text: str) -> None:
+    """Python's json lets lone surrogates through (``"\\ud800"``); the reference rejects them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"string {text!r} holds a lone UTF-16 surrogate") from None
 
 
 def _reject_constant(name: str) -> None:

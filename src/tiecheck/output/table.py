@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console, Group
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -48,27 +49,29 @@ def summary_table(report: Report) -> Table:
 
 
 def findings_group(findings: tuple[Finding, ...]) -> Group | Text:
+    """Findings as blocks (code, rule, bytes, then the message and where): readable in a terminal and a CI log."""
     if not findings:
         return Text("No problems found.", style="bold green")
-    parts: list[Table | Text] = []
+    parts: list[Text | Padding] = []
     for severity in (Severity.ERROR, Severity.WARNING, Severity.INFO):
         selected = [f for f in findings if f.severity is severity]
         if not selected:
             continue
-        table = Table(title=f"{severity.label}s ({len(selected)})", title_justify="left", title_style=STYLES[severity])
-        table.add_column("code", style=STYLES[severity], no_wrap=True)
-        table.add_column("rule", no_wrap=True)
-        table.add_column("message", ratio=3)
-        table.add_column("where", ratio=1)
-        table.add_column("bytes", justify="right", no_wrap=True)
-        table.add_column("fix", no_wrap=True)
+        parts.append(Text(f"{severity.label}s ({len(selected)})", style=f"{STYLES[severity]} underline"))
         for f in selected:
-            where = "\n".join(filter(None, (_names(f.files), _names(f.tensors))))
-            table.add_row(
-                f.code, f.name, f.message, where, human_bytes(f.bytes) if f.bytes else "", "yes" if f.fixable else ""
-            )
-        parts.append(table)
-    return Group(*parts)
+            line = Text.assemble((f"{f.code} ", STYLES[severity]), (f.name, "bold"))
+            if f.bytes:
+                line.append(f"  {human_bytes(f.bytes)}")
+            if f.fixable:
+                line.append("  [fixable]", style="green")
+            details = [Text(f.message)]
+            if f.files:
+                details.append(Text(f"files: {_names(f.files)}", style="dim"))
+            if f.tensors:
+                details.append(Text(f"tensors: {_names(f.tensors)}", style="dim"))
+            parts += [line, Padding(Text("\n").join(details), (0, 0, 0, 2))]
+        parts.append(Text(""))
+    return Group(*parts[:-1])
 
 
 def render_table(report: Report, console: Console) -> None:

@@ -49,5 +49,15 @@ def resolve_ties(checkpoint: Checkpoint, names: set[str] | None = None) -> tuple
         if previous is None or (present and not any(n in names for n in previous.restored)):
             chosen[key] = group
 
+    # Several candidate embeddings for one head (name patterns, naming variants): the stored one wins.
+    by_head: dict[str, TieGroup] = {}
+    for group in chosen.values():
+        if group.head is None:
+            continue
+        previous = by_head.get(group.head)
+        if previous is None or (group.kept in names and previous.kept not in names):
+            by_head[group.head] = group
+    selected = [g for g in chosen.values() if g.head is None or by_head[g.head] is g]
+
     flag = config.tie_word_embeddings if config else None
-    return tuple(ResolvedTie(g, True if g.always else flag, basis) for g in chosen.values())
+    return tuple(ResolvedTie(g, True if g.always else flag, basis) for g in selected)
