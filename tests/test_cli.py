@@ -116,7 +116,7 @@ def test_bad_option_is_a_usage_error(fixtures_dir: Path) -> None:
 
 
 def test_hostile_files_never_produce_a_traceback(tmp_path: Path) -> None:
-    (tmp_path / "model.safetensors").write_bytes(b"\xff" * 64)
+    (tmp_path / "model-00001-of-00001.safetensors").write_bytes(b"\xff" * 64)
     (tmp_path / "config.json").write_bytes(b"\x00\xff{")
     (tmp_path / "model.safetensors.index.json").write_bytes(b'{"weight_map": {"x": "/dev/zero"}}')
     result = tiecheck("scan", tmp_path, "--format", "json")

@@ -219,3 +219,18 @@ def test_summary_counts(fixtures_dir: Path) -> None:
     assert s.bytes == 2 * s.parameters
     assert s.load_memory["bfloat16"] == 2 * s.unique_parameters
     assert s.load_memory["float32"] == 4 * s.unique_parameters
+
+
+def test_single_file_beside_an_index_shadows_it(tmp_path: Path, fixtures_dir: Path, gen: ModuleType) -> None:
+    import shutil
+
+    folder = tmp_path / "ckpt"
+    shutil.copytree(fixtures_dir / "clean-llama-sharded", folder)
+    write_file(folder / "model.safetensors", gen.llama_like(head=True))  # type: ignore[attr-defined]
+    report = scan(folder)
+    assert codes(report) == ["TC007"]
+    (f,) = report.findings
+    assert f.files[-1] == "model.safetensors.index.json"
+    assert len(f.files) == 4
+    assert "transformers loads model.safetensors" in f.message
+    assert [w.name for w in report.checkpoint.files] == ["model.safetensors"]

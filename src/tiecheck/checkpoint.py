@@ -121,6 +121,8 @@ class Checkpoint:
     config_file: str | None
     orphans: tuple[str, ...] = ()
     """Weight files that look like shards but that the index does not reference."""
+    shadowed_by: str | None = None
+    """Set when ``model.safetensors`` sits beside an index: loaders read it and ignore the orphans."""
     missing_files: tuple[str, ...] = ()
     """Files the index references that do not exist."""
     issues: tuple[LoadIssue, ...] = ()

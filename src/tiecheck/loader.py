@@ -39,13 +39,18 @@ def store_for(path: str | Path) -> CheckpointStore:
 def load_checkpoint(store: CheckpointStore) -> Checkpoint:
     names = store.list_files()
     issues: list[LoadIssue] = []
-    index, index_name = _read_index(store, names, issues)
     config, config_file = _read_config(store, names, issues)
+    shadowing = SINGLE_FILE in names and any(n.endswith(INDEX_SUFFIX) for n in names)
+    index, index_name = (None, None) if shadowing else _read_index(store, names, issues)
 
     weight_names: list[str]
     orphans: list[str] = []
     missing: list[str] = []
-    if index is not None:
+    if shadowing:
+        # transformers loads model.safetensors when it exists and never opens the index.
+        weight_names = [SINGLE_FILE]
+        orphans = [n for n in names if n.endswith(INDEX_SUFFIX) or SHARD_PATTERN.match(n)]
+    elif index is not None:
         referenced = sorted(set(index.weight_map.values()))
         weight_names = [n for n in referenced if store.exists(n)]
         missing = [n for n in referenced if not store.exists(n)]
@@ -71,6 +76,7 @@ def load_checkpoint(store: CheckpointStore) -> Checkpoint:
         config=config,
         config_file=config_file,
         orphans=tuple(orphans),
+        shadowed_by=SINGLE_FILE if shadowing else None,
         missing_files=tuple(missing),
         issues=tuple(issues),
     )

@@ -53,6 +53,7 @@ def check_load_issues(ctx: ScanContext) -> Iterator[Finding]:
 
 def check_index(ctx: ScanContext) -> Iterator[Finding]:
     ckpt = ctx.checkpoint
+    yield from _orphans(ctx)
     index = ckpt.index
     if index is None:
         return
@@ -99,14 +100,6 @@ def check_index(ctx: ScanContext) -> Iterator[Finding]:
                 bytes=sum(t.nbytes for t in unlisted),
             )
 
-    for orphan in ckpt.orphans:
-        yield finding(
-            "TC007",
-            f"{orphan} looks like a weight shard but {index.name} does not reference it: loaders ignore it. "
-            "Delete it, or add its tensors to the index if they belong to the model.",
-            files=[orphan],
-        )
-
     if ckpt.missing_files or not all(f.readable for f in ckpt.files):
         return  # totals cannot be compared while shards are missing or unreadable
     stored_bytes = sum(t.nbytes for t in ckpt.tensors)
@@ -125,6 +118,26 @@ def check_index(ctx: ScanContext) -> Iterator[Finding]:
                 files=[index.name],
                 bytes=abs(declared - actual) if key == "total_size" else 0,
             )
+
+
+def _orphans(ctx: ScanContext) -> Iterator[Finding]:
+    ckpt = ctx.checkpoint
+    if ckpt.shadowed_by and ckpt.orphans:
+        yield finding(
+            "TC007",
+            f"{ckpt.shadowed_by} sits beside {', '.join(ckpt.orphans)}: transformers loads {ckpt.shadowed_by} "
+            "and never opens the index or its shards. Delete whichever copy of the weights is stale.",
+            files=ckpt.orphans,
+        )
+        return
+    index_name = ckpt.index.name if ckpt.index else "the index"
+    for orphan in ckpt.orphans:
+        yield finding(
+            "TC007",
+            f"{orphan} looks like a weight shard but {index_name} does not reference it: loaders ignore it. "
+            "Delete it, or add its tensors to the index if they belong to the model.",
+            files=[orphan],
+        )
 
 
 def check_duplicate_keys(ctx: ScanContext) -> Iterator[Finding]:
