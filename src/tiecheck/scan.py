@@ -53,7 +53,7 @@ class Report:
 
 
 def scan(path: str | Path) -> Report:
-    """Scan a local checkpoint folder or ``.safetensors`` file."""
+    """Scan a local checkpoint folder, ``.safetensors`` file or pickle (``.bin``/``.pt``/``.pth``) file."""
     return scan_store(store_for(path), target=str(path))
 
 
