@@ -117,7 +117,7 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _logical_bytes(t: torch.Tensor) -> bytes:
-    return t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+    return t.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
 
 
 def _assert_same_table(folder: Path, names: list[str] | None = None, weights_only: bool = True) -> list[TensorRecord]:
@@ -280,6 +280,7 @@ def _mixed_state() -> dict[str, torch.Tensor]:
         "mask": torch.tensor([True, False]),
         "f8": torch.randn(4).to(torch.float8_e4m3fn),  # written with _rebuild_tensor_v3
         "u16": torch.arange(3).to(torch.uint16),
+        "param": torch.nn.Parameter(torch.randn(2, 2)),  # written with _rebuild_parameter
     }
 
 
@@ -610,3 +611,11 @@ def test_cli_reports_broken_files_without_a_traceback(tmp_path: Path, good_bin: 
     assert "Traceback" not in result.stderr
     codes = [f["code"] for f in json.loads(result.stdout)["findings"]]
     assert codes[0] == "TC403"
+
+
+def test_bin_shards_without_an_index(tmp_path: Path) -> None:
+    for i in (1, 2):
+        torch.save({f"w{i}": torch.zeros(2)}, tmp_path / f"pytorch_model-0000{i}-of-00002.bin")
+    report = scan(tmp_path)
+    assert {f.code for f in report.findings} == {"TC008", "TC009", "TC402"}
+    assert len(report.checkpoint.files) == 2
