@@ -547,10 +547,38 @@ def test_inconsistent_storage_declarations(tmp_path: Path) -> None:
     assert "declared twice" in _problem(write_torch_zip(tmp_path / "x.bin", pkl, {"0": floats(*range(6))})).detail
 
 
-def test_legacy_formats_are_named(tmp_path: Path) -> None:
+@pytest.mark.transformers
+def test_legacy_format_matches_torch(real: dict[str, Path], tmp_path: Path) -> None:
+    """torch < 1.6 wrote five pickles then raw storages; still common on the Hub, so it is read too."""
+    state = torch.load(real["tied"] / "pytorch_model.bin", weights_only=True)
+    legacy = tmp_path / "tied"
+    legacy.mkdir()
+    torch.save(state, legacy / "pytorch_model.bin", _use_new_zipfile_serialization=False)
+    shutil.copy(real["tied"] / "config.json", legacy)
+    _assert_same_table(legacy)
+    report = scan(legacy)
+    assert {f.code for f in report.findings} == {"TC201", "TC402"}
+    assert report.checkpoint.files[0].metadata["format"] == "torch-legacy"
+    # torch cannot load its own legacy files holding float8/uint16 (UntypedStorage has no dtype): leave those out.
+    mixed = {k: v for k, v in _mixed_state().items() if k not in ("f8", "u16")}
+    torch.save(mixed, tmp_path / "mixed.bin", _use_new_zipfile_serialization=False)
+    _assert_same_table(tmp_path, ["mixed.bin"])
+
+
+@pytest.mark.parametrize("keep", [20, 200, 0.5, -1])
+def test_truncated_legacy(tmp_path: Path, keep: float) -> None:
+    full = tmp_path / "full.bin"
+    torch.save({"a": torch.randn(64, 8), "b": torch.randn(8)}, full, _use_new_zipfile_serialization=False)
+    data = full.read_bytes()
+    cut = int(len(data) * keep) if isinstance(keep, float) else keep % len(data)
+    path = tmp_path / "cut.bin"
+    path.write_bytes(data[:cut])
+    assert "legacy non-zip torch format" in _problem(path).detail
+
+
+def test_unsupported_formats_are_named(tmp_path: Path) -> None:
     legacy = tmp_path / "legacy.bin"
     torch.save({"a": torch.zeros(2)}, legacy, _use_new_zipfile_serialization=False)
-    assert "legacy non-zip torch format" in _problem(legacy).detail
     tar = tmp_path / "old.bin"
     with tarfile.open(tar, "w") as archive:
         archive.add(legacy, arcname="pickle")

@@ -19,7 +19,7 @@ import pickletools
 import struct
 import zipfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import BinaryIO
 
@@ -196,6 +196,8 @@ class PickleWalk:
     broken: str | None = None
     end: int = 0
     """Offset just after STOP."""
+    storages: Mapping[str, _Storage] = field(default_factory=dict)
+    """Every storage a persistent id declares, by key (also those outside the state dict)."""
 
 
 def walk_pickle(stream: BinaryIO | bytes) -> PickleWalk:
@@ -224,6 +226,7 @@ def walk_pickle(stream: BinaryIO | bytes) -> PickleWalk:
     walk.protocol = machine.protocol
     walk.broken = machine.broken
     walk.end = stream.tell()
+    walk.storages = MappingProxyType(machine.storages)
     return walk
 
 
@@ -242,6 +245,7 @@ class _Machine:
         self.protocol = 0
         self.broken: str | None = None
         self.result: object = None
+        self.storages: dict[str, _Storage] = {}
 
     # Once the machine is lost, only GLOBAL arguments can still be read; a STACK_GLOBAL then
     # names something unknown, which cannot be proven safe.
@@ -363,7 +367,11 @@ class _Machine:
                 raise _Broken(f"memo index {arg} was never stored")
             stack.append(self.memo[arg])
         elif name == "BINPERSID":
-            stack.append(_persistent(stack.pop()))
+            storage = _persistent(stack.pop())
+            known = self.storages.setdefault(storage.key, storage)
+            if (known.dtype, known.nbytes) != (storage.dtype, storage.nbytes):
+                raise _Broken(f"storage {storage.key} is declared twice with different sizes or types")
+            stack.append(known)
         elif name in ("REDUCE", "NEWOBJ"):
             args = stack.pop()
             stack[-1] = self._call(stack[-1], args)
@@ -467,10 +475,16 @@ def _count(value: object) -> bool:
 
 
 def _persistent(pid: object) -> _Storage:
-    """``('storage', <StorageType>, key, location, numel)``, the only persistent id torch writes."""
-    if not (isinstance(pid, tuple) and len(pid) == 5 and _text(pid[0]) == "storage"):
+    """``('storage', <StorageType>, key, location, numel)``, the only persistent id torch writes.
+
+    The legacy format adds a sixth member, view metadata, which is None unless the tensor
+    views a storage view (torch < 0.4; not supported).
+    """
+    if not (isinstance(pid, tuple) and len(pid) in (5, 6) and _text(pid[0]) == "storage"):
         raise _Broken(f"persistent id {_short(pid)} is not ('storage', type, key, location, numel)")
-    _, storage_type, key, location, numel = pid
+    if len(pid) == 6 and pid[5] is not None:
+        raise _Broken("storage views (torch < 0.4) are not supported")
+    _, storage_type, key, location, numel = pid[:5]
     key, location = _text(key), _text(location)
     if not isinstance(storage_type, _Global) or key is None or location is None or not _count(numel):
         raise _Broken(f"persistent id {_short(pid)} is malformed")
@@ -602,22 +616,69 @@ def read_torch_file(source: ByteSource, file_name: str) -> TorchFile:
         raise _unreadable("legacy tar format (torch < 0.1.10) is not supported; re-save it with a recent torch")
     if kind == "unknown":
         raise _unreadable("not a PyTorch checkpoint (neither a zip archive nor a pickle)")
-    # Legacy and bare pickles: walk the leading pickles for unsafe globals, then refuse.
+    # Legacy and bare pickles: walk the leading pickles (unsafe globals first), then read or refuse.
     stream = _SourceFile(source)
-    seen: list[str] = []
-    for _ in range(5 if kind == "legacy" else 1):
-        walk = walk_pickle(stream)  # type: ignore[arg-type]
-        seen.extend(walk.unsafe)
-        if walk.broken or stream.peek_byte() != b"\x80":
+    walks: list[PickleWalk] = []
+    for _ in range(len(LEGACY_PICKLES) if kind == "legacy" else 1):
+        walks.append(walk_pickle(stream))  # type: ignore[arg-type]
+        if walks[-1].broken or stream.peek_byte() != b"\x80":
             break
-    if seen:
-        raise _unsafe(list(dict.fromkeys(seen)))
+    unsafe = [g for walk in walks for g in walk.unsafe]
+    if unsafe:
+        raise _unsafe(list(dict.fromkeys(unsafe)))
     if kind == "legacy":
-        raise _unreadable(
-            "legacy non-zip torch format (torch < 1.6 or _use_new_zipfile_serialization=False) is not "
-            "supported; re-save it with a recent torch"
-        )
+        return _read_legacy(source, file_name, walks, stream.tell())
     raise _unreadable("a bare pickle, not a torch.save zip archive")
+
+
+#: The pickles at the start of a legacy (non-zip) file; the storages' bytes follow the last one.
+LEGACY_PICKLES = ("magic number", "protocol version", "system info", "object", "storage keys")
+LEGACY_VERSION = 1001
+LEGACY_NAME = "legacy non-zip torch format (torch < 1.6 or _use_new_zipfile_serialization=False)"
+
+
+def _read_legacy(source: ByteSource, file_name: str, walks: list[PickleWalk], data_start: int) -> TorchFile:
+    """``torch.save``'s format before the zip: five pickles, then each storage as int64 numel + bytes."""
+    broken = next(((i, w.broken) for i, w in enumerate(walks) if w.broken), None)
+    if broken is not None:
+        raise _unreadable(f"{LEGACY_NAME}: the {LEGACY_PICKLES[broken[0]]} pickle cannot be walked: {broken[1]}")
+    if len(walks) < len(LEGACY_PICKLES):
+        raise _unreadable(f"{LEGACY_NAME}: the file ends after the {LEGACY_PICKLES[len(walks) - 1]} pickle")
+    _, version, sys_info, main, keys = walks
+    if version.value != LEGACY_VERSION:
+        raise _unreadable(f"{LEGACY_NAME}: protocol version {_short(version.value)} is not supported")
+    if isinstance(sys_info.value, dict) and sys_info.value.get("little_endian") is False:
+        raise _unreadable(f"{LEGACY_NAME}: big-endian files are not supported")
+    if not (isinstance(keys.value, list) and all(isinstance(k, str) for k in keys.value)):
+        raise _unreadable(f"{LEGACY_NAME}: the storage keys pickle is not a list of strings")
+    entries, wrapper = _state_dict(main.value)
+    starts: dict[str, int] = {}
+    offset = data_start
+    for key in keys.value:
+        storage = main.storages.get(key)
+        if storage is None:
+            raise _unreadable(f"{LEGACY_NAME}: storage {key} is listed but never declared")
+        header = bytes(source.read(offset, 8))
+        itemsize = DTYPES[storage.dtype].bits // 8
+        if len(header) < 8 or offset + 8 + storage.nbytes > source.size:
+            raise _unreadable(f"{LEGACY_NAME}: storage {key} runs past the end of the file (truncated?)")
+        numel = int.from_bytes(header, "little")
+        if numel * itemsize != storage.nbytes:
+            raise _unreadable(
+                f"{LEGACY_NAME}: storage {key} holds {numel:,} elements, the pickle declares "
+                f"{storage.nbytes // itemsize:,}"
+            )
+        starts[key] = offset + 8
+        offset += 8 + storage.nbytes
+    tensors = []
+    for name, tensor in entries:
+        if tensor.storage.key not in starts:
+            raise _unreadable(f"{LEGACY_NAME}: storage {tensor.storage.key} is not in the file", name)
+        tensors.append(_record(name, tensor, starts[tensor.storage.key], file_name))
+    metadata = {"format": "torch-legacy", "pickle_protocol": str(main.protocol)}
+    if wrapper:
+        metadata["state_dict_key"] = wrapper
+    return TorchFile(tuple(tensors), MappingProxyType(metadata))
 
 
 def _unsafe(globals_: list[str]) -> UnsafePickleError:
