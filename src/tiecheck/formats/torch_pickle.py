@@ -625,7 +625,7 @@ def read_torch_file(source: ByteSource, file_name: str) -> TorchFile:
             break
     unsafe = [g for walk in walks for g in walk.unsafe]
     if unsafe:
-        raise _unsafe(list(dict.fromkeys(unsafe)))
+        raise _unsafe(list(dict.fromkeys(unsafe)), walks)
     if kind == "legacy":
         return _read_legacy(source, file_name, walks, stream.tell())
     raise _unreadable("a bare pickle, not a torch.save zip archive")
@@ -681,11 +681,13 @@ def _read_legacy(source: ByteSource, file_name: str, walks: list[PickleWalk], da
     return TorchFile(tuple(tensors), MappingProxyType(metadata))
 
 
-def _unsafe(globals_: list[str]) -> UnsafePickleError:
+def _unsafe(globals_: list[str], walks: list[PickleWalk]) -> UnsafePickleError:
     shown = ", ".join(globals_[:10]) + (f" and {len(globals_) - 10} more" if len(globals_) > 10 else "")
+    stopped = next((w.broken for w in walks if w.broken), None)
+    why = f" (the walk lost track at {stopped}, so later imports could not be named)" if stopped else ""
     return UnsafePickleError(
         globals_,
-        f"the pickle imports {shown}, outside what torch.load(weights_only=True) accepts; "
+        f"the pickle imports {shown}, outside what torch.load(weights_only=True) accepts{why}; "
         "loading it with weights_only=False runs code",
     )
 
@@ -729,7 +731,7 @@ def _read_zip(source: ByteSource, file_name: str) -> TorchFile:
         if pkl.file_size > MAX_PICKLE_SIZE:
             raise _unreadable(f"{pkl.filename} is {pkl.file_size:,} bytes, over the {MAX_PICKLE_SIZE:,}-byte limit")
         metadata = {"format": "torch-zip", "archive_root": root}
-        for record, key in (("byteorder", "byteorder"), (".data/version", "version"), ("version", "version")):
+        for record, key in (("byteorder", "byteorder"), ("version", "version"), (".data/version", "data_version")):
             info = names.get(f"{root}/{record}")
             if info is not None and info.file_size <= 64:
                 metadata[key] = _read_member(archive, info).decode("ascii", "replace").strip()
@@ -737,7 +739,7 @@ def _read_zip(source: ByteSource, file_name: str) -> TorchFile:
             raise _unreadable(f"byte order {metadata['byteorder']!r} is not supported (only little-endian)")
         walk = walk_pickle(_read_member(archive, pkl))
         if walk.unsafe:
-            raise _unsafe(list(walk.unsafe))
+            raise _unsafe(list(walk.unsafe), [walk])
         if walk.broken:
             raise _unreadable(f"{pkl.filename} cannot be walked: {walk.broken}")
         metadata["pickle_protocol"] = str(walk.protocol)
