@@ -160,6 +160,7 @@ def test_tied_bin_is_shared_storage_not_redundant(real: dict[str, Path]) -> None
         report = scan(real[name])
         codes = {f.code for f in report.findings}
         assert codes == {"TC201", "TC402"}, (name, report.findings)
+        assert next(f for f in report.findings if f.code == "TC402").fixable
         (shared,) = [f for f in report.findings if f.code == "TC201"]
         assert set(shared.tensors) == {"lm_head.weight", "model.embed_tokens.weight"}
         assert "keeps model.embed_tokens.weight and drops lm_head.weight" in shared.message
@@ -360,8 +361,10 @@ def test_reduce_to_os_system_is_reported_and_not_run(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     path = tmp_path / "pytorch_model.bin"
     torch.save({"w": torch.zeros(2), "evil": Evil(marker)}, path)
-    codes, messages = _scan_one(path)
+    report = scan(path)
+    codes, messages = {f.code for f in report.findings}, [f.message for f in report.findings]
     assert "TC401" in codes and "TC402" in codes
+    assert not next(f for f in report.findings if f.code == "TC402").fixable  # never convert an unsafe file
     assert any("posix.system" in m or "os.system" in m for m in messages)
     assert not marker.exists()
     with pytest.raises(pickle.UnpicklingError):

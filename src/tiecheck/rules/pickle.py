@@ -35,12 +35,18 @@ def check_pickle(ctx: ScanContext) -> Iterator[Finding]:
             )
     if pickles and len(pickles) == len(ctx.checkpoint.files):
         total = sum(f.size for f in pickles)
+        readable = all(f.readable for f in pickles)
+        how = (
+            "`tiecheck fix` converts them to safetensors."
+            if readable
+            else "Conversion to safetensors needs every file readable and safe first."
+        )
         yield finding(
             "TC402",
             f"The weights are only available as pickle ({len(pickles)} file(s), {human_bytes(total)}): loading them "
-            "needs torch, and torch.load without weights_only=True runs whatever the pickle says. "
-            "`tiecheck fix` converts them to safetensors.",
+            f"needs torch, and torch.load without weights_only=True runs whatever the pickle says. {how}",
             files=[f.name for f in pickles],
+            fixable=readable,
         )
 
 
