@@ -650,3 +650,23 @@ def test_bin_shards_without_an_index(tmp_path: Path) -> None:
     report = scan(tmp_path)
     assert {f.code for f in report.findings} == {"TC008", "TC009", "TC402"}
     assert len(report.checkpoint.files) == 2
+
+
+@pytest.mark.transformers
+def test_tie_and_dtype_rules_read_bin_tensors(real: dict[str, Path], tmp_path: Path) -> None:
+    """A head saved as a separate copy is redundant (TC101) or mismatched (TC102), as in safetensors."""
+    state = torch.load(real["tied"] / "pytorch_model.bin", weights_only=True)
+    config = json.loads((real["tied"] / "config.json").read_text())
+    for name, head, code in (
+        ("copy", state["model.embed_tokens.weight"].clone(), "TC101"),
+        ("tuned", state["model.embed_tokens.weight"] + 1, "TC102"),
+    ):
+        folder = tmp_path / name
+        folder.mkdir()
+        torch.save({**state, "lm_head.weight": head}, folder / "pytorch_model.bin")
+        (folder / "config.json").write_text(json.dumps({**config, "dtype": "bfloat16"}))
+        report = scan(folder)
+        codes = {f.code for f in report.findings}
+        assert code in codes and "TC201" not in codes, report.findings
+        assert "TC301" in codes  # float32 weights, bfloat16 declared
+        assert report.bytes_read == 2 * 64 * 16 * 4  # the two heads, nothing else
