@@ -25,6 +25,37 @@ class TensorRecord:
     file: str
     start: int
     end: int
+    storage: str | None = None
+    """Pickle checkpoints only: the storage key it views. Tensors of one file with the same key alias."""
+    storage_offset: int = 0
+    """Offset into the storage, in elements."""
+    stride: tuple[int, ...] | None = None
+    """Element strides; None means C-contiguous. When not contiguous, ``start``/``end`` span ``nbytes``
+    from the first element but are not the tensor's bytes: compare such tensors element by element."""
+
+    @property
+    def contiguous(self) -> bool:
+        if self.stride is None:
+            return True
+        expected = 1
+        for size, step in zip(reversed(self.shape), reversed(self.stride), strict=True):
+            if size != 1 and step != expected:
+                return False
+            expected *= size
+        return True
+
+    def same_storage(self, other: TensorRecord) -> bool:
+        """Both view one storage of one pickle file (the pickle's shared "storage pointer")."""
+        return self.storage is not None and (self.file, self.storage) == (other.file, other.storage)
+
+    def aliases(self, other: TensorRecord) -> bool:
+        """The very same elements: one storage, offset, dtype, shape and stride. Identical by construction."""
+        return self.same_storage(other) and (self.storage_offset, self.dtype, self.shape, self.stride) == (
+            other.storage_offset,
+            other.dtype,
+            other.shape,
+            other.stride,
+        )
 
     @property
     def numel(self) -> int:
@@ -130,6 +161,19 @@ class Checkpoint:
     @property
     def tensors(self) -> tuple[TensorRecord, ...]:
         return tuple(t for f in self.files for t in f.tensors)
+
+    def stored_once(self) -> tuple[TensorRecord, ...]:
+        """Every tensor, except those sharing a pickle storage with an earlier one (stored, and counted, once)."""
+        seen: set[tuple[str, str]] = set()
+        result = []
+        for tensor in self.tensors:
+            if tensor.storage is not None:
+                key = (tensor.file, tensor.storage)
+                if key in seen:
+                    continue
+                seen.add(key)
+            result.append(tensor)
+        return tuple(result)
 
     def tensor_map(self) -> dict[str, TensorRecord]:
         """Name to the copy a loader reads: the one the index points at, else the first one stored."""

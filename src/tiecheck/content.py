@@ -6,9 +6,12 @@ comparing two 2 GB embeddings costs two sequential reads and no Python-side copy
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from types import TracebackType
 
 from tiecheck.checkpoint import TensorRecord
+from tiecheck.formats.dtypes import DTYPES
 from tiecheck.io.source import ByteSource, CheckpointStore
 
 CHUNK = 16 << 20
@@ -29,6 +32,10 @@ class ContentReader:
         """Same dtype, shape and bytes. Stops at the first differing chunk."""
         if a.dtype != b.dtype or a.shape != b.shape or a.nbytes != b.nbytes:
             return False
+        if a.aliases(b):
+            return True  # one storage of a pickle file: the same bytes by construction
+        if not (a.contiguous and b.contiguous):
+            return self._equal_strided(a, b)
         if (a.file, a.start) == (b.file, b.start):
             return True
         src_a, src_b = self.source(a.file), self.source(b.file)
@@ -40,6 +47,25 @@ class ContentReader:
             if chunk_a != chunk_b:
                 return False
         return True
+
+    def _equal_strided(self, a: TensorRecord, b: TensorRecord) -> bool:
+        """Element order, not byte ranges: a transposed view is compared as the tensor it is."""
+        for chunk_a, chunk_b in zip(self._chunks(a), self._chunks(b), strict=True):
+            self.bytes_read += len(chunk_a) + len(chunk_b)
+            if chunk_a != chunk_b:
+                return False
+        return True
+
+    def _chunks(self, t: TensorRecord) -> Iterator[bytes]:
+        """The tensor's bytes in C order, in pieces of exactly CHUNK bytes (the last one shorter)."""
+        source = self.source(t.file)
+        buffer = bytearray()
+        for offset, length in _runs(t):
+            buffer += source.read(offset, length)
+            while len(buffer) >= CHUNK:
+                yield bytes(buffer[:CHUNK])
+                del buffer[:CHUNK]
+        yield bytes(buffer)
 
     def close(self) -> None:
         for source in self._sources.values():
@@ -56,3 +82,24 @@ class ContentReader:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _runs(t: TensorRecord) -> Iterator[tuple[int, int]]:
+    """(offset, length) byte runs of a strided tensor in C order; trailing contiguous dims form one run."""
+    itemsize = DTYPES[t.dtype].bits // 8
+    if t.numel == 0:
+        return
+    stride = t.stride if t.stride is not None else ()
+    if not stride:  # contiguous or a scalar: one run
+        for offset in range(0, t.nbytes, CHUNK):
+            yield t.start + offset, min(CHUNK, t.nbytes - offset)
+        return
+    outer, run = len(t.shape), 1
+    while outer > 0 and (t.shape[outer - 1] == 1 or stride[outer - 1] == run):
+        run *= t.shape[outer - 1]
+        outer -= 1
+    length = run * itemsize
+    for index in itertools.product(*(range(d) for d in t.shape[:outer])):
+        base = t.start + sum(i * s for i, s in zip(index, stride[:outer], strict=True)) * itemsize
+        for offset in range(0, length, CHUNK):
+            yield base + offset, min(CHUNK, length - offset)

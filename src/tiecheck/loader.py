@@ -14,12 +14,20 @@ from tiecheck.checkpoint import Checkpoint, FileFormat, FileProblem, LoadIssue, 
 from tiecheck.errors import FormatError, TiecheckError
 from tiecheck.formats.jsonfiles import parse_config, parse_index
 from tiecheck.formats.safetensors import read_header
-from tiecheck.io.source import CheckpointStore, LocalStore
+from tiecheck.formats.torch_pickle import read_torch_file
+from tiecheck.io.source import ByteSource, CheckpointStore, LocalStore
 
 SINGLE_FILE = "model.safetensors"
 INDEX_SUFFIX = ".safetensors.index.json"
 CONFIG_FILE = "config.json"
 SHARD_PATTERN = re.compile(r"^(?P<prefix>.+)-(?P<part>\d+)-of-(?P<total>\d+)\.safetensors$")
+# Pickle checkpoints, read only when there are no safetensors weights (transformers' precedence).
+PICKLE_SINGLE = "pytorch_model.bin"
+PICKLE_INDEX_SUFFIX = ".bin.index.json"
+PICKLE_SHARD_PATTERN = re.compile(r"^(?P<prefix>.+)-(?P<part>\d+)-of-(?P<total>\d+)\.bin$")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth")
+#: Pickles a transformers Trainer writes beside the weights: not weights, never scanned as such.
+NOT_WEIGHTS = re.compile(r"^(training_args\.bin|optimizer\.pt|scheduler\.pt|scaler\.pt|rng_state.*\.pth)$")
 
 
 def store_for(path: str | Path) -> CheckpointStore:
@@ -29,19 +37,26 @@ def store_for(path: str | Path) -> CheckpointStore:
         raise TiecheckError(f"{target}: no such file or directory")
     if target.is_dir():
         return LocalStore(target)
-    if target.name.endswith(INDEX_SUFFIX):
+    if target.name.endswith((INDEX_SUFFIX, PICKLE_INDEX_SUFFIX)):
         return LocalStore(target.parent)
-    if target.suffix == ".safetensors":
+    if target.suffix in (".safetensors", *PICKLE_SUFFIXES):
         return LocalStore(target.parent, only=target.name)
-    raise TiecheckError(f"{target}: not a checkpoint (expected a folder, a .safetensors file or an index)")
+    raise TiecheckError(
+        f"{target}: not a checkpoint (expected a folder, a .safetensors or .bin/.pt/.pth file, or an index)"
+    )
 
 
 def load_checkpoint(store: CheckpointStore) -> Checkpoint:
     names = store.list_files()
     issues: list[LoadIssue] = []
     config, config_file = _read_config(store, names, issues)
+    pickle = _pickle_only(names)
     shadowing = SINGLE_FILE in names and any(n.endswith(INDEX_SUFFIX) for n in names)
-    index, index_name = (None, None) if shadowing else _read_index(store, names, issues)
+    index, index_name = (
+        (None, None)
+        if shadowing
+        else _read_index(store, names, issues, PICKLE_INDEX_SUFFIX if pickle else INDEX_SUFFIX)
+    )
 
     weight_names: list[str]
     orphans: list[str] = []
@@ -54,19 +69,24 @@ def load_checkpoint(store: CheckpointStore) -> Checkpoint:
         referenced = sorted(set(index.weight_map.values()))
         weight_names = [n for n in referenced if store.exists(n)]
         missing = [n for n in referenced if not store.exists(n)]
-        orphans = [n for n in names if _is_weight_name(n) and n not in referenced]
+        orphans = [n for n in names if _is_weight_name(n, pickle) and n not in referenced]
     elif index_name is not None:
         # The index is broken: read every shard-looking file so the rest can still be checked.
-        weight_names = [n for n in names if _is_weight_name(n)]
+        weight_names = [n for n in names if _is_weight_name(n, pickle)]
     elif SINGLE_FILE in names:
         weight_names = [SINGLE_FILE]
+    elif pickle:
+        weight_names = [PICKLE_SINGLE] if PICKLE_SINGLE in names else _pickle_weights(names)
+        shards = [n for n in weight_names if PICKLE_SHARD_PATTERN.match(n)]
+        if len(shards) > 1:
+            issues.append(LoadIssue("TC008", shards[0], "shards without an index: loaders cannot find the tensors"))
     else:
         weight_names = [n for n in names if n.endswith(".safetensors")]
         shards = [n for n in weight_names if SHARD_PATTERN.match(n)]
         if len(shards) > 1:
             issues.append(LoadIssue("TC008", shards[0], "shards without an index: loaders cannot find the tensors"))
     if not weight_names and index is None:
-        raise TiecheckError(f"{store.location}: not a checkpoint (no .safetensors weights found)")
+        raise TiecheckError(f"{store.location}: not a checkpoint (no .safetensors or pytorch_model*.bin weights found)")
 
     files = tuple(_read_weight_file(store, n) for n in weight_names)
     return Checkpoint(
@@ -82,17 +102,31 @@ def load_checkpoint(store: CheckpointStore) -> Checkpoint:
     )
 
 
-def _is_weight_name(name: str) -> bool:
+def _is_weight_name(name: str, pickle: bool = False) -> bool:
+    if pickle:
+        return bool(PICKLE_SHARD_PATTERN.match(name)) or name == PICKLE_SINGLE
     return bool(SHARD_PATTERN.match(name)) or name == SINGLE_FILE
 
 
+def _pickle_only(names: list[str]) -> bool:
+    """No safetensors weights or index, but pickle weights: the loader falls back to ``.bin``."""
+    if any(n.endswith((".safetensors", INDEX_SUFFIX)) for n in names):
+        return False
+    return any(n.endswith(PICKLE_INDEX_SUFFIX) for n in names) or bool(_pickle_weights(names))
+
+
+def _pickle_weights(names: list[str]) -> list[str]:
+    return [n for n in names if n.endswith(PICKLE_SUFFIXES) and not NOT_WEIGHTS.match(n)]
+
+
 def _read_index(
-    store: CheckpointStore, names: list[str], issues: list[LoadIssue]
+    store: CheckpointStore, names: list[str], issues: list[LoadIssue], suffix: str = INDEX_SUFFIX
 ) -> tuple[ShardIndex | None, str | None]:
-    candidates = [n for n in names if n.endswith(INDEX_SUFFIX)]
+    candidates = [n for n in names if n.endswith(suffix)]
     if not candidates:
         return None, None
-    name = "model" + INDEX_SUFFIX if "model" + INDEX_SUFFIX in candidates else candidates[0]
+    preferred = ("pytorch_model" if suffix == PICKLE_INDEX_SUFFIX else "model") + suffix
+    name = preferred if preferred in candidates else candidates[0]
     try:
         return parse_index(store.read_text(name), name), name
     except FormatError as exc:
@@ -117,12 +151,13 @@ def _read_config(
 
 
 def _read_weight_file(store: CheckpointStore, name: str) -> WeightFile:
+    kind = FileFormat.SAFETENSORS if name.endswith(".safetensors") else FileFormat.PICKLE
     try:
         source = store.open(name)
     except OSError as exc:
-        return WeightFile(
-            name, FileFormat.SAFETENSORS, 0, problem=FileProblem("io", f"cannot be read ({_os_reason(exc)})")
-        )
+        return WeightFile(name, kind, 0, problem=FileProblem("io", f"cannot be read ({_os_reason(exc)})"))
+    if kind is FileFormat.PICKLE:
+        return _read_pickle_file(source, name)
     try:
         header = read_header(source, name)
     except FormatError as exc:
@@ -134,6 +169,18 @@ def _read_weight_file(store: CheckpointStore, name: str) -> WeightFile:
     finally:
         source.close()
     return WeightFile(name, FileFormat.SAFETENSORS, source.size, header.tensors, header.metadata)
+
+
+def _read_pickle_file(source: ByteSource, name: str) -> WeightFile:
+    try:
+        torch_file = read_torch_file(source, name)
+    except FormatError as exc:
+        return WeightFile(name, FileFormat.PICKLE, source.size, problem=FileProblem(exc.rule, exc.detail, exc.tensor))
+    except OSError as exc:
+        return WeightFile(name, FileFormat.PICKLE, source.size, problem=FileProblem("io", _os_reason(exc)))
+    finally:
+        source.close()
+    return WeightFile(name, FileFormat.PICKLE, source.size, torch_file.tensors, torch_file.metadata)
 
 
 def _os_reason(exc: BaseException) -> str:

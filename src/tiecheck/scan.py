@@ -53,7 +53,7 @@ class Report:
 
 
 def scan(path: str | Path) -> Report:
-    """Scan a local checkpoint folder or ``.safetensors`` file."""
+    """Scan a local checkpoint folder, ``.safetensors`` file or pickle (``.bin``/``.pt``/``.pth``) file."""
     return scan_store(store_for(path), target=str(path))
 
 
@@ -77,7 +77,7 @@ def scan_store(store: CheckpointStore, target: str | None = None) -> Report:
 
 
 def _summarise(checkpoint: Checkpoint, findings: list[Finding]) -> Summary:
-    tensors = checkpoint.tensors
+    tensors = checkpoint.stored_once()  # a pickle storage shared by several names is stored once
     by_name = checkpoint.tensor_map()
     parameters = sum(t.numel for t in tensors)
     redundant_params = 0
@@ -96,7 +96,7 @@ def _summarise(checkpoint: Checkpoint, findings: list[Finding]) -> Summary:
         dtypes[t.dtype] += t.numel
     return Summary(
         files=len(checkpoint.files),
-        tensors=len(tensors),
+        tensors=len(checkpoint.tensors),
         parameters=parameters,
         unique_parameters=unique,
         bytes=sum(t.nbytes for t in tensors),

@@ -19,7 +19,7 @@ from tiecheck.scan import scan
 
 @app.command("scan")
 def scan_command(
-    path: Annotated[Path, typer.Argument(help="Checkpoint folder or .safetensors file.")],
+    path: Annotated[Path, typer.Argument(help="Checkpoint folder, .safetensors file, or pickle (.bin/.pt/.pth) file.")],
     output_format: Annotated[OutputFormat, typer.Option("--format", "-f", help="Report format.")] = OutputFormat.table,
     fail_on: Annotated[
         FailLevel, typer.Option("--fail-on", help="Exit 1 when a finding is at least this severe.")

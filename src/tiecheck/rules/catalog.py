@@ -46,9 +46,21 @@ _RULES = (
         False,
     ),
     Rule(
+        "TC201",
+        "shared-storage",
+        INFO,
+        "Tensors share one storage in a pickle checkpoint; safetensors cannot store that.",
+        False,
+    ),
+    Rule(
         "TC301", "dtype-mismatch", WARN, "Weights are stored in another floating dtype than the config declares.", False
     ),
     Rule("TC302", "mixed-dtypes", INFO, "Floating tensors are stored in more than one dtype.", False),
+    Rule("TC401", "unsafe-pickle", ERR, "A pickle imports globals that torch.load(weights_only=True) refuses.", False),
+    Rule("TC402", "pickle-checkpoint", INFO, "The weights are only available as pickle; convert to safetensors.", True),
+    Rule(
+        "TC403", "unreadable-pickle", ERR, "A pickle weight file cannot be parsed (truncated, corrupt, legacy).", False
+    ),
 )
 
 RULES: dict[str, Rule] = {r.code: r for r in _RULES}

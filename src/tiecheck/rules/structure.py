@@ -102,8 +102,10 @@ def check_index(ctx: ScanContext) -> Iterator[Finding]:
 
     if ckpt.missing_files or not all(f.readable for f in ckpt.files):
         return  # totals cannot be compared while shards are missing or unreadable
-    stored_bytes = sum(t.nbytes for t in ckpt.tensors)
-    stored_params = sum(t.numel for t in ckpt.tensors)
+    # Tensors sharing a pickle storage are stored, and counted by savers, once.
+    stored = ckpt.stored_once()
+    stored_bytes = sum(t.nbytes for t in stored)
+    stored_params = sum(t.numel for t in stored)
     # transformers writes total_parameters = model.num_parameters(): buffers (final_logits_bias,
     # position_ids) are stored but not counted, so only a claim above what is stored is wrong.
     for key, declared, actual, wrong in (

@@ -52,6 +52,8 @@ def _tied(
             bytes=restored.nbytes,
         )
         return
+    if kept.aliases(restored):
+        return  # one storage of a pickle file: nothing is stored twice (TC201 names the pair)
     if ctx.content.equal(kept, restored):
         yield finding(
             "TC101",
@@ -105,6 +107,16 @@ def _untied(
 def _tieable(ctx: ScanContext, tie: ResolvedTie, kept: TensorRecord, restored: TensorRecord) -> Finding:
     config = ctx.checkpoint.config
     flag = f"{config.tie_key} is false" if config and config.tie_word_embeddings is False else "nothing declares a tie"
+    if kept.aliases(restored):
+        return finding(
+            "TC104",
+            f"{restored.name} and {kept.name} share one storage in {kept.file} (the model was tied when saved) "
+            f"but {flag}: loaders build two independent copies ({human_bytes(restored.nbytes)} of load memory) "
+            f"and a fine-tune drifts them apart ({tie.basis}). `tiecheck fix --tie-head` sets the flag.",
+            tensors=[restored.name, kept.name],
+            files=[kept.file],
+            bytes=restored.nbytes,
+        )
     return finding(
         "TC104",
         f"{restored.name} is byte-identical to {kept.name} but {flag}: tying them would save "

@@ -1,0 +1,93 @@
+"""Pickle rules (TC201, TC401-TC403): what a ``pytorch_model*.bin`` checkpoint means for its users."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+from tiecheck.checkpoint import FileFormat, TensorRecord, WeightFile
+from tiecheck.findings import Finding
+from tiecheck.formats.torch_pickle import UNSAFE
+from tiecheck.rules.base import ScanContext, human_bytes
+from tiecheck.rules.catalog import finding
+
+
+def check_pickle(ctx: ScanContext) -> Iterator[Finding]:
+    pickles = [f for f in ctx.checkpoint.files if f.format is FileFormat.PICKLE]
+    for file in pickles:
+        problem = file.problem
+        if problem is None:
+            yield from _shared_storages(ctx, file)
+        elif problem.rule == UNSAFE:
+            yield finding(
+                "TC401",
+                f"{file.name}: {problem.detail}. Do not load it outside a sandbox; tiecheck read no further. "
+                "A checkpoint of weights only needs none of these imports.",
+                files=[file.name],
+            )
+        else:
+            where = f", tensor {problem.tensor!r}" if problem.tensor else ""
+            yield finding(
+                "TC403",
+                f"{file.name} cannot be read as a PyTorch checkpoint{where}: {problem.detail}.",
+                tensors=[problem.tensor] if problem.tensor else [],
+                files=[file.name],
+            )
+    if pickles and len(pickles) == len(ctx.checkpoint.files):
+        total = sum(f.size for f in pickles)
+        readable = all(f.readable for f in pickles)
+        how = (
+            "`tiecheck fix` converts them to safetensors."
+            if readable
+            else "Conversion to safetensors needs every file readable and safe first."
+        )
+        yield finding(
+            "TC402",
+            f"The weights are only available as pickle ({len(pickles)} file(s), {human_bytes(total)}): loading them "
+            f"needs torch, and torch.load without weights_only=True runs whatever the pickle says. {how}",
+            files=[f.name for f in pickles],
+            fixable=readable,
+        )
+
+
+def _shared_storages(ctx: ScanContext, file: WeightFile) -> Iterator[Finding]:
+    groups: dict[str, list[TensorRecord]] = defaultdict(list)
+    for tensor in file.tensors:
+        if tensor.storage is not None:
+            groups[tensor.storage].append(tensor)
+    for key, members in groups.items():
+        if len(members) < 2:
+            continue
+        names = [t.name for t in members]
+        first = members[0]
+        identical = all(t.aliases(first) for t in members[1:])
+        extra = sum(t.nbytes for t in members[1:])
+        how = "are one tensor stored once" if identical else "are views of one storage (different offsets or shapes)"
+        yield finding(
+            "TC201",
+            f"{_join(names)} share storage {key} in {file.name}: they {how}. safetensors cannot store shared "
+            f"tensors, so a conversion {_conversion(ctx, names, identical, extra)}.",
+            tensors=names,
+            files=[file.name],
+            bytes=extra,
+        )
+
+
+def _conversion(ctx: ScanContext, names: list[str], identical: bool, extra: int) -> str:
+    if identical:
+        for tie in ctx.ties:
+            if tie.tied and tie.group.kept in names and set(names) <= set(tie.members):
+                dropped = [n for n in names if n != tie.group.kept]
+                return (
+                    f"keeps {tie.group.kept} and drops {_join(dropped)}, which the loader restores from the tie "
+                    f"({tie.basis})"
+                )
+        return (
+            f"must keep one name and drop the others (the loader must tie them back), or store copies "
+            f"(+{human_bytes(extra)})"
+        )
+    return f"must store each view as its own copy (+{human_bytes(extra)})"
+
+
+def _join(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
