@@ -31,6 +31,9 @@ stderr = Console(stderr=True)
 class OutputFormat(str, Enum):
     table = "table"
     json = "json"
+    sarif = "sarif"
+    github = "github"
+    markdown = "markdown"
 
 
 class FailLevel(str, Enum):
