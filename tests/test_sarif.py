@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -10,9 +11,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from tiecheck import scan
 from tiecheck.cli import app
+from tiecheck.output.sarif import fingerprint
 from tiecheck.rules.catalog import RULES
 from tiecheck.rules.docs import explain_text
+from tiecheck.selection import resolve
+from tiecheck.targets import Result, Target
 
 SCHEMA = Path(__file__).resolve().parents[1].parent / "shared" / "schemas" / "sarif-schema-2.1.0.json"
 
@@ -132,7 +137,7 @@ def test_fingerprints_are_stable_across_runs_and_checkouts(
     assert len({fp for _, fp in prints[0]}) == len(prints[0]) == 5
 
 
-def test_fingerprints_ignore_sizes_but_not_identity(fixtures_dir: Path, tmp_path: Path, gen: Any) -> None:
+def test_fingerprints_ignore_sizes_but_not_identity(fixtures_dir: Path, tmp_path: Path) -> None:
     """A message that changes (bytes at stake) keeps the fingerprint; another checkpoint gets another one."""
     a, b = tmp_path / "a", tmp_path / "b"
     shutil.copytree(fixtures_dir / "gemma2-merge-duplicated-head", a)
@@ -142,13 +147,6 @@ def test_fingerprints_ignore_sizes_but_not_identity(fixtures_dir: Path, tmp_path
     assert fa["partialFingerprints"] != fb["partialFingerprints"]
     assert fa["locations"][0]["physicalLocation"]["artifactLocation"]["uriBaseId"] == "SCANROOT1"
     assert fb["locations"][0]["physicalLocation"]["artifactLocation"]["uriBaseId"] == "SCANROOT2"
-
-    import dataclasses
-
-    from tiecheck import scan
-    from tiecheck.output.sarif import fingerprint
-    from tiecheck.selection import resolve
-    from tiecheck.targets import Result, Target
 
     report = scan(a)
     (finding,) = report.findings
