@@ -22,7 +22,8 @@ _OUTPUT = "Output"
 @app.command("scan")
 def scan_command(
     paths: Annotated[
-        list[Path], typer.Argument(help="Checkpoint folders or .safetensors files (several: one combined report).")
+        list[Path],
+        typer.Argument(help="Checkpoint folders or .safetensors files (several: one combined report).", metavar="PATH"),
     ],
     output_format: Annotated[
         OutputFormat, typer.Option("--format", "-f", help="Report format.", rich_help_panel=_OUTPUT)
@@ -30,25 +31,35 @@ def scan_command(
     output_file: Annotated[
         Path | None,
         typer.Option(
-            "--output-file", "-o", help="Write the report here; stdout shows the table.", rich_help_panel=_OUTPUT
+            "--output-file",
+            "-o",
+            help="Write the report here; stdout shows the table.",
+            metavar="FILE",
+            rich_help_panel=_OUTPUT,
         ),
     ] = None,
     select: Annotated[
         list[str] | None,
         typer.Option(
-            help="Only these rule codes or prefixes (TC1, TC301); comma-separated or repeated.", rich_help_panel=_RULES
+            help="Only these rule codes or prefixes (TC1, TC301); comma-separated or repeated.",
+            metavar="CODES",
+            rich_help_panel=_RULES,
         ),
     ] = None,
     ignore: Annotated[
         list[str] | None,
         typer.Option(
-            help="Skip these rule codes or prefixes; the more specific of select/ignore wins.", rich_help_panel=_RULES
+            help="Skip these rule codes or prefixes; the more specific of select/ignore wins.",
+            metavar="CODES",
+            rich_help_panel=_RULES,
         ),
     ] = None,
     severity: Annotated[
         list[str] | None,
         typer.Option(
-            help="Override a rule's severity: CODE=error|warning|info (code or prefix).", rich_help_panel=_RULES
+            help="Override a rule's severity: CODE=error|warning|info (code or prefix).",
+            metavar="CODE=LEVEL",
+            rich_help_panel=_RULES,
         ),
     ] = None,
     fail_on: Annotated[
@@ -69,6 +80,7 @@ def scan_command(
         Path | None,
         typer.Option(
             help="Read settings from this tiecheck.toml or pyproject.toml instead of searching upward.",
+            metavar="FILE",
             rich_help_panel=_RULES,
         ),
     ] = None,

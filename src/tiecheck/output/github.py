@@ -6,7 +6,7 @@ Paths are relative to the working directory (the workspace in Actions), so annot
 from __future__ import annotations
 
 from tiecheck.findings import Severity
-from tiecheck.output.sarif import stable_location
+from tiecheck.output.sarif import primary_files, stable_location
 from tiecheck.targets import MultiReport
 
 COMMANDS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
@@ -27,8 +27,8 @@ def render_github(multi: MultiReport) -> str:
         for f in result.report.findings:
             props = []
             if f.files:
-                path = f.files[0] if folder == "." else f"{folder}/{f.files[0]}"
-                props.append(f"file={escape_property(path)}")
+                first = primary_files(result, f)[0]
+                props.append(f"file={escape_property(first if folder == '.' else f'{folder}/{first}')}")
             props.append(f"title={escape_property(f.code)}")
             lines.append(f"::{COMMANDS[f.severity]} {','.join(props)}::{escape_data(f'{f.name}: {f.message}')}")
     lines += [f"::error title=tiecheck::{escape_data(failure.message)}" for failure in multi.failures]

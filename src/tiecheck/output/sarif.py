@@ -68,11 +68,17 @@ def _uri(result: Result, name: str) -> str:
     return f"{folder}/{name}" if folder else name
 
 
-def _primary_files(result: Result, finding: Finding) -> tuple[str, ...]:
-    """Files to point at; a finding about the whole checkpoint points at config.json or its first weight file."""
-    if finding.files:
-        return finding.files
+def primary_files(result: Result, finding: Finding) -> tuple[str, ...]:
+    """Files to point at, the one holding the finding's first tensor first.
+
+    A finding about the whole checkpoint points at config.json, or its first weight file.
+    """
     ckpt = result.report.checkpoint
+    if finding.files:
+        record = ckpt.tensor_map().get(finding.tensors[0]) if finding.tensors else None
+        if record is not None and record.file in finding.files:
+            return (record.file, *(f for f in finding.files if f != record.file))
+        return finding.files
     if ckpt.config_file is not None:
         return (ckpt.config_file,)
     if ckpt.files:
@@ -97,7 +103,7 @@ def sarif_dict(multi: MultiReport) -> dict[str, Any]:
                 "message": {"text": finding.message},
                 "locations": [
                     {"physicalLocation": {"artifactLocation": {"uri": _uri(result, name), "uriBaseId": base_id}}}
-                    for name in _primary_files(result, finding)
+                    for name in primary_files(result, finding)
                 ],
                 "partialFingerprints": {FINGERPRINT_KEY: fingerprint(result, finding)},
                 "properties": {
