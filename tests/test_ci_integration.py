@@ -186,6 +186,7 @@ def test_action_is_a_composite_action_with_the_documented_inputs() -> None:
     assert any(s.get("uses", "").startswith("actions/setup-python@") for s in steps)
     scan = next(s for s in steps if s.get("id") == "scan")
     assert "tiecheck scan $TIECHECK_PATH $TIECHECK_ARGS --format sarif --output-file" in scan["run"]
+    assert "--relative-to ." in scan["run"]  # SARIF paths relative to the repository root
     assert "${{" not in scan["run"]  # inputs reach the shell through env, never spliced into the script
     upload = next(s for s in steps if s.get("uses", "").startswith("github/codeql-action/upload-sarif@"))
     assert "inputs.sarif-upload == 'true'" in upload["if"]

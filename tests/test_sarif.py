@@ -156,3 +156,22 @@ def test_fingerprints_ignore_sizes_but_not_identity(fixtures_dir: Path, tmp_path
     assert fingerprint(result, bigger) == fingerprint(result, finding)
     other = dataclasses.replace(finding, tensors=("model.embed_tokens.weight",))
     assert fingerprint(result, other) != fingerprint(result, finding)
+
+
+def test_relative_to_makes_uris_repository_relative(
+    validator: Any, fixtures_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GitHub code scanning maps alerts to files by repository-relative URIs: `--relative-to .` gives them."""
+    monkeypatch.chdir(fixtures_dir.parent)
+    code, doc = sarif("fixtures/gemma2-merge-duplicated-head", "fixtures/qwen2-tieable-head", "--relative-to", ".")
+    assert code == 1
+    validator.validate(doc)
+    run = doc["runs"][0]
+    assert run["originalUriBaseIds"] == {"SCANROOT": {"uri": fixtures_dir.parent.resolve().as_uri() + "/"}}
+    uris = [r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in run["results"]]
+    assert uris == [
+        "fixtures/gemma2-merge-duplicated-head/model-00002-of-00002.safetensors",
+        "fixtures/qwen2-tieable-head/model.safetensors",
+    ]
+    _, plain = sarif("fixtures/gemma2-merge-duplicated-head", "fixtures/qwen2-tieable-head")
+    assert _fingerprints(plain) == _fingerprints(doc)  # the base of the paths is not part of a finding's identity

@@ -104,17 +104,21 @@ class MultiReport:
         return max((f.severity for r in self.results for f in r.report.findings), default=None)
 
 
-def expand_targets(paths: Sequence[Path], *, recursive: bool = False) -> list[Target]:
-    """The targets for the given paths; with ``recursive``, every checkpoint folder below each folder."""
+def expand_targets(paths: Sequence[Path], *, recursive: bool = False, base: Path | None = None) -> list[Target]:
+    """The targets for the given paths; with ``recursive``, every checkpoint folder below each folder.
+
+    ``base`` replaces the folder each path names as the root of report paths (SARIF for GitHub
+    code scanning wants paths relative to the repository root).
+    """
     targets: list[Target] = []
     for path in paths:
         if recursive and path.is_dir():
             found = find_checkpoints(path)
             if not found:
                 raise TiecheckError(f"{path}: no checkpoint folders found (looked for weight files below it)")
-            targets += [Target(folder, path) for folder in found]
+            targets += [Target(folder, base or path) for folder in found]
         else:
-            targets.append(Target(path, path))
+            targets.append(Target(path, base or path))
     return targets
 
 

@@ -38,6 +38,15 @@ def scan_command(
             rich_help_panel=_OUTPUT,
         ),
     ] = None,
+    relative_to: Annotated[
+        Path | None,
+        typer.Option(
+            help="SARIF paths relative to this folder instead of each scanned folder (GitHub code scanning: the "
+            "repository root, `--relative-to .`).",
+            metavar="DIR",
+            rich_help_panel=_OUTPUT,
+        ),
+    ] = None,
     select: Annotated[
         list[str] | None,
         typer.Option(
@@ -112,16 +121,18 @@ def scan_command(
         fail(str(exc))
     if recursive and from_files:
         fail("--recursive and --from-files cannot be combined")
+    if relative_to is not None and not relative_to.is_dir():
+        fail(f"--relative-to {relative_to}: not a folder")
 
     if from_files:
         folders = folders_of_files(paths)
         if not folders:
             stderr.print("tiecheck: no checkpoint folder among the given files", markup=False, highlight=False)
             raise typer.Exit(EXIT_OK)
-        targets = [Target(folder, folder) for folder in folders]
+        targets = [Target(folder, relative_to or folder) for folder in folders]
     else:
         try:
-            targets = expand_targets(paths, recursive=recursive)
+            targets = expand_targets(paths, recursive=recursive, base=relative_to)
         except TiecheckError as exc:
             fail(str(exc))
 
