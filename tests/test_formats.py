@@ -57,6 +57,9 @@ def test_github_annotations(fixtures_dir: Path, monkeypatch: pytest.MonkeyPatch)
         "::error file=fixtures/index-drift/model-00004-of-00004.safetensors,title=TC002::missing-shard: "
     )
     assert sum(line.startswith("::warning file=fixtures/index-drift/") for line in lines) == 3
+    # TC005 points at the copy loaders do not read (the one to delete), not at the one they read
+    (dup,) = [line for line in lines if "title=TC005" in line]
+    assert dup.startswith("::warning file=fixtures/index-drift/model-00001-of-00003.safetensors,")
     assert lines[-1].startswith("::notice title=TC105::base-model-checkpoint: architectures names")  # no file
     for line in lines:
         assert re.fullmatch(r"::(error|warning|notice) (file=[^,:]+,)?title=TC\d{3}::[^\n]+", line), line

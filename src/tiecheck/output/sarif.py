@@ -71,13 +71,19 @@ def _uri(result: Result, name: str) -> str:
 def primary_files(result: Result, finding: Finding) -> tuple[str, ...]:
     """Files to point at, the one holding the finding's first tensor first.
 
-    A finding about the whole checkpoint points at config.json, or its first weight file.
+    When that tensor is stored more than once (TC005), a copy loaders do not read comes first:
+    that is the file to act on. A finding about the whole checkpoint points at config.json, or
+    its first weight file.
     """
     ckpt = result.report.checkpoint
     if finding.files:
-        record = ckpt.tensor_map().get(finding.tensors[0]) if finding.tensors else None
-        if record is not None and record.file in finding.files:
-            return (record.file, *(f for f in finding.files if f != record.file))
+        first = finding.tensors[0] if finding.tensors else None
+        holders = [t.file for t in ckpt.tensors if t.name == first and t.file in finding.files]
+        read = ckpt.tensor_map().get(first) if first is not None else None
+        if len(holders) > 1 and read is not None:
+            holders = [f for f in holders if f != read.file] + [read.file]
+        if holders:
+            return (*holders, *(f for f in finding.files if f not in holders))
         return finding.files
     if ckpt.config_file is not None:
         return (ckpt.config_file,)
