@@ -175,3 +175,11 @@ def test_relative_to_makes_uris_repository_relative(
     ]
     _, plain = sarif("fixtures/gemma2-merge-duplicated-head", "fixtures/qwen2-tieable-head")
     assert _fingerprints(plain) == _fingerprints(doc)  # the base of the paths is not part of a finding's identity
+
+
+def test_fingerprints_are_distinct_for_alike_findings(fixtures_dir: Path) -> None:
+    """index-stale-totals reports TC006 twice (total_size, total_parameters) with the same file and no tensor."""
+    _, doc = sarif(str(fixtures_dir / "index-stale-totals"), str(fixtures_dir / "index-drift"))
+    prints = _fingerprints(doc)
+    assert [code for code, _ in prints].count("TC006") == 2
+    assert len({fp for _, fp in prints}) == len(prints) == 7

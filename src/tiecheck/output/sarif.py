@@ -54,8 +54,11 @@ def stable_location(path: Path) -> str:
         return absolute.as_posix()
 
 
-def fingerprint(result: Result, finding: Finding) -> str:
+def fingerprint(result: Result, finding: Finding, occurrence: int = 0) -> str:
+    """The finding's identity; ``occurrence`` tells apart findings alike in rule, files and tensors (TC006 twice)."""
     parts = [finding.code, stable_location(result.target.folder), *finding.files, "\0", *finding.tensors]
+    if occurrence:
+        parts.append(f"\0{occurrence}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
@@ -102,7 +105,10 @@ def sarif_dict(multi: MultiReport) -> dict[str, Any]:
     results = []
     for result in multi.results:
         base_id = bases[_base(result.target.base_folder)]
+        seen: dict[str, int] = {}
         for finding in result.report.findings:
+            plain = fingerprint(result, finding)
+            seen[plain] = seen.get(plain, -1) + 1
             entry: dict[str, Any] = {
                 "ruleId": finding.code,
                 "level": LEVELS[finding.severity],
@@ -111,7 +117,7 @@ def sarif_dict(multi: MultiReport) -> dict[str, Any]:
                     {"physicalLocation": {"artifactLocation": {"uri": _uri(result, name), "uriBaseId": base_id}}}
                     for name in primary_files(result, finding)
                 ],
-                "partialFingerprints": {FINGERPRINT_KEY: fingerprint(result, finding)},
+                "partialFingerprints": {FINGERPRINT_KEY: fingerprint(result, finding, seen[plain])},
                 "properties": {
                     "checkpoint": result.report.target,
                     "tensors": list(finding.tensors),
