@@ -14,6 +14,8 @@ from tiecheck import scan
 from tiecheck.cli import app
 from tiecheck.output.github import escape_data, escape_property
 from tiecheck.output.json import report_dict
+from tiecheck.output.markdown import render_markdown
+from tiecheck.targets import Target, scan_many
 
 MERGE = "gemma2-merge-duplicated-head"
 
@@ -120,3 +122,14 @@ def test_unwritable_output_file_is_exit_2(fixtures_dir: Path, tmp_path: Path) ->
     code, _, err = invoke(str(fixtures_dir / MERGE), "--output-file", str(tmp_path / "no" / "such" / "dir.json"))
     assert code == 2
     assert "cannot write the report" in err
+
+
+def test_markdown_stays_short_enough_for_a_pull_request_comment(fixtures_dir: Path) -> None:
+    names = (MERGE, "index-drift", "gemma-tie-mismatch")
+    multi = scan_many([Target(fixtures_dir / name, fixtures_dir / name) for name in names])
+    full = render_markdown(multi)
+    assert "not shown" not in full and full.count("\n### ") == 3
+    short = render_markdown(multi, max_chars=len(full) - 300)
+    assert len(short) < len(full)
+    assert short.count("\n### ") == 2
+    assert "_1 more finding not shown" in short  # gemma-tie-mismatch's one TC102

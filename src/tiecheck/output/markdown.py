@@ -7,6 +7,8 @@ from tiecheck.rules.base import human_bytes
 from tiecheck.targets import MultiReport
 
 MAX_NAMES = 3
+#: GitHub refuses pull-request comments over 65,536 characters; leave room for the rest.
+MAX_CHARS = 60_000
 ICONS = {Severity.ERROR: "🔴 error", Severity.WARNING: "🟡 warning", Severity.INFO: "🔵 info"}
 
 
@@ -31,7 +33,8 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def render_markdown(multi: MultiReport) -> str:
+def render_markdown(multi: MultiReport, max_chars: int = MAX_CHARS) -> str:
+    """The summary table, then the findings of each checkpoint while they fit in ``max_chars``."""
     all_findings = tuple(f for r in multi.results for f in r.report.findings)
     totals = _counts(all_findings)
     failed = any(r.failed for r in multi.results) or bool(multi.failures)
@@ -53,13 +56,33 @@ def render_markdown(multi: MultiReport) -> str:
     for failure in multi.failures:
         lines.append(f"| {_code(str(failure.target.path))} | ⛔ could not scan: {_cell(failure.message)} | | | | |")
 
+    size = sum(len(line) + 1 for line in lines)
+    hidden = 0
     for r in multi.results:
         if not r.report.findings:
             continue
-        lines += ["", f"### {_code(r.report.target)}", "", "| Severity | Rule | Message | Where |", "|---|---|---|---|"]
+        section = [
+            "",
+            f"### {_code(r.report.target)}",
+            "",
+            "| Severity | Rule | Message | Where |",
+            "|---|---|---|---|",
+        ]
         for f in r.report.findings:
             where = "<br>".join(filter(None, (_names(f.files), _names(f.tensors))))
-            lines.append(f"| {ICONS[f.severity]} | **{f.code}** {f.name} | {_cell(f.message)} | {where} |")
+            section.append(f"| {ICONS[f.severity]} | **{f.code}** {f.name} | {_cell(f.message)} | {where} |")
+        section_size = sum(len(line) + 1 for line in section)
+        if hidden or size + section_size > max_chars:
+            hidden += len(r.report.findings)
+            continue
+        lines += section
+        size += section_size
+    if hidden:
+        lines += [
+            "",
+            f"_{_plural(hidden, 'more finding')} not shown to keep this summary short; "
+            "the JSON or SARIF report has them all._",
+        ]
     lines += [
         "",
         "_`tiecheck explain CODE` tells what a rule detects, why it matters and how `tiecheck fix` handles it._",

@@ -20,7 +20,7 @@ from tiecheck.rules.catalog import RULES, Rule
 from tiecheck.rules.docs import explain_markdown, explain_text
 from tiecheck.targets import MultiReport, Result
 
-SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
+SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 INFORMATION_URI = "https://github.com/tiecheck/tiecheck"
 FINGERPRINT_KEY = "tiecheck/v1"
 LEVELS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
