@@ -211,9 +211,12 @@ def test_tiecheck_toml_wins_and_the_nearest_config_wins(project: Path) -> None:
 def test_bad_config_is_a_usage_error_naming_the_file(project: Path, text: str, message: str) -> None:
     config = project / "tiecheck.toml"
     config.write_text(text)
-    result = CliRunner().invoke(app, ["scan", str(project / "models" / "drift")])
+    shutil.copytree(project / "models" / "drift", project / "models" / "drift2")
+    result = CliRunner().invoke(app, ["scan", str(project / "models"), "--recursive"])
     assert result.exit_code == 2
     assert message in result.stderr
     assert str(config) in result.stderr
+    assert result.stderr.count("tiecheck: error:") == 1  # said once, not once per checkpoint
+    assert result.stdout == ""
     with pytest.raises(SelectionError):
         load_config(config)

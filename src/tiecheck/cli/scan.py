@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -12,11 +13,18 @@ from rich.console import Console
 from tiecheck.cli.app import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, FailLevel, OutputFormat, app, fail, stderr
 from tiecheck.errors import TiecheckError
 from tiecheck.output.combined import print_tables, render
-from tiecheck.selection import COMMAND_LINE, Selection, Settings, find_config, load_config, resolve
+from tiecheck.selection import COMMAND_LINE, Selection, SelectionError, Settings, find_config, load_config, resolve
 from tiecheck.targets import Failure, Target, expand_targets, folders_of_files, scan_many
 
+#: Width of the table in CI logs and pre-commit output (not a terminal): rich would assume 80 columns.
+LOG_WIDTH = 120
 _RULES = "Rule selection"
 _OUTPUT = "Output"
+
+
+def _console() -> Console:
+    console = Console()
+    return console if console.is_terminal or os.environ.get("COLUMNS") else Console(width=LOG_WIDTH)
 
 
 @app.command("scan")
@@ -143,9 +151,12 @@ def scan_command(
             return resolve(cli_layer)
         if config is not None:
             return resolve(fixed_config, cli_layer)
-        found = find_config(target.folder)
-        if found not in configs:
-            configs[found] = None if found is None else load_config(found)
+        try:
+            found = find_config(target.folder)
+            if found not in configs:
+                configs[found] = None if found is None else load_config(found)
+        except SelectionError as exc:
+            fail(str(exc))  # a broken config is a usage error: stop, rather than repeat it for every target
         return resolve(configs[found], cli_layer)
 
     def report_failure(failure: Failure) -> None:
@@ -159,10 +170,10 @@ def scan_command(
             output_file.write_text(render(multi, output_format.value), encoding="utf-8")
         except OSError as exc:
             fail(f"{output_file}: cannot write the report ({exc.strerror or exc})")
-        print_tables(multi, Console())
+        print_tables(multi, _console())
     elif multi.results or several:
         if output_format is OutputFormat.table:
-            print_tables(multi, Console())
+            print_tables(multi, _console())
         else:
             sys.stdout.write(render(multi, output_format.value))
 
