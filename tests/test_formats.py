@@ -94,7 +94,7 @@ def test_markdown_of_a_clean_run_passes(fixtures_dir: Path) -> None:
     assert "###" not in out
 
 
-@pytest.mark.parametrize("fmt", ["json", "sarif", "github", "markdown", "table"])
+@pytest.mark.parametrize("fmt", ["json", "sarif", "github", "markdown", "gitlab", "table"])
 def test_output_file_gets_the_report_and_stdout_the_table(fixtures_dir: Path, tmp_path: Path, fmt: str) -> None:
     target = tmp_path / "report.out"
     code, out, _ = invoke(str(fixtures_dir / MERGE), "--format", fmt, "--output-file", str(target))
@@ -102,7 +102,7 @@ def test_output_file_gets_the_report_and_stdout_the_table(fixtures_dir: Path, tm
     assert "redundant bytes" in out  # the table's summary
     written = target.read_text(encoding="utf-8")
     assert "TC101" in written
-    if fmt in ("json", "sarif"):
+    if fmt in ("json", "sarif", "gitlab"):
         json.loads(written)
     if fmt == "table":
         assert "\x1b[" not in written  # no colour codes in a file
@@ -133,3 +133,24 @@ def test_markdown_stays_short_enough_for_a_pull_request_comment(fixtures_dir: Pa
     assert len(short) < len(full)
     assert short.count("\n### ") == 2
     assert "_1 more finding not shown" in short  # gemma-tie-mismatch's one TC102
+
+
+def test_gitlab_code_quality(fixtures_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(fixtures_dir.parent)
+    code, out, _ = invoke("fixtures/index-stale-totals", "fixtures/llama-base-model", "--format", "gitlab")
+    assert code == 1
+    issues = json.loads(out)
+    assert [(i["check_name"], i["severity"]) for i in issues] == [
+        ("TC006", "minor"),
+        ("TC006", "minor"),
+        ("TC105", "info"),
+    ]
+    assert issues[0]["location"] == {
+        "path": "fixtures/index-stale-totals/model.safetensors.index.json",
+        "lines": {"begin": 1},
+    }
+    assert issues[2]["location"]["path"] == "fixtures/llama-base-model/config.json"
+    assert len({i["fingerprint"] for i in issues}) == 3  # GitLab needs them unique
+    for issue in issues:
+        assert set(issue) == {"description", "check_name", "fingerprint", "severity", "location"}
+        assert issue["description"].startswith(issue["check_name"] + " ")

@@ -34,6 +34,7 @@ class OutputFormat(str, Enum):
     sarif = "sarif"
     github = "github"
     markdown = "markdown"
+    gitlab = "gitlab"
 
 
 class FailLevel(str, Enum):

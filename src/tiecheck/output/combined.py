@@ -12,13 +12,14 @@ from rich.text import Text
 from tiecheck import __version__
 from tiecheck.findings import Severity
 from tiecheck.output.github import render_github
+from tiecheck.output.gitlab import render_gitlab
 from tiecheck.output.json import report_dict
 from tiecheck.output.markdown import render_markdown
 from tiecheck.output.sarif import render_sarif
 from tiecheck.output.table import render_table
 from tiecheck.targets import MultiReport
 
-FORMATS = ("table", "json", "sarif", "github", "markdown")
+FORMATS = ("table", "json", "sarif", "github", "markdown", "gitlab")
 
 
 def multi_dict(multi: MultiReport) -> dict[str, Any]:
@@ -64,6 +65,8 @@ def render(multi: MultiReport, fmt: str) -> str:
         return render_github(multi)
     if fmt == "markdown":
         return render_markdown(multi)
+    if fmt == "gitlab":
+        return render_gitlab(multi)
     if fmt == "table":
         buffer = io.StringIO()
         print_tables(multi, Console(file=buffer, width=120, no_color=True, force_terminal=False))
