@@ -197,10 +197,28 @@ def test_action_is_a_composite_action_with_the_documented_inputs() -> None:
 
 
 def test_readme_config_example_is_valid(tmp_path: Path) -> None:
-    from tiecheck.selection import load_config
+    from tiecheck.findings import Severity
+    from tiecheck.selection import load_config, resolve
 
     text = (REPO / "README.md").read_text()
     block = text.split("```toml\n", 1)[1].split("```", 1)[0]
     (tmp_path / "pyproject.toml").write_text(block)
     layer = load_config(tmp_path / "pyproject.toml")
     assert layer.select == ("TC0", "TC1") and layer.ignore == ("TC105",)
+    settings = resolve(layer)
+    assert settings.fail_on is Severity.ERROR
+    assert settings.severity_for("TC104", Severity.INFO) is Severity.ERROR >= settings.fail_on
+
+
+def test_readme_ci_snippets_are_valid_yaml_and_use_real_inputs() -> None:
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Use in CI", 1)[1]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, flags=re.DOTALL)
+    assert len(blocks) >= 4
+    docs = [yaml.safe_load(block) for block in blocks]
+    inputs = set(yaml.safe_load((REPO / "action.yml").read_text())["inputs"])
+    (step,) = [s for s in docs[0]["jobs"]["tiecheck"]["steps"] if s.get("uses", "").startswith("tiecheck/tiecheck@")]
+    assert set(step["with"]) <= inputs
+    hook_ids = {h["id"] for h in hooks()}
+    (pre_commit,) = [d for d in docs if isinstance(d, dict) and "repos" in d]
+    assert {h["id"] for h in pre_commit["repos"][0]["hooks"]} <= hook_ids
