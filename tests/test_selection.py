@@ -156,6 +156,16 @@ def test_selection_is_a_pure_function_on_reports(fixtures_dir: Path) -> None:
     assert not selected.failed(settings.fail_on)
     with pytest.raises(SelectionError):
         Selection.from_options(select=["TC9"])
+    with pytest.raises(SelectionError):
+        Selection(ignore=("TC9",))
+    direct = Selection(select=("tc00",), ignore=("tc007",), severity=(("tc004", Severity.ERROR),))
+    assert direct == Selection.from_options(select=["TC00"], ignore=["TC007"], severity=["TC004=error"])
+    assert [(f.code, f.severity) for f in apply_selection(report, resolve(direct)).findings] == [
+        ("TC002", Severity.ERROR),
+        ("TC003", Severity.ERROR),
+        ("TC004", Severity.ERROR),
+        ("TC005", Severity.WARNING),
+    ]
 
 
 # --- config files ------------------------------------------------------------------------------------------

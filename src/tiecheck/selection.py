@@ -96,8 +96,16 @@ class Selection:
     """Where the layer comes from, for messages."""
 
     def __post_init__(self) -> None:
-        for selector in (*(self.select or ()), *self.ignore, *(s for s, _ in self.severity)):
-            parse_selectors([selector], self.source)
+        """Validate and upper-case the selectors, so a layer built directly behaves like a parsed one."""
+        norm = object.__setattr__
+        if self.select is not None:
+            norm(self, "select", parse_selectors(self.select, _where(self.source, "select")))
+        norm(self, "ignore", parse_selectors(self.ignore, _where(self.source, "ignore")))
+        norm(
+            self,
+            "severity",
+            tuple((parse_selectors([s], _where(self.source, "severity"))[0], v) for s, v in self.severity),
+        )
 
     @classmethod
     def from_options(
