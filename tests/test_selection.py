@@ -9,10 +9,13 @@ from itertools import product
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from tiecheck import Severity, scan
 from tiecheck.cli import app
+from tiecheck.rules.catalog import RULES
 from tiecheck.selection import Selection, SelectionError, apply_selection, find_config, load_config, resolve
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -230,3 +233,37 @@ def test_bad_config_is_a_usage_error_naming_the_file(project: Path, text: str, m
     assert result.stdout == ""
     with pytest.raises(SelectionError):
         load_config(config)
+
+
+# --- property: resolve() agrees with the README's rule for any selectors ----------------------------------
+
+PREFIXES = sorted({code[:n] for code in RULES for n in range(2, 6)} | {"ALL"})
+selectors = st.lists(st.sampled_from(PREFIXES), max_size=4)
+
+
+@given(select=st.none() | selectors, ignore=selectors, overrides=st.lists(st.sampled_from(PREFIXES), max_size=3))
+def test_resolve_matches_the_documented_rule(select: list[str] | None, ignore: list[str], overrides: list[str]) -> None:
+    settings = resolve(
+        Selection(
+            select=None if select is None else tuple(select),
+            ignore=tuple(ignore),
+            severity=tuple((o, Severity.ERROR) for o in overrides),
+        )
+    )
+
+    def best(code: str, sels: list[str]) -> int:
+        return max((0 if s == "ALL" else len(s) for s in sels if s == "ALL" or code.startswith(s)), default=-1)
+
+    for code, rule in RULES.items():
+        chosen = ["ALL"] if select is None else select  # an empty select selects nothing
+        assert (code in settings.enabled) == (best(code, chosen) > best(code, ignore)), code
+        expected = Severity.ERROR if best(code, overrides) >= 0 else rule.severity
+        assert settings.severity_for(code, rule.severity) is expected
+
+
+@given(first=selectors, second=selectors)
+def test_a_later_ignore_only_removes(first: list[str], second: list[str]) -> None:
+    before = resolve(Selection(select=tuple(first) or None))
+    after = resolve(Selection(select=tuple(first) or None), Selection(ignore=tuple(second)))
+    assert after.enabled <= before.enabled
+    assert after.enabled == {c for c in before.enabled if all(c[: len(s)] != s and s != "ALL" for s in second)}
