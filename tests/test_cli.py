@@ -141,7 +141,7 @@ def test_an_unexpected_error_is_one_line_too(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(scan_command, "scan", broken)
+    monkeypatch.setattr(scan_command, "scan_many", broken)
     monkeypatch.setattr(sys, "argv", ["tiecheck", "scan", str(fixtures_dir / "clean-llama-sharded")])
     monkeypatch.delenv("TIECHECK_DEBUG", raising=False)
     with pytest.raises(SystemExit) as exit_info:

@@ -31,6 +31,10 @@ stderr = Console(stderr=True)
 class OutputFormat(str, Enum):
     table = "table"
     json = "json"
+    sarif = "sarif"
+    github = "github"
+    markdown = "markdown"
+    gitlab = "gitlab"
 
 
 class FailLevel(str, Enum):

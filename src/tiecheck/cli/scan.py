@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -9,29 +10,174 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from tiecheck.cli.app import EXIT_FINDINGS, EXIT_OK, FailLevel, OutputFormat, app, fail
+from tiecheck.cli.app import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, FailLevel, OutputFormat, app, fail, stderr
 from tiecheck.errors import TiecheckError
-from tiecheck.findings import Severity
-from tiecheck.output.json import render_json
-from tiecheck.output.table import render_table
-from tiecheck.scan import scan
+from tiecheck.output.combined import print_tables, render
+from tiecheck.selection import COMMAND_LINE, Selection, SelectionError, Settings, find_config, load_config, resolve
+from tiecheck.targets import Failure, Target, expand_targets, folders_of_files, scan_many
+
+#: Width of the table in CI logs and pre-commit output (not a terminal): rich would assume 80 columns.
+LOG_WIDTH = 120
+_RULES = "Rule selection"
+_OUTPUT = "Output"
+
+
+def _console() -> Console:
+    console = Console()
+    return console if console.is_terminal or os.environ.get("COLUMNS") else Console(width=LOG_WIDTH)
 
 
 @app.command("scan")
 def scan_command(
-    path: Annotated[Path, typer.Argument(help="Checkpoint folder, .safetensors file, or pickle (.bin/.pt/.pth) file.")],
-    output_format: Annotated[OutputFormat, typer.Option("--format", "-f", help="Report format.")] = OutputFormat.table,
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Checkpoint folders or weight files (several: one combined report).", metavar="PATH"),
+    ],
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="Report format.", rich_help_panel=_OUTPUT)
+    ] = OutputFormat.table,
+    output_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--output-file",
+            "-o",
+            help="Write the report here; stdout shows the table.",
+            metavar="FILE",
+            rich_help_panel=_OUTPUT,
+        ),
+    ] = None,
+    relative_to: Annotated[
+        Path | None,
+        typer.Option(
+            help="SARIF paths relative to this folder instead of each scanned folder (GitHub code scanning: the "
+            "repository root, `--relative-to .`).",
+            metavar="DIR",
+            rich_help_panel=_OUTPUT,
+        ),
+    ] = None,
+    select: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Only these rule codes or prefixes (TC1, TC301); comma-separated or repeated.",
+            metavar="CODES",
+            rich_help_panel=_RULES,
+        ),
+    ] = None,
+    ignore: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Skip these rule codes or prefixes; the more specific of select/ignore wins.",
+            metavar="CODES",
+            rich_help_panel=_RULES,
+        ),
+    ] = None,
+    severity: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Override a rule's severity: CODE=error|warning|info (code or prefix).",
+            metavar="CODE=LEVEL",
+            rich_help_panel=_RULES,
+        ),
+    ] = None,
     fail_on: Annotated[
-        FailLevel, typer.Option("--fail-on", help="Exit 1 when a finding is at least this severe.")
-    ] = FailLevel.warning,
+        FailLevel | None,
+        typer.Option(
+            "--fail-on",
+            help="Exit 1 when a finding is at least this severe [default: warning].",
+            rich_help_panel=_RULES,
+        ),
+    ] = None,
+    exit_zero: Annotated[
+        bool,
+        typer.Option(
+            "--exit-zero", help="Exit 0 even with findings (2 still means it could not run).", rich_help_panel=_RULES
+        ),
+    ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="Read settings from this tiecheck.toml or pyproject.toml instead of searching upward.",
+            metavar="FILE",
+            rich_help_panel=_RULES,
+        ),
+    ] = None,
+    isolated: Annotated[
+        bool, typer.Option("--isolated", help="Ignore every config file.", rich_help_panel=_RULES)
+    ] = False,
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-r", help="Scan every checkpoint folder below each folder given.")
+    ] = False,
+    from_files: Annotated[
+        bool,
+        typer.Option(
+            "--from-files",
+            help="PATHS are files (as pre-commit passes them): scan each checkpoint folder holding one, skip others.",
+        ),
+    ] = False,
 ) -> None:
-    """Scan a checkpoint and report every problem with a stable rule code."""
+    """Scan checkpoints and report every problem with a stable rule code."""
     try:
-        report = scan(path)
+        cli_layer = Selection.from_options(
+            select=select,
+            ignore=ignore or (),
+            severity=severity or (),
+            fail_on=None if fail_on is None else fail_on.value,
+            source=COMMAND_LINE,
+        )
+        fixed_config = None if isolated or config is None else load_config(config)
     except TiecheckError as exc:
         fail(str(exc))
-    if output_format is OutputFormat.json:
-        sys.stdout.write(render_json(report) + "\n")
+    if recursive and from_files:
+        fail("--recursive and --from-files cannot be combined")
+    if relative_to is not None and not relative_to.is_dir():
+        fail(f"--relative-to {relative_to}: not a folder")
+
+    if from_files:
+        folders = folders_of_files(paths)
+        if not folders:
+            stderr.print("tiecheck: no checkpoint folder among the given files", markup=False, highlight=False)
+            raise typer.Exit(EXIT_OK)
+        targets = [Target(folder, relative_to or folder) for folder in folders]
     else:
-        render_table(report, Console())
-    raise typer.Exit(EXIT_FINDINGS if report.failed(Severity.parse(fail_on.value)) else EXIT_OK)
+        try:
+            targets = expand_targets(paths, recursive=recursive, base=relative_to)
+        except TiecheckError as exc:
+            fail(str(exc))
+
+    configs: dict[Path | None, Selection | None] = {}
+
+    def settings_for(target: Target) -> Settings:
+        if isolated:
+            return resolve(cli_layer)
+        if config is not None:
+            return resolve(fixed_config, cli_layer)
+        try:
+            found = find_config(target.folder)
+            if found not in configs:
+                configs[found] = None if found is None else load_config(found)
+        except SelectionError as exc:
+            fail(str(exc))  # a broken config is a usage error: stop, rather than repeat it for every target
+        return resolve(configs[found], cli_layer)
+
+    def report_failure(failure: Failure) -> None:
+        stderr.print(f"tiecheck: error: {failure.message}", markup=False, highlight=False, soft_wrap=True)
+
+    several = recursive or len(targets) > 1 or (len(paths) > 1 and not from_files)
+    multi = scan_many(targets, settings_for, on_failure=report_failure, several=several)
+
+    if output_file is not None:
+        try:
+            output_file.write_text(render(multi, output_format.value), encoding="utf-8")
+        except OSError as exc:
+            fail(f"{output_file}: cannot write the report ({exc.strerror or exc})")
+        print_tables(multi, _console())
+    elif multi.results or several:
+        if output_format is OutputFormat.table:
+            print_tables(multi, _console())
+        else:
+            sys.stdout.write(render(multi, output_format.value))
+
+    if multi.failures:
+        raise typer.Exit(EXIT_ERROR)
+    failed = any(r.failed for r in multi.results)
+    raise typer.Exit(EXIT_FINDINGS if failed and not exit_zero else EXIT_OK)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tiecheck.findings import Finding, Severity
+from tiecheck.rules.docs import DOCS, RuleDoc
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,11 @@ class Rule:
     severity: Severity
     summary: str
     fixable: bool
+
+    @property
+    def doc(self) -> RuleDoc | None:
+        """The long-form text (what, why, example, fix), when :mod:`tiecheck.rules.docs` has it."""
+        return DOCS.get(self.code)
 
 
 ERR, WARN, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO

@@ -1,0 +1,74 @@
+"""Every report format for one or several scanned checkpoints, behind one dispatcher."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.text import Text
+
+from tiecheck import __version__
+from tiecheck.findings import Severity
+from tiecheck.output.github import render_github
+from tiecheck.output.gitlab import render_gitlab
+from tiecheck.output.json import report_dict
+from tiecheck.output.markdown import render_markdown
+from tiecheck.output.sarif import render_sarif
+from tiecheck.output.table import render_table
+from tiecheck.targets import MultiReport
+
+FORMATS = ("table", "json", "sarif", "github", "markdown", "gitlab")
+
+
+def multi_dict(multi: MultiReport) -> dict[str, Any]:
+    """The JSON document: one target keeps the single-report document; several get a list of them."""
+    if not multi.several and multi.results and not multi.failures:
+        return report_dict(multi.results[0].report)
+    return {
+        "tiecheck_version": __version__,
+        "reports": [report_dict(r.report) for r in multi.results],
+        "errors": [{"target": str(f.target.path), "message": f.message} for f in multi.failures],
+    }
+
+
+def print_tables(multi: MultiReport, console: Console) -> None:
+    for i, result in enumerate(multi.results):
+        if i:
+            console.print()
+        render_table(result.report, console)
+    if multi.several:
+        findings = [f for r in multi.results for f in r.report.findings]
+        counts = ", ".join(
+            f"{sum(1 for f in findings if f.severity is s)} {s.label}"
+            for s in (Severity.ERROR, Severity.WARNING, Severity.INFO)
+        )
+        failed = sum(1 for r in multi.results if r.failed)
+        console.print()
+        console.print(
+            Text(
+                f"{len(multi.results)} checkpoint(s) scanned, {failed} failing, {len(multi.failures)} could not be "
+                f"scanned; findings: {counts}.",
+                style="bold",
+            )
+        )
+
+
+def render(multi: MultiReport, fmt: str) -> str:
+    """The report as text in ``fmt`` (``table`` is rendered without colour, for a file)."""
+    if fmt == "json":
+        return json.dumps(multi_dict(multi), indent=2) + "\n"
+    if fmt == "sarif":
+        return render_sarif(multi) + "\n"
+    if fmt == "github":
+        return render_github(multi)
+    if fmt == "markdown":
+        return render_markdown(multi)
+    if fmt == "gitlab":
+        return render_gitlab(multi)
+    if fmt == "table":
+        buffer = io.StringIO()
+        print_tables(multi, Console(file=buffer, width=120, no_color=True, force_terminal=False))
+        return buffer.getvalue()
+    raise ValueError(f"unknown format {fmt!r}")

@@ -1,0 +1,236 @@
+"""Long-form rule documentation, keyed by rule code: ``tiecheck explain`` and the SARIF help text.
+
+A rule without an entry here still works everywhere; ``explain`` then prints its summary only.
+Adding a rule means adding a :class:`RuleDoc` here (a test lists the rules that lack one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tiecheck.rules.catalog import Rule
+
+
+@dataclass(frozen=True)
+class RuleDoc:
+    detects: str
+    """What the rule detects, precisely."""
+    why: str
+    """Why it matters: what goes wrong for whoever loads the checkpoint."""
+    example: str
+    """A concrete case, as a user would meet it."""
+    fix: str
+    """How ``tiecheck fix`` handles it (or why it does not)."""
+
+
+_BLOCKS_FIX = "`tiecheck fix` refuses to rewrite a checkpoint while this finding stands."
+_NO_FIX_REEXPORT = (
+    f"Not fixed automatically: the bytes are not there to repair; re-export from the source weights. {_BLOCKS_FIX}"
+)
+
+DOCS: dict[str, RuleDoc] = {
+    "TC001": RuleDoc(
+        detects="A .safetensors file whose header breaks the format: a bad length prefix, invalid JSON, an unknown "
+        "dtype, a shape that disagrees with the byte range, overlapping or out-of-bounds offsets, or a truncated file.",
+        why="safetensors loaders validate the header and refuse the whole file, so every tensor in it is lost, "
+        "often only when a user first loads the model.",
+        example="model-00002-of-00002.safetensors was cut short by an interrupted upload: its last tensor ends "
+        "beyond the end of the file.",
+        fix=_NO_FIX_REEXPORT,
+    ),
+    "TC002": RuleDoc(
+        detects="The shard index (model.safetensors.index.json) maps tensors to a shard file that is not in the "
+        "checkpoint.",
+        why="from_pretrained opens every shard the index names; a missing one makes loading fail outright.",
+        example="A checkpoint was re-sharded into 3 files but only 2 were uploaded; the index still names "
+        "model-00003-of-00003.safetensors.",
+        fix="Not fixed automatically: restore the shard, or regenerate the index if the tensors live elsewhere. "
+        + _BLOCKS_FIX,
+    ),
+    "TC003": RuleDoc(
+        detects="The index maps a tensor to a shard that exists but does not hold that tensor.",
+        why="Loaders look the tensor up only in the shard the index names and fail with missing keys, even when "
+        "the tensor is stored in another shard.",
+        example="After a manual re-shard, model.norm.weight moved to shard 3 but the index still points at shard 2.",
+        fix="Not fixed automatically: the message says where the tensor is actually stored so the index can be "
+        "regenerated. " + _BLOCKS_FIX,
+    ),
+    "TC004": RuleDoc(
+        detects="A shard holds a tensor that the index does not list.",
+        why="Loaders only read tensors the index lists, so the tensor is downloaded and stored but never used: "
+        "either dead weight or a weight the model silently goes without.",
+        example="A LoRA merge script appended merged tensors to a shard without updating weight_map.",
+        fix="`tiecheck fix` adds the tensor to the index, or drops it when it is a tied copy of an identical tensor; "
+        "it never drops a tensor a loader cannot restore.",
+    ),
+    "TC005": RuleDoc(
+        detects="The same tensor name is stored in more than one weight file.",
+        why="A loader reads one copy (the one the index names); the others cost download and disk, and when they "
+        "differ it is unclear which one was meant.",
+        example="model.embed_tokens.weight is in both model-00001-of-00002.safetensors and "
+        "model-00002-of-00002.safetensors after two shards were concatenated by hand.",
+        fix="`tiecheck fix` keeps the copy loaders read and drops the identical others.",
+    ),
+    "TC006": RuleDoc(
+        detects="The index's metadata.total_size or metadata.total_parameters disagrees with what the shards hold.",
+        why="Tools that size downloads, disk or memory from the index (hub UIs, accelerate's device maps) get it "
+        "wrong; it also shows the index was not regenerated after the shards changed.",
+        example="lm_head.weight was dropped from the shards but total_size still counts its 500 MB.",
+        fix="`tiecheck fix` rewrites the index with totals computed from the shard headers.",
+    ),
+    "TC007": RuleDoc(
+        detects="A file named like a weight shard (model-0000N-of-0000M.safetensors) that the index does not "
+        "reference.",
+        why="Loaders ignore it: it is a leftover of an earlier sharding that wastes storage, or shards of a newer "
+        "export whose index was never uploaded.",
+        example="model-00001-of-00002.safetensors next to a 3-shard index from a later save_pretrained call.",
+        fix="`tiecheck fix` deletes an orphan whose tensors are stored elsewhere and indexes one whose tensors are "
+        "stored nowhere else; anything else is kept for a decision by hand.",
+    ),
+    "TC008": RuleDoc(
+        detects="The shard index is not valid JSON, lacks a weight_map, or several shards exist without an index.",
+        why="Without a usable index loaders cannot map tensors to shards and refuse the checkpoint.",
+        example="model.safetensors.index.json was truncated to 0 bytes by a failed write.",
+        fix="Not fixed automatically: regenerate the index from the shards (tiecheck still reads every shard "
+        "so the other rules run). " + _BLOCKS_FIX,
+    ),
+    "TC009": RuleDoc(
+        detects="config.json is unreadable or invalid. A missing config.json is reported at info level.",
+        why="Without the config, loaders cannot build the model, and tiecheck cannot know whether embeddings are "
+        "tied or which dtype is declared (ties are guessed from tensor names).",
+        example="config.json has a trailing comma left by a hand edit.",
+        fix="Not fixed automatically: correct or restore config.json.",
+    ),
+    "TC101": RuleDoc(
+        detects="A tensor stored although the config (or the architecture) ties it to another, and the two are "
+        "byte-identical: typically lm_head.weight next to model.embed_tokens.weight with tie_word_embeddings true.",
+        why="Loaders restore the tied tensor from the one it is tied to, so the stored copy is dead weight: "
+        "downloads, disk and upload time pay for it (often hundreds of MB).",
+        example="A mergekit merge of Gemma 2 writes lm_head.weight into its own shard although Gemma always ties "
+        "it to the embedding.",
+        fix="`tiecheck fix --drop-duplicates` removes the copy and updates the index; the loader restores it from "
+        "the tie, so the loaded model is unchanged. Without the flag, fix keeps it and says so.",
+    ),
+    "TC102": RuleDoc(
+        detects="The config ties two tensors, but their stored values differ.",
+        why="transformers < 5 overwrites the head with the embedding at load (the stored head is ignored); "
+        "transformers >= 5 sees they differ and unties them. The same checkpoint loads as two different models.",
+        example="A fine-tune trained the head untied but kept tie_word_embeddings: true in config.json.",
+        fix="Not fixed automatically: the right model depends on how it was trained. Set the tie flag to false to "
+        "keep both tensors, or drop the head to keep the tie.",
+    ),
+    "TC103": RuleDoc(
+        detects="The config says the output head is not tied, a task head is expected, and it is not stored.",
+        why="The loader initialises the head at random and the model generates gibberish, with only a warning in "
+        "the load log.",
+        example="A Llama fine-tune saved with tie_word_embeddings: false but lm_head.weight filtered out as a "
+        "'duplicate' by a conversion script.",
+        fix="Not fixed automatically: set the tie flag to true if the model was trained tied, otherwise restore "
+        "the head from the source checkpoint.",
+    ),
+    "TC104": RuleDoc(
+        detects="The config does not tie the head, yet the stored head is byte-identical to the embedding.",
+        why="The model could be tied with no change in behaviour, saving the head's size in downloads and memory.",
+        example="A Qwen2 export with tie_word_embeddings: false whose lm_head.weight is an exact copy of "
+        "model.embed_tokens.weight.",
+        fix="`tiecheck fix --tie-head` drops the copy and sets the tie flag in config.json.",
+    ),
+    "TC105": RuleDoc(
+        detects="config.json names a base architecture (e.g. LlamaModel) with no task head.",
+        why="Right for embedding and feature-extraction models; loaded as a causal LM it gets a randomly "
+        "initialised head (or the embedding, when tied). Often a checkpoint saved from the wrong class.",
+        example="architectures: [\"LlamaModel\"] and keys without the 'model.' prefix, uploaded as a chat model.",
+        fix="Not fixed automatically: informational.",
+    ),
+    "TC106": RuleDoc(
+        detects="The tied head is stored but the embedding it is tied to is not.",
+        why="transformers >= 5 ties symmetrically and restores the embedding from the head; older versions and "
+        "other loaders initialise the embedding at random.",
+        example="A GPT-2 export that kept lm_head.weight and dropped transformer.wte.weight as the 'duplicate'.",
+        fix="Not fixed automatically: store the tensor under the embedding's name instead.",
+    ),
+    "TC301": RuleDoc(
+        detects="Most floating weights are stored in another floating dtype than config.json declares "
+        "(torch_dtype / dtype), for non-quantised checkpoints.",
+        why="Stored wider than declared, downloads, disk and load memory are larger than needed (float32 for a "
+        "bfloat16 model doubles them); stored narrower, the declared precision was never there.",
+        example="A bfloat16 model saved after .float() for evaluation: 4 bytes per parameter instead of 2.",
+        fix="Not fixed automatically: convert the weights to the declared dtype, or correct the config.",
+    ),
+    "TC302": RuleDoc(
+        detects="Floating tensors are stored in more than one dtype.",
+        why="Often intended (quantisation scales, float32 norms); otherwise the sign of a partial conversion.",
+        example="All weights bfloat16 except three float32 layer norms left by a mixed-precision save.",
+        fix="Not fixed automatically: informational.",
+    ),
+    "TC201": RuleDoc(
+        detects="Tensors in a pickle (.bin) checkpoint that point at one storage: the pickle's own way of "
+        "writing tied weights (torch.save of a tied model's state_dict stores lm_head.weight and "
+        "model.embed_tokens.weight once, under two names).",
+        why="Nothing is stored twice, so it costs no bytes; but safetensors cannot alias storages, so any "
+        "conversion must keep one name and rely on the tie to restore the other.",
+        example="pytorch_model.bin of a tied GPT-2: lm_head.weight and transformer.wte.weight share storage 0.",
+        fix="`tiecheck fix --to-safetensors` stores the group once, under the name the tie table keeps (the "
+        "embedding), as save_pretrained does.",
+    ),
+    "TC401": RuleDoc(
+        detects="A pickle that imports a global outside what torch.load(weights_only=True) accepts: anything but "
+        "OrderedDict, torch storages and tensor rebuild functions, dtypes, torch.Size and a few builtins.",
+        why="Unpickling such a file can run arbitrary code (os.system in a __reduce__); transformers with "
+        "weights_only refuses it, and older loaders execute it. tiecheck never unpickles: it walks the opcodes.",
+        example="pytorch_model.bin whose data.pkl imports posix.system through a memoised STACK_GLOBAL.",
+        fix="Not fixed: the file must not be loaded or converted. Rebuild the checkpoint from a trusted source.",
+    ),
+    "TC402": RuleDoc(
+        detects="The weights are only available as pickle files (pytorch_model*.bin), with no safetensors copy.",
+        why="Loading a pickle can execute code, it is slower to load than a memory-mapped safetensors file, and "
+        "the Hub and transformers prefer safetensors.",
+        example="A 2021 BERT fine-tune with pytorch_model.bin and config.json only.",
+        fix="`tiecheck fix --to-safetensors` converts it without unpickling and without torch: shards close to the "
+        "original sizes, an index, shared storages resolved to one name per tie rules, every byte verified.",
+    ),
+    "TC403": RuleDoc(
+        detects="A pickle checkpoint that cannot be read: a truncated or corrupt zip, a compressed record or one of "
+        "the wrong size, a tensor reaching past its storage, or a format tiecheck names but does not read "
+        "(legacy tar, TorchScript archive, big-endian).",
+        why="torch.load fails on it, or reads garbage; the message says which part is broken.",
+        example="pytorch_model-00002-of-00003.bin was cut off during upload: the zip's central directory is missing.",
+        fix="Not fixed automatically: re-export from the source weights.",
+    ),
+}
+
+
+def explain_text(rule: Rule) -> str:
+    """Plain text for ``tiecheck explain`` and SARIF ``help.text``."""
+    head = f"{rule.code} {rule.name} ({rule.severity.label}{', fixable' if rule.fixable else ''})"
+    parts = [head, "", rule.summary]
+    doc = DOCS.get(rule.code)
+    if doc is not None:
+        for title, body in _sections(doc):
+            parts += ["", title, f"  {body}"]
+    return "\n".join(parts) + "\n"
+
+
+def explain_markdown(rule: Rule) -> str:
+    """Markdown for SARIF ``help.markdown`` (GitHub shows it beside each alert)."""
+    parts = [
+        f"**{rule.code} {rule.name}** ({rule.severity.label}{', fixable' if rule.fixable else ''})",
+        "",
+        rule.summary,
+    ]
+    doc = DOCS.get(rule.code)
+    if doc is not None:
+        for title, body in _sections(doc):
+            parts += ["", f"**{title}**", "", body]
+    return "\n".join(parts) + "\n"
+
+
+def _sections(doc: RuleDoc) -> tuple[tuple[str, str], ...]:
+    return (
+        ("What it detects", doc.detects),
+        ("Why it matters", doc.why),
+        ("Example", doc.example),
+        ("How `tiecheck fix` handles it", doc.fix),
+    )

@@ -1,0 +1,146 @@
+"""Several checkpoints in one call: which folders to scan, and the combined result.
+
+:func:`~tiecheck.scan.scan` stays single-target; :func:`scan_many` runs it per target, applies the
+selection settings of each target's config, and keeps going when one target cannot be scanned.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tiecheck.errors import TiecheckError
+from tiecheck.findings import Severity
+from tiecheck.scan import Report, scan
+from tiecheck.selection import Settings, apply_selection, resolve
+
+#: A folder holding a file named like this is a checkpoint. config.json alone is not (sentence-transformers
+#: repos have ``1_Pooling/config.json`` with no weights), nor is any ``.bin`` (``training_args.bin``).
+WEIGHT_NAME = re.compile(r"(\.safetensors(\.index\.json)?|^(pytorch_)?model.*\.bin(\.index\.json)?)$")
+
+
+def is_weight_name(name: str) -> bool:
+    return WEIGHT_NAME.search(name) is not None
+
+
+def looks_like_checkpoint(folder: Path) -> bool:
+    try:
+        return any(is_weight_name(entry.name) and entry.is_file() for entry in os.scandir(folder))
+    except OSError:
+        return False
+
+
+def find_checkpoints(root: Path) -> list[Path]:
+    """Every checkpoint folder at or below ``root`` (hidden folders and symlinked folders skipped), sorted."""
+    found: list[Path] = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if any(is_weight_name(name) for name in files):
+            found.append(Path(folder))
+    return found
+
+
+def folders_of_files(files: Iterable[Path]) -> list[Path]:
+    """The checkpoint folders holding the given files (as pre-commit passes staged files), in first-seen order."""
+    seen: dict[Path, None] = {}
+    for file in files:
+        folder = file if file.is_dir() else file.parent
+        if folder not in seen and looks_like_checkpoint(folder):
+            seen[folder] = None
+    return list(seen)
+
+
+@dataclass(frozen=True)
+class Target:
+    path: Path
+    """What to scan: a checkpoint folder or file, as the user named it (or found below it)."""
+    base: Path
+    """The folder named on the command line: artifact paths in reports are relative to it."""
+
+    @property
+    def folder(self) -> Path:
+        """The checkpoint folder (the parent, for a single-file target)."""
+        return self.path if self.path.is_dir() else self.path.parent
+
+    @property
+    def base_folder(self) -> Path:
+        return self.base if self.base.is_dir() else self.base.parent
+
+    @property
+    def relative_folder(self) -> str:
+        """The checkpoint folder relative to the base, posix, ``""`` for the base itself."""
+        rel = os.path.relpath(self.folder, self.base_folder)
+        return "" if rel == "." else Path(rel).as_posix()
+
+
+@dataclass(frozen=True)
+class Result:
+    target: Target
+    report: Report
+    settings: Settings
+
+    @property
+    def failed(self) -> bool:
+        return self.report.failed(self.settings.fail_on)
+
+
+@dataclass(frozen=True)
+class Failure:
+    target: Target
+    message: str
+
+
+@dataclass(frozen=True)
+class MultiReport:
+    results: tuple[Result, ...]
+    failures: tuple[Failure, ...] = ()
+    several: bool = True
+    """Several targets were asked for (several paths or ``--recursive``): the JSON report is a list."""
+
+    def worst(self) -> Severity | None:
+        return max((f.severity for r in self.results for f in r.report.findings), default=None)
+
+
+def expand_targets(paths: Sequence[Path], *, recursive: bool = False, base: Path | None = None) -> list[Target]:
+    """The targets for the given paths; with ``recursive``, every checkpoint folder below each folder.
+
+    ``base`` replaces the folder each path names as the root of report paths (SARIF for GitHub
+    code scanning wants paths relative to the repository root).
+    """
+    targets: list[Target] = []
+    for path in paths:
+        if recursive and path.is_dir():
+            found = find_checkpoints(path)
+            if not found:
+                raise TiecheckError(f"{path}: no checkpoint folders found (looked for weight files below it)")
+            targets += [Target(folder, base or path) for folder in found]
+        else:
+            targets.append(Target(path, base or path))
+    return targets
+
+
+def scan_many(
+    targets: Sequence[Target],
+    settings_for: Callable[[Target], Settings] | None = None,
+    *,
+    on_failure: Callable[[Failure], None] | None = None,
+    several: bool | None = None,
+) -> MultiReport:
+    """Scan each target; one that cannot be scanned becomes a :class:`Failure`, the others go on."""
+    results: list[Result] = []
+    failures: list[Failure] = []
+    for target in targets:
+        try:
+            settings = settings_for(target) if settings_for else resolve()
+            report = apply_selection(scan(target.path), settings)
+        except TiecheckError as exc:
+            failure = Failure(target, str(exc))
+            failures.append(failure)
+            if on_failure is not None:
+                on_failure(failure)
+            continue
+        results.append(Result(target, report, settings))
+    return MultiReport(tuple(results), tuple(failures), several=len(targets) != 1 if several is None else several)
