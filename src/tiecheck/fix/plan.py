@@ -463,14 +463,10 @@ class _Planner:
                 add(Action(ActionKind.REWRITE_SHARD, origin, why, new_name=f.name if f.name != origin else None))
         orphans = dict(self.orphans_deleted)
         sources = {f.source for f in files}
+        for name, why in self.orphans_deleted:
+            add(Action(ActionKind.DELETE_ORPHAN, name, why, bytes_saved=self._size(name), codes=("TC007",)))
         for name in removed:
-            if name in orphans:
-                add(
-                    Action(
-                        ActionKind.DELETE_ORPHAN, name, orphans[name], bytes_saved=self._size(name), codes=("TC007",)
-                    )
-                )
-            elif name not in sources:
+            if name not in orphans and name not in sources:
                 add(Action(ActionKind.REMOVE_SHARD, name, "every tensor in it was dropped"))
         if ckpt.index is not None and index_text != self.store.read_text(ckpt.index.name):
             index_codes = tuple(sorted({c for c, _ in self.fixed if c in ("TC004", "TC006", "TC007")}))
