@@ -343,3 +343,11 @@ def test_module_entry_point(merged: Path) -> None:
         text=True,
     )
     assert done.returncode == 0 and "drop-tensor" in done.stdout
+
+
+def test_declined_confirmation_changes_nothing(merged: Path) -> None:
+    before = snapshot(merged)
+    asked = []
+    outcome = run_fix(merged, Options(drop_duplicates=True), confirm=lambda plan: asked.append(plan) is not None)
+    assert outcome.applied is None and len(asked) == 1 and not asked[0].empty
+    assert snapshot(merged) == before

@@ -114,3 +114,25 @@ def test_diff_reports_every_kind_of_change(tmp_path: Path, gen: Any) -> None:
     gen.write_json(b / "config.json", gen.config("llama", "LlamaForCausalLM", tie_word_embeddings=False))
     assert {t.name: t.status for t in diff(a, b).tensors}["lm_head.weight"] is Status.REMOVED
     assert CliRunner().invoke(app, ["diff", str(a), str(tmp_path / "nowhere")]).exit_code == 2
+
+
+@pytest.mark.parametrize("where", [None, 0, 1500, 2999])
+def test_content_compare_through_reused_buffers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: int | None
+) -> None:
+    from tiecheck import content
+    from tiecheck.checkpoint import TensorRecord
+    from tiecheck.io.source import LocalStore
+
+    monkeypatch.setattr(content, "CHUNK", 1000)
+    data = bytes(range(256)) * 12
+    other = bytearray(data)
+    if where is not None:
+        other[where] ^= 1
+    (tmp_path / "a").write_bytes(data)
+    (tmp_path / "b").write_bytes(b"xx" + bytes(other))
+    a = TensorRecord("a", "U8", (3000,), "a", 0, 3000)
+    b = TensorRecord("b", "U8", (3000,), "b", 2, 3002)
+    with content.ContentReader(LocalStore(tmp_path)) as reader:
+        assert reader.equal(a, b) is (where is None)
+        assert reader.equal(a, a)

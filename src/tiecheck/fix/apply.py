@@ -213,7 +213,11 @@ def apply_in_place(root: Path, plan: Plan, before: Report) -> Applied:
             _stage_texts(root, plan, staged)
             fsync_dir(root)
             step("staged all")
-            files = {n: root / n for n in _names(root) if not is_fix_artifact(n) and n not in plan.removed}
+            files = {
+                p.name: p
+                for p in root.iterdir()
+                if p.is_file() and not is_fix_artifact(p.name) and p.name not in plan.removed
+            }
             files.update(staged)
             mapped = MappedStore(str(root), files)
             verification = verify(plan, before, LocalStore(root), mapped, written, linked)

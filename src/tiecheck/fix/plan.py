@@ -285,7 +285,8 @@ class _Planner:
             return
         partner = self.tensors[kept]
         for record in self._copies(restored):
-            if not self.content.equal(partner, record):
+            # The scan compared the copy loaders read (that is the finding); other copies are compared here.
+            if record != self.tensors[restored] and not self.content.equal(partner, record):
                 raise RefusedError(f"{record.file}: {restored} differs from {kept}; it cannot be dropped")
             self._drop(record, partner, via_tie=True, code="TC101")
         self.fixed.add(finding_key(f))
@@ -311,7 +312,7 @@ class _Planner:
             return
         partner = self.tensors[kept]
         for record in self._copies(head):
-            if not self.content.equal(partner, record):
+            if record != self.tensors[head] and not self.content.equal(partner, record):
                 raise RefusedError(f"{record.file}: {head} differs from {kept}; it cannot be dropped")
             self._drop(record, partner, via_tie=True, code="TC104")
         self.config_edits.extend(self._tie_edits())

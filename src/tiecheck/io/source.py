@@ -50,8 +50,6 @@ class CheckpointStore(Protocol):
 
 
 COMPANION_CONFIG = "config.json"
-#: Reads at least this long bypass the memory map (see :meth:`LocalFileSource.read`).
-PREAD_AT = 1 << 20
 
 
 class LocalFileSource(AbstractContextManager["LocalFileSource"]):
@@ -71,12 +69,22 @@ class LocalFileSource(AbstractContextManager["LocalFileSource"]):
     def read(self, offset: int, length: int) -> bytes | memoryview:
         if self._map is None or offset >= self._size or length <= 0:
             return b""
-        if length >= PREAD_AT:
-            # Large reads (tensor contents) are copied out with pread: mapped pages count in the
-            # process's resident memory, so comparing two 2 GB tensors through the map would
-            # show 4 GB of RSS. A copy of one chunk at a time keeps memory flat.
-            return os.pread(self._file.fileno(), min(length, self._size - offset), offset)
         return memoryview(self._map)[offset : min(offset + length, self._size)]
+
+    def readinto(self, offset: int, buffer: bytearray) -> int:
+        """Fill ``buffer`` from ``offset`` with ``pread``; returns the bytes read (fewer only at end of file).
+
+        For tensor contents: a copy into a reused buffer keeps resident memory flat, where
+        pages touched through the map would all count in the process's RSS.
+        """
+        view = memoryview(buffer)
+        done = 0
+        while done < len(view):
+            n = os.preadv(self._file.fileno(), [view[done:]], offset + done)
+            if n <= 0:
+                break
+            done += n
+        return done
 
     def close(self) -> None:
         if self._map is not None:
