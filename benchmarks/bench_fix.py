@@ -4,7 +4,8 @@
 Compared with what a user would otherwise run, each in its own process (wall time and that
 process's peak RSS, from ``wait4``):
 
-* ``cp``: copying the shard that the fix rewrites (the floor for rewriting it);
+* ``cp``: copying the shard that the fix rewrites (the floor for rewriting it), with and
+  without ``sync`` of the copy (tiecheck fsyncs what it writes);
 * the hand-written script: ``safetensors.torch.load_file`` the shard, drop ``lm_head.weight``,
   ``save_file`` it back (and, as such scripts do, leave the index stale);
 * ``tiecheck fix``: scan, plan, stream the shard without the head, verify (hash every copied
@@ -14,7 +15,7 @@ The checkpoint (a Gemma2-shaped config, tied, with the embedding copied into the
 as ``lm_head.weight`` the way merge tools do) is written streamed, never held in memory, and
 deleted at the end. The page cache is warm for every method (the data was just written).
 
-    python benchmarks/bench_fix.py [--gb 4] [--dir PATH]
+    python benchmarks/bench_fix.py [--gb 4] [--repeat 5] [--dir PATH]
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -139,6 +141,7 @@ def measure(cmd: list[str]) -> tuple[float, int, int]:
     return elapsed, peak, proc.returncode
 
 
+CP = "cp (the shard the fix rewrites)"
 HANDWRITTEN = """
 import sys
 from safetensors.torch import load_file, save_file
@@ -152,6 +155,7 @@ save_file(tensors, path, metadata={"format": "pt"})
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gb", type=float, default=4.0)
+    parser.add_argument("--repeat", type=int, default=5, help="interleaved runs per method")
     parser.add_argument("--dir", type=Path, default=None, help="where to generate the data (deleted afterwards)")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="tiecheck-bench-", dir=args.dir))
@@ -176,7 +180,14 @@ def main() -> None:
             os.sync()  # no method pays for another's (or the generator's) pending writeback
 
         runs = {
-            "cp (the shard the fix rewrites)": ["cp", str(folder / shard), str(base / "copy.safetensors")],
+            CP: ["cp", str(folder / shard), str(base / "copy.safetensors")],
+            "cp + sync of the copy (durable, as tiecheck is)": [
+                "sh",
+                "-c",
+                'cp "$0" "$1" && sync "$1"',
+                str(folder / shard),
+                str(base / "copy.safetensors"),
+            ],
             "tiecheck fix --drop-duplicates": [
                 sys.executable,
                 "-m",
@@ -188,18 +199,32 @@ def main() -> None:
             ],
             "hand-written (load_file, del, save_file)": [sys.executable, "-c", HANDWRITTEN, str(folder / shard)],
         }
-        results = {}
-        for label, cmd in runs.items():
-            restore()
-            results[label] = measure(cmd)
-            (base / "copy.safetensors").unlink(missing_ok=True)
-            os.sync()
-        cp_time = results["cp (the shard the fix rewrites)"][0]
-        print(f"\nIn-place fix of a {total / 1e9:.1f} GB checkpoint; rewritten shard {shard_size / 1e9:.2f} GB\n")
-        print("| method | wall time | vs cp | peak RSS | exit |")
-        print("| --- | ---: | ---: | ---: | ---: |")
-        for label, (seconds, rss, code) in results.items():
-            print(f"| {label} | {seconds:.2f} s | {seconds / cp_time:.2f}x | {rss / 1e6:.0f} MB | {code} |")
+        times: dict[str, list[float]] = {label: [] for label in runs}
+        peaks: dict[str, int] = dict.fromkeys(runs, 0)
+        codes: dict[str, int] = dict.fromkeys(runs, 0)
+        for _ in range(args.repeat):
+            for label, cmd in runs.items():  # interleaved, so background load hits every method alike
+                restore()
+                seconds, rss, code = measure(cmd)
+                (base / "copy.safetensors").unlink(missing_ok=True)
+                os.sync()
+                times[label].append(seconds)
+                peaks[label] = max(peaks[label], rss)
+                codes[label] = codes[label] or code
+        cp_median = statistics.median(times[CP])
+        print(
+            f"\nIn-place fix of a {total / 1e9:.1f} GB checkpoint; rewritten shard {shard_size / 1e9:.2f} GB; "
+            f"{args.repeat} interleaved run(s) per method\n"
+        )
+        print("| method | median wall time | min - max | median vs cp | peak RSS | exit |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for label in runs:
+            median = statistics.median(times[label])
+            spread = f"{min(times[label]):.2f} - {max(times[label]):.2f} s"
+            print(
+                f"| {label} | {median:.2f} s | {spread} | {median / cp_median:.2f}x | "
+                f"{peaks[label] / 1e6:.0f} MB | {codes[label]} |"
+            )
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

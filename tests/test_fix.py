@@ -351,3 +351,13 @@ def test_declined_confirmation_changes_nothing(merged: Path) -> None:
     outcome = run_fix(merged, Options(drop_duplicates=True), confirm=lambda plan: asked.append(plan) is not None)
     assert outcome.applied is None and len(asked) == 1 and not asked[0].empty
     assert snapshot(merged) == before
+
+
+def test_clean_checkpoint_with_other_index_formatting_is_left_alone(fixtures_dir: Path, tmp_path: Path) -> None:
+    folder = copy_fixture(fixtures_dir, "clean-llama-sharded", tmp_path)
+    index = folder / "model.safetensors.index.json"
+    index.write_text(json.dumps(json.loads(index.read_text()), separators=(",", ":")))
+    before = snapshot(folder)
+    result = fix(str(folder), "--drop-duplicates", "--tie-head")
+    assert result.exit_code == 0 and "Nothing to fix" in result.stdout
+    assert snapshot(folder) == before

@@ -38,6 +38,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ from tiecheck import __version__
 from tiecheck.errors import TiecheckError
 from tiecheck.fix.plan import Plan, RefusedError
 from tiecheck.fix.verify import MappedStore, Verification, verify
-from tiecheck.fix.writer import WrittenFile, fsync_dir, step, write_shard, write_text
+from tiecheck.fix.writer import WrittenFile, fsync_dir, fsync_file, step, write_shard, write_text
 from tiecheck.io.source import LocalStore
 from tiecheck.scan import Report, scan_store
 
@@ -208,19 +209,24 @@ def apply_in_place(root: Path, plan: Plan, before: Report) -> Applied:
                 if out.source is not None and _link(root / out.source, tmp):
                     linked[out.name] = tmp
                 else:
-                    written[out.name] = write_shard(tmp, out.tensors, out.metadata, sources)
+                    written[out.name] = write_shard(tmp, out.tensors, out.metadata, sources, sync=False)
                 step(f"staged {out.name}")
             _stage_texts(root, plan, staged)
-            fsync_dir(root)
             step("staged all")
-            files = {
-                p.name: p
-                for p in root.iterdir()
-                if p.is_file() and not is_fix_artifact(p.name) and p.name not in plan.removed
-            }
-            files.update(staged)
-            mapped = MappedStore(str(root), files)
-            verification = verify(plan, before, LocalStore(root), mapped, written, linked)
+            # The written shards reach the disk while verification reads them back (both mostly
+            # wait on I/O); the journal below is written only once both are done.
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                flushed = pool.submit(_fsync_all, [written[n].path for n in written])
+                files = {
+                    p.name: p
+                    for p in root.iterdir()
+                    if p.is_file() and not is_fix_artifact(p.name) and p.name not in plan.removed
+                }
+                files.update(staged)
+                mapped = MappedStore(str(root), files)
+                verification = verify(plan, before, LocalStore(root), mapped, written, linked)
+                flushed.result()
+            fsync_dir(root)
     except BaseException:
         for path in staged.values():
             with contextlib.suppress(OSError):
@@ -240,6 +246,11 @@ def apply_in_place(root: Path, plan: Plan, before: Report) -> Applied:
     fsync_dir(root)
     step("journal removed")
     return Applied(root, verification, scan_store(LocalStore(root), target=plan.location))
+
+
+def _fsync_all(paths: list[Path]) -> None:
+    for path in paths:
+        fsync_file(path)
 
 
 def _stage_texts(root: Path, plan: Plan, staged: dict[str, Path]) -> None:

@@ -469,7 +469,8 @@ class _Planner:
         for name in removed:
             if name not in orphans and name not in sources:
                 add(Action(ActionKind.REMOVE_SHARD, name, "every tensor in it was dropped"))
-        if ckpt.index is not None and index_text != self.store.read_text(ckpt.index.name):
+        # Compared as data: a differently formatted but equal index is not worth a rewrite.
+        if ckpt.index is not None and index_text and json.loads(index_text) != self._old_index():
             index_codes = tuple(sorted({c for c, _ in self.fixed if c in ("TC004", "TC006", "TC007")}))
             why = "weight_map and metadata.total_size describe the fixed shards"
             add(Action(ActionKind.REWRITE_INDEX, ckpt.index.name, why, codes=index_codes))
@@ -477,6 +478,10 @@ class _Planner:
             for edit in self.config_edits:
                 why = f"set {edit.key} to {json.dumps(edit.value)}: {edit.reason}"
                 add(Action(ActionKind.EDIT_CONFIG, ckpt.config_file or "config.json", why, codes=("TC104",)))
+
+    def _old_index(self) -> object:
+        assert self.ckpt.index is not None
+        return json.loads(self.store.read_text(self.ckpt.index.name))
 
     def _size(self, name: str) -> int:
         try:

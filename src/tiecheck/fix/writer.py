@@ -122,10 +122,13 @@ def write_shard(
     tensors: Iterable[TensorRecord],
     metadata: Mapping[str, str] | None,
     open_source: Callable[[str], int],
+    sync: bool = True,
 ) -> WrittenFile:
-    """Write a safetensors file at ``dest`` (which must not exist) holding ``tensors``' bytes, fsynced.
+    """Write a safetensors file at ``dest`` (which must not exist) holding ``tensors``' bytes.
 
     ``open_source`` maps a source file name to an open file descriptor; the caller owns it.
+    ``sync=False`` leaves the fsync to the caller (:func:`fsync_file`), who can overlap it
+    with other work.
     """
     records = tuple(tensors)
     header = encode_header({t.name: (t.dtype, t.shape, t.nbytes) for t in records}, metadata)
@@ -136,7 +139,8 @@ def write_shard(
         _write_all(fd, header)
         for t in records:
             digests[t.name] = copier.copy(open_source(t.file), t.start, t.nbytes, fd, f"{dest.name}:{t.name}")
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     except BaseException:
         os.close(fd)
         with contextlib.suppress(OSError):
@@ -152,6 +156,14 @@ def write_text(dest: Path, text: str) -> None:
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         _write_all(fd, text.encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
         os.fsync(fd)
     finally:
         os.close(fd)
