@@ -361,3 +361,19 @@ def test_clean_checkpoint_with_other_index_formatting_is_left_alone(fixtures_dir
     result = fix(str(folder), "--drop-duplicates", "--tie-head")
     assert result.exit_code == 0 and "Nothing to fix" in result.stdout
     assert snapshot(folder) == before
+
+
+def test_a_second_fix_on_the_same_folder_is_refused(merged: Path) -> None:
+    import fcntl
+    import os
+
+    fd = os.open(merged, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        before = snapshot(merged)
+        result = fix(str(merged), "--drop-duplicates")
+        assert result.exit_code == 2 and "another tiecheck fix is running" in result.stderr
+        assert snapshot(merged) == before
+    finally:
+        os.close(fd)
+    assert fix(str(merged), "--drop-duplicates").exit_code == 0

@@ -6,7 +6,9 @@ asked for a dry run) apply the plan in place or to a new folder, verified before
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,13 +52,43 @@ def run_fix(
     confirm: Callable[[Plan], bool] | None = None,
 ) -> FixOutcome:
     root = checkpoint_root(path)
-    recovery: Recovery | None = None
-    waiting = False
     if output is None and not dry_run:
-        ensure_writable(root)
-        recovery = recover(root)
-    elif pending(root):
-        waiting = True
+        with folder_lock(root):
+            ensure_writable(root)
+            recovery = recover(root)
+            return _fix(path, root, options, recovery, None, False, confirm)
+    return _fix(path, root, options, None, output, dry_run, confirm)
+
+
+@contextlib.contextmanager
+def folder_lock(root: Path) -> Iterator[None]:
+    """One in-place fix per folder at a time: a second one would take the first's temp files for leftovers."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no advisory locks
+        yield
+        return
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise RefusedError(f"{root}: another tiecheck fix is running on this folder") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _fix(
+    path: str | Path,
+    root: Path,
+    options: Options,
+    recovery: Recovery | None,
+    output: Path | None,
+    dry_run: bool,
+    confirm: Callable[[Plan], bool] | None,
+) -> FixOutcome:
+    waiting = recovery is None and pending(root)
     store = LocalStore(root)
     before = scan_store(store, target=str(path))
     plan = build_plan(before, store, options)
