@@ -377,3 +377,16 @@ def test_a_second_fix_on_the_same_folder_is_refused(merged: Path) -> None:
     finally:
         os.close(fd)
     assert fix(str(merged), "--drop-duplicates").exit_code == 0
+
+
+def test_renumbering_never_overwrites_a_kept_file(gen: Any, tmp_path: Path) -> None:
+    tensors = gen.llama_like()
+    shards = [*gen.split(tensors, 2), {"lm_head.weight": tensors["model.embed_tokens.weight"]}]
+    gen.write_sharded(tmp_path, shards)
+    gen.write_json(tmp_path / "config.json", gen.config("gemma2", "Gemma2ForCausalLM"))
+    # An orphan under the name the renumbered first shard would take, holding a different norm: kept.
+    write_file(tmp_path / "model-00001-of-00002.safetensors", {"model.norm.weight": gen.values("x", (8,))})
+    before = snapshot(tmp_path)
+    result = fix(str(tmp_path), "--drop-duplicates")
+    assert result.exit_code == 2 and "would overwrite" in result.stderr
+    assert snapshot(tmp_path) == before

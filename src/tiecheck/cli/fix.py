@@ -13,7 +13,7 @@ from rich.table import Table
 
 from tiecheck.cli.app import EXIT_OK, OutputFormat, app, fail
 from tiecheck.errors import TiecheckError
-from tiecheck.fix import FixOutcome, Options, Plan, run_fix
+from tiecheck.fix import FixOutcome, Options, Plan, VerificationError, run_fix
 from tiecheck.output.json import finding_dict
 from tiecheck.rules.base import human_bytes
 
@@ -49,6 +49,8 @@ def fix_command(
     options = Options(drop_duplicates=drop_duplicates, tie_head=tie_head)
     try:
         outcome = run_fix(path, options, output=output, dry_run=dry_run, confirm=confirm if ask else None)
+    except VerificationError as exc:
+        fail(f"verification failed, the staged files were discarded and nothing was changed: {exc}")
     except TiecheckError as exc:
         fail(str(exc))
     except OSError as exc:

@@ -183,18 +183,27 @@ def _sources(root: Path) -> Iterator[_Sources]:
         sources.close()
 
 
-def _check_in_place(plan: Plan) -> None:
+def _check_in_place(plan: Plan, root: Path) -> None:
+    """Refuse layouts the switch cannot make atomic, or that would overwrite a file the fix keeps."""
+    sources = {f.source for f in plan.files}
     for out in plan.files:
-        moved = any(t.file != out.name for t in out.tensors)
-        if out.name in plan.old_index_files and out.source != out.name and moved:
+        if out.source == out.name:
+            continue
+        if out.name in plan.old_index_files:
+            if any(t.file != out.name for t in out.tensors):
+                raise RefusedError(
+                    f"{out.name}: the fixed layout would give this name to other tensors, which cannot be "
+                    "switched atomically in place; use --output DIR"
+                )
+        elif (root / out.name).exists() and out.name not in plan.deleted_orphans and out.name not in sources:
             raise RefusedError(
-                f"{out.name}: the fixed layout would give this name to other tensors, which cannot be switched "
-                "atomically in place; use --output DIR"
+                f"{out.name}: the renumbered shard would overwrite this file, which the fix keeps; "
+                "move it away or use --output DIR"
             )
 
 
 def apply_in_place(root: Path, plan: Plan, before: Report) -> Applied:
-    _check_in_place(plan)
+    _check_in_place(plan, root)
     ensure_writable(root)
     staged: dict[str, Path] = {}
     written: dict[str, WrittenFile] = {}

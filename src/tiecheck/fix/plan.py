@@ -133,6 +133,8 @@ class Plan:
     """Keys (see :func:`finding_key`) of the findings this plan resolves."""
     old_index_files: frozenset[str] = field(default_factory=frozenset)
     """Weight files the current index (or single-file layout) makes loaders read."""
+    deleted_orphans: frozenset[str] = field(default_factory=frozenset)
+    """Orphans the fix deletes (some may be overwritten by a renumbered shard instead)."""
 
     @property
     def bytes_saved(self) -> int:
@@ -384,6 +386,7 @@ class _Planner:
             kept=tuple(self.kept),
             fixed=frozenset(self.fixed),
             old_index_files=old_index_files,
+            deleted_orphans=frozenset(name for name, _ in self.orphans_deleted),
         )
 
     def _final_names(self, names: list[str], indexed: bool) -> list[str]:
