@@ -390,3 +390,24 @@ def test_renumbering_never_overwrites_a_kept_file(gen: Any, tmp_path: Path) -> N
     result = fix(str(tmp_path), "--drop-duplicates")
     assert result.exit_code == 2 and "would overwrite" in result.stderr
     assert snapshot(tmp_path) == before
+
+
+def test_a_corrupted_copy_is_caught_and_discarded(merged: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A byte flipped on its way to disk fails verification: the staged files go, the folder is untouched."""
+    from tiecheck.fix import writer
+
+    real_write = writer._write_all
+    calls = []
+
+    def corrupting_write(fd: int, data: Any) -> None:
+        calls.append(len(data))
+        if len(calls) == 3:  # a tensor chunk (the first write is the header)
+            data = bytes([data[0] ^ 0xFF]) + bytes(data[1:])
+        real_write(fd, data)
+
+    monkeypatch.setattr(writer, "_copy_file_range", None)
+    monkeypatch.setattr(writer, "_write_all", corrupting_write)
+    before = snapshot(merged)
+    result = fix(str(merged), "--drop-duplicates")
+    assert result.exit_code == 2 and "verification failed" in result.stderr, result.output
+    assert snapshot(merged) == before
