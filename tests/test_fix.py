@@ -201,7 +201,12 @@ def test_unindexed_tied_copy_is_dropped(gen: Any, tmp_path: Path) -> None:
     write_file(tmp_path / "model-00002-of-00002.safetensors", last, {"format": "pt"})
     gen.write_json(tmp_path / "config.json", gen.config("gemma2", "Gemma2ForCausalLM"))
     assert "TC004" in codes(tmp_path)
-    assert fix(str(tmp_path)).exit_code == 0
+    result = fix(str(tmp_path), "--format", "json")
+    assert result.exit_code == 0
+    plan = json.loads(result.stdout)["plan"]
+    first = plan["actions"][0]
+    assert (first["kind"], first["tensor"], first["codes"]) == ("drop-tensor", "lm_head.weight", ["TC004"])
+    assert plan["kept"] == [], "an unindexed copy is dropped by the index repair, not kept as a TC101"
     assert codes(tmp_path) == set()
     assert "lm_head.weight" not in loadable(tmp_path)
 

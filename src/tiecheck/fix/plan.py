@@ -283,7 +283,9 @@ class _Planner:
     def _on_tc101(self, f: Finding) -> None:
         restored, kept = f.tensors[0], f.tensors[1]
         if not self.options.drop_duplicates:
-            self.kept.append(KeptNote(restored, "TC101", "kept: a redundant tied copy; --drop-duplicates removes it"))
+            if not any(name == restored for _, name in self.drops):  # else dropped as an unindexed copy (TC004)
+                note = "kept: a redundant tied copy; --drop-duplicates removes it"
+                self.kept.append(KeptNote(restored, "TC101", note))
             return
         partner = self.tensors[kept]
         for record in self._copies(restored):
