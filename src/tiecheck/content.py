@@ -21,6 +21,7 @@ class ContentReader:
     def __init__(self, store: CheckpointStore) -> None:
         self._store = store
         self._sources: dict[str, ByteSource] = {}
+        self._buffers: list[bytearray | None] = [None, None]
         self.bytes_read = 0
 
     def source(self, file: str) -> ByteSource:
@@ -41,8 +42,8 @@ class ContentReader:
         src_a, src_b = self.source(a.file), self.source(b.file)
         for offset in range(0, a.nbytes, CHUNK):
             length = min(CHUNK, a.nbytes - offset)
-            chunk_a = src_a.read(a.start + offset, length)
-            chunk_b = src_b.read(b.start + offset, length)
+            chunk_a = self._read(src_a, a.start + offset, length, 0)
+            chunk_b = self._read(src_b, b.start + offset, length, 1)
             self.bytes_read += 2 * length
             if chunk_a != chunk_b:
                 return False
@@ -66,6 +67,19 @@ class ContentReader:
                 yield bytes(buffer[:CHUNK])
                 del buffer[:CHUNK]
         yield bytes(buffer)
+
+    def _read(self, source: ByteSource, offset: int, length: int, slot: int) -> bytes | bytearray | memoryview:
+        """A chunk to compare. Into a reused buffer where the source can (bytearrays compare with
+        memcmp; memoryviews byte by byte, ~30x slower), else whatever the source returns."""
+        readinto = getattr(source, "readinto", None)
+        if readinto is None:
+            return source.read(offset, length)
+        buffer = self._buffers[slot] if length == CHUNK else bytearray(length)
+        if length == CHUNK and buffer is None:
+            buffer = self._buffers[slot] = bytearray(CHUNK)
+        assert buffer is not None
+        n = readinto(offset, buffer)
+        return buffer if n == length else buffer[:n]
 
     def close(self) -> None:
         for source in self._sources.values():

@@ -71,6 +71,21 @@ class LocalFileSource(AbstractContextManager["LocalFileSource"]):
             return b""
         return memoryview(self._map)[offset : min(offset + length, self._size)]
 
+    def readinto(self, offset: int, buffer: bytearray) -> int:
+        """Fill ``buffer`` from ``offset`` with ``pread``; returns the bytes read (fewer only at end of file).
+
+        For tensor contents: a copy into a reused buffer keeps resident memory flat, where
+        pages touched through the map would all count in the process's RSS.
+        """
+        view = memoryview(buffer)
+        done = 0
+        while done < len(view):
+            n = os.preadv(self._file.fileno(), [view[done:]], offset + done)
+            if n <= 0:
+                break
+            done += n
+        return done
+
     def close(self) -> None:
         if self._map is not None:
             # A caller may still hold a view; the mapping is then released with it.

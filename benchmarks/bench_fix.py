@@ -1,0 +1,233 @@
+#!/usr/bin/env python3
+"""Benchmark: in-place `tiecheck fix --drop-duplicates` on a generated multi-GB sharded checkpoint.
+
+Compared with what a user would otherwise run, each in its own process (wall time and that
+process's peak RSS, from ``wait4``):
+
+* ``cp``: copying the shard that the fix rewrites (the floor for rewriting it), with and
+  without ``sync`` of the copy (tiecheck fsyncs what it writes);
+* the hand-written script: ``safetensors.torch.load_file`` the shard, drop ``lm_head.weight``,
+  ``save_file`` it back (and, as such scripts do, leave the index stale);
+* ``tiecheck fix``: scan, plan, stream the shard without the head, verify (hash every copied
+  byte, re-scan), switch atomically, index and totals included.
+
+The checkpoint (a Gemma2-shaped config, tied, with the embedding copied into the last shard
+as ``lm_head.weight`` the way merge tools do) is written streamed, never held in memory, and
+deleted at the end. The page cache is warm for every method (the data was just written).
+
+    python benchmarks/bench_fix.py [--gb 4] [--repeat 5] [--dir PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tiecheck.formats.safetensors import encode_header
+
+VOCAB, HIDDEN, FFN = 131072, 2048, 8192
+BLOCK = 16 << 20
+
+
+def _fill(out: object, nbytes: int, seed: int, block: bytes) -> None:
+    """Write ``nbytes`` of pseudo-random data, distinct per ``seed``, from one shared block."""
+    tag = seed.to_bytes(8, "little")
+    written = 0
+    while written < nbytes:
+        n = min(BLOCK, nbytes - written)
+        chunk = tag + block[8:n] if n > 8 else block[:n]
+        out.write(chunk)  # type: ignore[attr-defined]
+        written += n
+
+
+def generate(folder: Path, gb: float) -> tuple[str, int]:
+    """A sharded checkpoint of about ``gb`` GB; returns the shard holding the duplicated head and its size."""
+    block = os.urandom(BLOCK)
+    embed = ("model.embed_tokens.weight", (VOCAB, HIDDEN))
+    per_layer = [
+        ("self_attn.q_proj.weight", (HIDDEN, HIDDEN)),
+        ("self_attn.k_proj.weight", (HIDDEN // 4, HIDDEN)),
+        ("self_attn.v_proj.weight", (HIDDEN // 4, HIDDEN)),
+        ("self_attn.o_proj.weight", (HIDDEN, HIDDEN)),
+        ("mlp.gate_proj.weight", (FFN, HIDDEN)),
+        ("mlp.up_proj.weight", (FFN, HIDDEN)),
+        ("mlp.down_proj.weight", (HIDDEN, FFN)),
+        ("input_layernorm.weight", (HIDDEN,)),
+        ("post_attention_layernorm.weight", (HIDDEN,)),
+    ]
+    layer_bytes = sum(2 * _numel(s) for _, s in per_layer)
+    embed_bytes = 2 * _numel(embed[1])
+    layers = max(1, int((gb * 1e9 - 2 * embed_bytes) // layer_bytes))
+    tensors = [embed]
+    for i in range(layers):
+        tensors += [(f"model.layers.{i}.{n}", s) for n, s in per_layer]
+    tensors.append(("model.norm.weight", (HIDDEN,)))
+    target = sum(2 * _numel(s) for _, s in tensors) / 4
+    shards: list[list[tuple[str, tuple[int, ...]]]] = [[]]
+    size = 0
+    for t in tensors:
+        if size >= target and len(shards) < 4:
+            shards.append([])
+            size = 0
+        shards[-1].append(t)
+        size += 2 * _numel(t[1])
+    shards[-1].append(("lm_head.weight", embed[1]))
+    seeds = {name: i for i, (name, _) in enumerate(tensors)}
+    seeds["lm_head.weight"] = seeds[embed[0]]  # byte-identical to the embedding
+
+    weight_map: dict[str, str] = {}
+    total = 0
+    names = [f"model-{i:05d}-of-{len(shards):05d}.safetensors" for i in range(1, len(shards) + 1)]
+    for name, shard in zip(names, shards, strict=True):
+        layout = {t: ("BF16", s, 2 * _numel(s)) for t, s in shard}
+        with open(folder / name, "wb") as out:
+            out.write(encode_header(layout, {"format": "pt"}))
+            for t, s in shard:
+                _fill(out, 2 * _numel(s), seeds[t], block)
+                weight_map[t] = name
+                total += 2 * _numel(s)
+    index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    config = {
+        "architectures": ["Gemma2ForCausalLM"],
+        "model_type": "gemma2",
+        "hidden_size": HIDDEN,
+        "intermediate_size": FFN,
+        "num_hidden_layers": layers,
+        "vocab_size": VOCAB,
+        "tie_word_embeddings": True,
+        "dtype": "bfloat16",
+    }
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    return names[-1], (folder / names[-1]).stat().st_size
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def measure(cmd: list[str]) -> tuple[float, int, int]:
+    """Wall seconds, peak RSS in bytes, and exit status of ``cmd`` run as its own process.
+
+    Peak RSS is the process's ``VmHWM``, polled from /proc: ``ru_maxrss`` would also count the
+    forking Python parent's memory, which the child inherits until it execs.
+    """
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    status = Path(f"/proc/{proc.pid}/status")
+    peak = 0
+    while proc.poll() is None:
+        try:
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) * 1024)
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0 and proc.stderr is not None:
+        sys.stderr.write(proc.stderr.read().decode())
+    return elapsed, peak, proc.returncode
+
+
+CP = "cp (the shard the fix rewrites)"
+HANDWRITTEN = """
+import sys
+from safetensors.torch import load_file, save_file
+path = sys.argv[1]
+tensors = load_file(path)
+del tensors["lm_head.weight"]
+save_file(tensors, path, metadata={"format": "pt"})
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gb", type=float, default=4.0)
+    parser.add_argument("--repeat", type=int, default=5, help="interleaved runs per method")
+    parser.add_argument("--dir", type=Path, default=None, help="where to generate the data (deleted afterwards)")
+    args = parser.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="tiecheck-bench-", dir=args.dir))
+    try:
+        folder = base / "ckpt"
+        folder.mkdir()
+        t0 = time.perf_counter()
+        shard, shard_size = generate(folder, args.gb)
+        total = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
+        print(f"generated {total / 1e9:.2f} GB in {time.perf_counter() - t0:.0f} s; head in {shard}", file=sys.stderr)
+        pristine_shard = base / "pristine.safetensors"
+        pristine_index = base / "pristine.index.json"
+        shutil.copyfile(folder / shard, pristine_shard)
+        shutil.copyfile(folder / "model.safetensors.index.json", pristine_index)
+
+        def restore() -> None:
+            for leftover in folder.glob(".tiecheck*"):
+                leftover.unlink()
+            (folder / shard).unlink()
+            shutil.copyfile(pristine_shard, folder / shard)
+            shutil.copyfile(pristine_index, folder / "model.safetensors.index.json")
+            os.sync()  # no method pays for another's (or the generator's) pending writeback
+
+        runs = {
+            CP: ["cp", str(folder / shard), str(base / "copy.safetensors")],
+            "cp + sync of the copy (durable, as tiecheck is)": [
+                "sh",
+                "-c",
+                'cp "$0" "$1" && sync "$1"',
+                str(folder / shard),
+                str(base / "copy.safetensors"),
+            ],
+            "tiecheck fix --drop-duplicates": [
+                sys.executable,
+                "-m",
+                "tiecheck",
+                "fix",
+                str(folder),
+                "--drop-duplicates",
+                "--yes",
+            ],
+            "hand-written (load_file, del, save_file)": [sys.executable, "-c", HANDWRITTEN, str(folder / shard)],
+        }
+        times: dict[str, list[float]] = {label: [] for label in runs}
+        peaks: dict[str, int] = dict.fromkeys(runs, 0)
+        codes: dict[str, int] = dict.fromkeys(runs, 0)
+        for _ in range(args.repeat):
+            for label, cmd in runs.items():  # interleaved, so background load hits every method alike
+                restore()
+                seconds, rss, code = measure(cmd)
+                (base / "copy.safetensors").unlink(missing_ok=True)
+                os.sync()
+                times[label].append(seconds)
+                peaks[label] = max(peaks[label], rss)
+                codes[label] = codes[label] or code
+        cp_median = statistics.median(times[CP])
+        print(
+            f"\nIn-place fix of a {total / 1e9:.1f} GB checkpoint; rewritten shard {shard_size / 1e9:.2f} GB; "
+            f"{args.repeat} interleaved run(s) per method\n"
+        )
+        print("| method | median wall time | min - max | median vs cp | peak RSS | exit |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for label in runs:
+            median = statistics.median(times[label])
+            spread = f"{min(times[label]):.2f} - {max(times[label]):.2f} s"
+            print(
+                f"| {label} | {median:.2f} s | {spread} | {median / cp_median:.2f}x | "
+                f"{peaks[label] / 1e6:.0f} MB | {codes[label]} |"
+            )
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

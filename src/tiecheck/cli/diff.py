@@ -1,0 +1,67 @@
+"""``tiecheck diff A B``: what B lost, gained or changed compared with A, tensor by tensor."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tiecheck.cli.app import EXIT_FINDINGS, EXIT_OK, OutputFormat, app, fail
+from tiecheck.diff import DiffResult, Status, diff
+from tiecheck.errors import TiecheckError
+from tiecheck.rules.base import human_bytes
+
+
+@app.command("diff")
+def diff_command(
+    a: Annotated[Path, typer.Argument(help="The checkpoint before (folder or .safetensors file).")],
+    b: Annotated[Path, typer.Argument(help="The checkpoint after.")],
+    output_format: Annotated[OutputFormat, typer.Option("--format", "-f", help="Report format.")] = OutputFormat.table,
+) -> None:
+    """Compare two checkpoints by name and content hash. Exit 1 when B lost, added or changed a tensor."""
+    try:
+        result = diff(a, b)
+    except TiecheckError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"{exc.filename or a}: {exc.strerror.lower() if exc.strerror else exc}")
+    if output_format is OutputFormat.json:
+        sys.stdout.write(json.dumps(diff_dict(result), indent=2) + "\n")
+    else:
+        render_diff(result, Console())
+    raise typer.Exit(EXIT_OK if result.lossless else EXIT_FINDINGS)
+
+
+def diff_dict(result: DiffResult) -> dict[str, object]:
+    return {
+        "a": result.a,
+        "b": result.b,
+        "lossless": result.lossless,
+        "counts": {s.value: result.count(s) for s in Status},
+        "bytes_hashed": result.bytes_hashed,
+        "tensors": [
+            {"name": t.name, "status": t.status.value, "detail": t.detail}
+            for t in result.tensors
+            if t.status is not Status.SAME
+        ],
+    }
+
+
+def render_diff(result: DiffResult, console: Console) -> None:
+    counts = ", ".join(f"{result.count(s)} {s.value}" for s in Status)
+    console.print(f"{result.a} -> {result.b}: {counts} ({human_bytes(result.bytes_hashed)} hashed)", highlight=False)
+    changes = [t for t in result.tensors if t.status is not Status.SAME]
+    if changes:
+        table = Table()
+        for column in ("tensor", "status", "detail"):
+            table.add_column(column, overflow="fold")
+        for t in changes:
+            table.add_row(t.name, t.status.value, t.detail)
+        console.print(table)
+    verdict = "nothing lost" if result.lossless else "the checkpoints differ"
+    console.print(f"{verdict}.", highlight=False)

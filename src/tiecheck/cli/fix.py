@@ -1,0 +1,153 @@
+"""``tiecheck fix``: plan, then apply (in place or to --output), verified; ``--dry-run`` only plans."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tiecheck.cli.app import EXIT_OK, OutputFormat, app, fail
+from tiecheck.errors import TiecheckError
+from tiecheck.fix import FixOutcome, Options, Plan, VerificationError, run_fix
+from tiecheck.output.json import finding_dict
+from tiecheck.rules.base import human_bytes
+
+
+@app.command("fix")
+def fix_command(
+    path: Annotated[Path, typer.Argument(help="Checkpoint folder (or a weight file or index inside it).")],
+    drop_duplicates: Annotated[
+        bool, typer.Option("--drop-duplicates", help="Drop redundant tied copies (TC101) that loaders restore.")
+    ] = False,
+    tie_head: Annotated[
+        bool,
+        typer.Option("--tie-head", help="TC104: drop a head identical to the embedding and set tie_word_embeddings."),
+    ] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the fixed checkpoint to this new folder.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and change nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before changing the folder in place.")] = False,
+    output_format: Annotated[OutputFormat, typer.Option("--format", "-f", help="Report format.")] = OutputFormat.table,
+) -> None:
+    """Fix index, metadata and redundant tensors: streamed, verified, atomic. Index repairs always apply."""
+    console = Console()
+    as_json = output_format is OutputFormat.json
+    shown: list[Plan] = []
+
+    def confirm(plan: Plan) -> bool:
+        render_plan(plan, console)
+        shown.append(plan)
+        return typer.confirm("Apply these changes in place?", default=False)
+
+    ask = not yes and not as_json and sys.stdin.isatty() and sys.stdout.isatty()
+    options = Options(drop_duplicates=drop_duplicates, tie_head=tie_head)
+    try:
+        outcome = run_fix(path, options, output=output, dry_run=dry_run, confirm=confirm if ask else None)
+    except VerificationError as exc:
+        fail(f"verification failed, the staged files were discarded and nothing was changed: {exc}")
+    except TiecheckError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        where = exc.filename or path
+        fail(f"{where}: {exc.strerror.lower() if exc.strerror else exc}; nothing was changed")
+    if as_json:
+        sys.stdout.write(json.dumps(outcome_dict(outcome, dry_run, output), indent=2) + "\n")
+    else:
+        render_outcome(outcome, console, dry_run, plan_shown=bool(shown))
+    if not dry_run and not outcome.plan.empty and outcome.applied is None:
+        fail("aborted: nothing was changed")
+    raise typer.Exit(EXIT_OK)
+
+
+def render_plan(plan: Plan, console: Console) -> None:
+    if plan.empty:
+        console.print("Nothing to fix.", highlight=False)
+    else:
+        table = Table(title=f"Plan: {len(plan.actions)} action(s), saves {human_bytes(plan.bytes_saved)}")
+        for column in ("action", "tensor / file", "saves", "why"):
+            table.add_column(column, overflow="fold")
+        for a in plan.actions:
+            subject = f"{a.tensor}\nin {a.file}" if a.tensor else a.file
+            if a.new_name:
+                subject += f"\n-> {a.new_name}"
+            table.add_row(a.kind.value, subject, human_bytes(a.bytes_saved) if a.bytes_saved else "", a.reason)
+        console.print(table)
+    for note in plan.kept:
+        console.print(f"[dim]{note.code}[/dim] {note.subject}: {note.reason}", highlight=False)
+
+
+def render_outcome(outcome: FixOutcome, console: Console, dry_run: bool, plan_shown: bool) -> None:
+    if outcome.recovery is not None and outcome.recovery.happened:
+        console.print(f"Recovered: {outcome.recovery.describe()}.", highlight=False)
+    if outcome.pending_recovery:
+        console.print("An interrupted fix is pending: the next run without --dry-run completes it.", highlight=False)
+    if not plan_shown:
+        render_plan(outcome.plan, console)
+    applied = outcome.applied
+    if dry_run and not outcome.plan.empty:
+        console.print("Dry run: nothing was changed.", highlight=False)
+    if applied is None:
+        return
+    v = applied.verification
+    console.print(
+        f"Fixed {applied.destination}: saved {human_bytes(outcome.plan.bytes_saved)}. Verified: {v.tensors_hashed} "
+        f"tensor(s) re-read and hashed ({human_bytes(v.bytes_hashed)}), {v.files_linked} shard(s) renamed by link, "
+        f"{v.dropped_checked} dropped tensor(s) restorable from an identical partner.",
+        highlight=False,
+    )
+    resolved = ", ".join(sorted({f.code for f in v.resolved})) or "none"
+    remaining = ", ".join(sorted({f.code for f in applied.final.findings})) or "none"
+    console.print(f"Re-scan: resolved {resolved}; remaining {remaining}; no new finding.", highlight=False)
+
+
+def outcome_dict(outcome: FixOutcome, dry_run: bool, output: Path | None) -> dict[str, Any]:
+    plan = outcome.plan
+    applied = outcome.applied
+    recovery = outcome.recovery
+    return {
+        "target": str(outcome.root),
+        "mode": "dry-run" if dry_run else ("output" if output is not None else "in-place"),
+        "recovery": None
+        if recovery is None
+        else {
+            "rolled_forward": recovery.rolled_forward,
+            "steps_redone": recovery.steps_redone,
+            "removed_temps": list(recovery.removed_temps),
+        },
+        "pending_recovery": outcome.pending_recovery,
+        "plan": {
+            "bytes_saved": plan.bytes_saved,
+            "actions": [
+                {
+                    "kind": a.kind.value,
+                    "file": a.file,
+                    "tensor": a.tensor,
+                    "new_name": a.new_name,
+                    "bytes_saved": a.bytes_saved,
+                    "reason": a.reason,
+                    "codes": list(a.codes),
+                }
+                for a in plan.actions
+            ],
+            "kept": [{"subject": k.subject, "code": k.code, "reason": k.reason} for k in plan.kept],
+        },
+        "applied": applied is not None,
+        "destination": str(applied.destination) if applied else None,
+        "verification": None
+        if applied is None
+        else {
+            "tensors_hashed": applied.verification.tensors_hashed,
+            "bytes_hashed": applied.verification.bytes_hashed,
+            "files_linked": applied.verification.files_linked,
+            "dropped_checked": applied.verification.dropped_checked,
+            "resolved": [finding_dict(f) for f in applied.verification.resolved],
+        },
+        "findings_before": [finding_dict(f) for f in outcome.before.findings],
+        "findings_after": [finding_dict(f) for f in applied.final.findings] if applied else None,
+    }
