@@ -6,8 +6,9 @@ Tensor bytes are never held here, only where they are (file and byte range).
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
@@ -56,6 +57,30 @@ class TensorRecord:
             other.shape,
             other.stride,
         )
+
+    def byte_runs(self, chunk: int) -> Iterator[tuple[int, int]]:
+        """``(offset, length)`` runs of the tensor's bytes in C order, none longer than ``chunk``.
+
+        A contiguous tensor is one run; a strided view (a saved transpose) yields one run per
+        innermost contiguous block, so a reader or writer can stream it without materialising it.
+        """
+        if self.numel == 0:
+            return
+        if self.contiguous or self.stride is None:
+            for offset in range(0, self.nbytes, chunk):
+                yield self.start + offset, min(chunk, self.nbytes - offset)
+            return
+        itemsize = DTYPES[self.dtype].bits // 8
+        stride = self.stride
+        outer, run = len(self.shape), 1
+        while outer > 0 and (self.shape[outer - 1] == 1 or stride[outer - 1] == run):
+            run *= self.shape[outer - 1]
+            outer -= 1
+        length = run * itemsize
+        for index in itertools.product(*(range(d) for d in self.shape[:outer])):
+            base = self.start + sum(i * s for i, s in zip(index, stride[:outer], strict=True)) * itemsize
+            for offset in range(0, length, chunk):
+                yield base + offset, min(chunk, length - offset)
 
     @property
     def numel(self) -> int:

@@ -6,12 +6,10 @@ comparing two 2 GB embeddings costs two sequential reads and no Python-side copy
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from types import TracebackType
 
 from tiecheck.checkpoint import TensorRecord
-from tiecheck.formats.dtypes import DTYPES
 from tiecheck.io.source import ByteSource, CheckpointStore
 
 CHUNK = 16 << 20
@@ -61,7 +59,7 @@ class ContentReader:
         """The tensor's bytes in C order, in pieces of exactly CHUNK bytes (the last one shorter)."""
         source = self.source(t.file)
         buffer = bytearray()
-        for offset, length in _runs(t):
+        for offset, length in t.byte_runs(CHUNK):
             buffer += source.read(offset, length)
             while len(buffer) >= CHUNK:
                 yield bytes(buffer[:CHUNK])
@@ -96,24 +94,3 @@ class ContentReader:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _runs(t: TensorRecord) -> Iterator[tuple[int, int]]:
-    """(offset, length) byte runs of a strided tensor in C order; trailing contiguous dims form one run."""
-    itemsize = DTYPES[t.dtype].bits // 8
-    if t.numel == 0:
-        return
-    stride = t.stride if t.stride is not None else ()
-    if not stride:  # contiguous or a scalar: one run
-        for offset in range(0, t.nbytes, CHUNK):
-            yield t.start + offset, min(CHUNK, t.nbytes - offset)
-        return
-    outer, run = len(t.shape), 1
-    while outer > 0 and (t.shape[outer - 1] == 1 or stride[outer - 1] == run):
-        run *= t.shape[outer - 1]
-        outer -= 1
-    length = run * itemsize
-    for index in itertools.product(*(range(d) for d in t.shape[:outer])):
-        base = t.start + sum(i * s for i, s in zip(index, stride[:outer], strict=True)) * itemsize
-        for offset in range(0, length, CHUNK):
-            yield base + offset, min(CHUNK, length - offset)

@@ -109,8 +109,16 @@ def _is_weight_name(name: str, pickle: bool = False) -> bool:
 
 
 def _pickle_only(names: list[str]) -> bool:
-    """No safetensors weights or index, but pickle weights: the loader falls back to ``.bin``."""
-    if any(n.endswith((".safetensors", INDEX_SUFFIX)) for n in names):
+    """No ``model.safetensors`` and no safetensors index, but pickle weights: transformers reads ``.bin``.
+
+    Stray safetensors shards without an index do not count: transformers does not read them either
+    (a ``fix --to-safetensors`` interrupted before its commit point looks like this).
+    """
+    if SINGLE_FILE in names or any(n.endswith(INDEX_SUFFIX) for n in names):
+        return False
+    if not any(n.endswith(PICKLE_SUFFIXES) and not NOT_WEIGHTS.match(n) for n in names):
+        return False
+    if any(n.endswith(".safetensors") and not SHARD_PATTERN.match(n) for n in names):
         return False
     return any(n.endswith(PICKLE_INDEX_SUFFIX) for n in names) or bool(_pickle_weights(names))
 

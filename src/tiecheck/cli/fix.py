@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,11 +12,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tiecheck.cli.app import EXIT_OK, OutputFormat, app, fail
+from tiecheck.cli.app import EXIT_OK, app, fail
 from tiecheck.errors import TiecheckError
 from tiecheck.fix import FixOutcome, Options, Plan, VerificationError, run_fix
 from tiecheck.output.json import finding_dict
 from tiecheck.rules.base import human_bytes
+
+
+class FixFormat(str, Enum):
+    """A fix reports a plan and its outcome: for people, or for scripts."""
+
+    table = "table"
+    json = "json"
 
 
 @app.command("fix")
@@ -28,16 +36,22 @@ def fix_command(
         bool,
         typer.Option("--tie-head", help="TC104: drop a head identical to the embedding and set tie_word_embeddings."),
     ] = False,
+    to_safetensors: Annotated[
+        bool,
+        typer.Option(
+            "--to-safetensors", help="Convert pickle (.bin) weights to safetensors shards, without unpickling."
+        ),
+    ] = False,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the fixed checkpoint to this new folder.")
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and change nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before changing the folder in place.")] = False,
-    output_format: Annotated[OutputFormat, typer.Option("--format", "-f", help="Report format.")] = OutputFormat.table,
+    output_format: Annotated[FixFormat, typer.Option("--format", "-f", help="Report format.")] = FixFormat.table,
 ) -> None:
     """Fix index, metadata and redundant tensors: streamed, verified, atomic. Index repairs always apply."""
     console = Console()
-    as_json = output_format is OutputFormat.json
+    as_json = output_format is FixFormat.json
     shown: list[Plan] = []
 
     def confirm(plan: Plan) -> bool:
@@ -46,7 +60,7 @@ def fix_command(
         return typer.confirm("Apply these changes in place?", default=False)
 
     ask = not yes and not as_json and sys.stdin.isatty() and sys.stdout.isatty()
-    options = Options(drop_duplicates=drop_duplicates, tie_head=tie_head)
+    options = Options(drop_duplicates=drop_duplicates, tie_head=tie_head, to_safetensors=to_safetensors)
     try:
         outcome = run_fix(path, options, output=output, dry_run=dry_run, confirm=confirm if ask else None)
     except VerificationError as exc:

@@ -37,8 +37,8 @@ def checkpoint_root(path: str | Path) -> Path:
     if not target.exists():
         raise TiecheckError(f"{target}: no such file or directory")
     if target.is_file():
-        if not (target.suffix == ".safetensors" or target.name.endswith(".index.json")):
-            raise TiecheckError(f"{target}: not a checkpoint (expected a folder, a .safetensors file or an index)")
+        if not (target.suffix in (".safetensors", ".bin", ".pt", ".pth") or target.name.endswith(".index.json")):
+            raise TiecheckError(f"{target}: not a checkpoint (expected a folder, a weight file or an index)")
         return target.parent
     return target
 

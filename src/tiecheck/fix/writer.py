@@ -82,19 +82,22 @@ class _Copier:
         self.buffer = memoryview(bytearray(CHUNK))
         self.kernel_copy = _copy_file_range is not None
 
-    def copy(self, src: int, start: int, length: int, dst: int, label: str) -> str:
+    def copy(self, src: int, record: TensorRecord, dst: int, label: str) -> str:
+        """Append ``record``'s bytes, in C order, to ``dst``; the xxh3-128 of what was copied."""
         digest = xxhash.xxh3_128()
         done = 0
-        while done < length:
-            want = min(len(self.buffer), length - done)
-            n = os.preadv(src, [self.buffer[:want]], start + done)
-            if n <= 0:
-                raise OSError(errno.EIO, f"unexpected end of file at byte {start + done}")
-            chunk = self.buffer[:n]
-            digest.update(chunk)
-            self._put(src, start + done, chunk, dst)
-            done += n
-            step(f"copy {label} {done}/{length}")
+        for start, length in record.byte_runs(len(self.buffer)):
+            n = 0
+            while n < length:
+                got = os.preadv(src, [self.buffer[: length - n]], start + n)
+                if got <= 0:
+                    raise OSError(errno.EIO, f"unexpected end of file at byte {start + n}")
+                chunk = self.buffer[:got]
+                digest.update(chunk)
+                self._put(src, start + n, chunk, dst)
+                n += got
+            done += length
+            step(f"copy {label} {done}/{record.nbytes}")
         return digest.hexdigest()
 
     def _put(self, src: int, offset: int, chunk: memoryview, dst: int) -> None:
@@ -138,7 +141,7 @@ def write_shard(
     try:
         _write_all(fd, header)
         for t in records:
-            digests[t.name] = copier.copy(open_source(t.file), t.start, t.nbytes, fd, f"{dest.name}:{t.name}")
+            digests[t.name] = copier.copy(open_source(t.file), t, fd, f"{dest.name}:{t.name}")
         if sync:
             os.fsync(fd)
     except BaseException:

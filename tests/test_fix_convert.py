@@ -1,0 +1,234 @@
+"""``tiecheck fix --to-safetensors``: pickle checkpoints converted without unpickling, verified, atomically.
+
+Real artefacts: state dicts of transformers models written by ``torch.save`` (single and sharded
+with an index, tied storages and plain copies), loaded back with ``from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fixhelpers import as_bytes, codes, loadable, snapshot
+from pickle_helpers import glob, write_torch_zip
+from tiecheck.fix import Options, RefusedError, run_fix
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+SMALL = {
+    "vocab_size": 64,
+    "hidden_size": 16,
+    "intermediate_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+}
+CONVERT = Options(to_safetensors=True)
+
+
+def model(tie: bool, model_type: str = "llama", arch: str = "LlamaForCausalLM") -> Any:
+    torch.manual_seed(0)
+    config = transformers.AutoConfig.for_model(model_type, **SMALL, tie_word_embeddings=tie)
+    return getattr(transformers, arch)(config).eval()
+
+
+def save_pickle(m: Any, folder: Path, shards: int = 1) -> None:
+    """What transformers < 4.35 and many training scripts wrote: torch.save of the state dict."""
+    folder.mkdir(parents=True, exist_ok=True)
+    m.config.save_pretrained(folder)
+    state = m.state_dict()
+    if shards == 1:
+        torch.save(state, folder / "pytorch_model.bin")
+        return
+    names = list(state)
+    step = -(-len(names) // shards)
+    weight_map = {}
+    total = 0
+    for i in range(shards):
+        part = {n: state[n] for n in names[i * step : (i + 1) * step]}
+        file = f"pytorch_model-{i + 1:05d}-of-{shards:05d}.bin"
+        torch.save(part, folder / file)
+        weight_map.update(dict.fromkeys(part, file))
+        total += sum(t.numel() * t.element_size() for t in part.values())
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (folder / "pytorch_model.bin.index.json").write_text(json.dumps(index))
+
+
+def logits(folder: Path) -> Any:
+    loaded, info = transformers.AutoModelForCausalLM.from_pretrained(folder, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    with torch.no_grad():
+        return loaded.eval()(torch.arange(12).reshape(1, 12)).logits
+
+
+def reference_logits(m: Any) -> Any:
+    with torch.no_grad():
+        return m(torch.arange(12).reshape(1, 12)).logits
+
+
+@pytest.mark.parametrize("tie", [True, False], ids=["tied", "untied"])
+def test_single_pickle_round_trip(tmp_path: Path, tie: bool) -> None:
+    m = model(tie)
+    folder = tmp_path / "ckpt"
+    save_pickle(m, folder)
+    assert "TC402" in codes(folder)
+
+    outcome = run_fix(folder, CONVERT)
+    assert outcome.applied is not None
+    names = sorted(p.name for p in folder.iterdir())
+    assert "pytorch_model.bin" not in names and "model.safetensors" in names
+    assert not [c for c in codes(folder) if c in {"TC101", "TC102", "TC201", "TC402"}]
+    stored = set(loadable(folder))
+    assert ("lm_head.weight" in stored) is (not tie), "a tied alias is stored once, an untied one twice"
+    assert torch.equal(logits(folder), reference_logits(m))
+
+
+def test_sharded_pickle_round_trip(tmp_path: Path) -> None:
+    m = model(tie=False, model_type="qwen2", arch="Qwen2ForCausalLM")
+    folder = tmp_path / "ckpt"
+    save_pickle(m, folder, shards=3)
+    sizes = sorted(p.stat().st_size for p in folder.glob("pytorch_model-*.bin"))
+
+    outcome = run_fix(folder, CONVERT)
+    assert outcome.applied is not None
+    shards = sorted(folder.glob("model-*-of-00003.safetensors"))
+    assert len(shards) == 3
+    assert not list(folder.glob("*.bin")) and not (folder / "pytorch_model.bin.index.json").exists()
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    assert index["metadata"]["total_size"] == sum(t.numel() * t.element_size() for t in m.state_dict().values())
+    # Shard sizes close to the original's (the pickle adds its own framing).
+    for new, old in zip(sorted(p.stat().st_size for p in shards), sizes, strict=True):
+        assert 0.5 * old < new <= old
+    assert codes(folder) <= {"TC302"}
+    assert torch.equal(logits(folder), reference_logits(m))
+
+
+def test_tied_copies_in_different_shards_are_dropped_with_drop_duplicates(tmp_path: Path) -> None:
+    m = model(tie=True, model_type="gemma2", arch="Gemma2ForCausalLM")
+    folder = tmp_path / "ckpt"
+    save_pickle(m, folder, shards=2)  # embedding first, head last: two files, so two copies
+    assert "TC101" in codes(folder)
+    run_fix(folder, Options(to_safetensors=True, drop_duplicates=True))
+    assert "lm_head.weight" not in loadable(folder)
+    assert not codes(folder) & {"TC101", "TC402"}
+    assert torch.equal(logits(folder), reference_logits(m))
+
+
+def test_transposed_view_is_written_in_c_order(tmp_path: Path) -> None:
+    weight = torch.arange(24, dtype=torch.float32).reshape(4, 6)
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    torch.save({"w.T": weight.t(), "w": weight}, folder / "pytorch_model.bin")
+    run_fix(folder, CONVERT)
+    tensors = loadable(folder)
+    assert tensors["w.T"] == as_bytes(weight.t().contiguous())
+    assert tensors["w"] == as_bytes(weight)
+
+
+def test_output_folder_leaves_the_source_alone(tmp_path: Path) -> None:
+    m = model(tie=True)
+    folder = tmp_path / "ckpt"
+    save_pickle(m, folder)
+    (folder / "tokenizer.json").write_text("{}")
+    before = snapshot(folder)
+    out = tmp_path / "converted"
+    run_fix(folder, CONVERT, output=out)
+    assert snapshot(folder) == before
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
+    assert torch.equal(logits(out), reference_logits(m))
+
+
+def test_unsafe_pickle_is_refused_and_nothing_is_touched(tmp_path: Path) -> None:
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    payload = b"\x80\x02" + glob("posix", "system") + b"X\x04\x00\x00\x00true\x85R."
+    write_torch_zip(folder / "pytorch_model.bin", payload, {})
+    before = snapshot(folder)
+    with pytest.raises(RefusedError, match="TC401"):
+        run_fix(folder, CONVERT)
+    assert snapshot(folder) == before
+
+
+def test_without_the_flag_pickles_are_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "ckpt"
+    save_pickle(model(tie=True), folder)
+    with pytest.raises(RefusedError, match="--to-safetensors"):
+        run_fix(folder, Options())
+
+
+def test_cli_dry_run_lists_the_conversion(tmp_path: Path) -> None:
+    folder = tmp_path / "ckpt"
+    save_pickle(model(tie=True), folder)
+    before = snapshot(folder)
+    result = subprocess.run(
+        [sys.executable, "-m", "tiecheck", "fix", str(folder), "--to-safetensors", "--dry-run", "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    kinds = [a["kind"] for a in json.loads(result.stdout)["plan"]["actions"]]
+    assert kinds == ["drop-tensor", "convert-shard", "remove-shard"]
+    assert snapshot(folder) == before
+
+
+def pickle_tensors(folder: Path) -> dict[str, bytes]:
+    """What a loader reads from a pickle checkpoint (our own test files: safe to load)."""
+    index = folder / "pytorch_model.bin.index.json"
+    files = (
+        sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists() else ["pytorch_model.bin"]
+    )
+    result: dict[str, bytes] = {}
+    for file in files:
+        result.update({k: as_bytes(v) for k, v in torch.load(folder / file, weights_only=True).items()})
+    return result
+
+
+def state_of(folder: Path) -> dict[str, bytes]:
+    """The tensors transformers would load: safetensors when the commit point has passed, else the pickles."""
+    if (folder / "model.safetensors.index.json").exists() or (folder / "model.safetensors").exists():
+        return loadable(folder)
+    return pickle_tensors(folder)
+
+
+@pytest.mark.parametrize("shards", [1, 2])
+def test_kill_at_every_step_of_a_conversion(tmp_path: Path, shards: int) -> None:
+    m = model(tie=False)
+    pristine = tmp_path / "pristine"
+    save_pickle(m, pristine, shards=shards)
+    old = state_of(pristine)
+    env = {**os.environ, "TIECHECK_FIX_CHUNK": "1024"}
+    args = [sys.executable, "-m", "tiecheck", "fix", "--yes", "--to-safetensors"]
+
+    reference = tmp_path / "reference"
+    shutil.copytree(pristine, reference)
+    trace = tmp_path / "trace.txt"
+    done = subprocess.run([*args, str(reference)], env={**env, "TIECHECK_FIX_TRACE": str(trace)}, check=False)
+    assert done.returncode == 0
+    new = state_of(reference)
+    assert new == old
+    final_files = sorted(p.name for p in reference.iterdir())
+    steps = trace.read_text().splitlines()
+    assert len(steps) > 10
+
+    for number, line in enumerate(steps, 1):
+        if line.split(" ", 1)[1].startswith("copy ") and not line.endswith(f" {1024}/" + line.rsplit("/", 1)[1]):
+            continue  # of the many alike chunk copies, the first of each tensor is enough
+        folder = tmp_path / f"kill-{number}"
+        shutil.copytree(pristine, folder)
+        killed = subprocess.run([*args, str(folder)], env={**env, "TIECHECK_FIX_KILL_AT": str(number)}, check=False)
+        assert killed.returncode == -signal.SIGKILL, line
+        assert state_of(folder) == old, f"after a kill at {line!r} the folder does not load the same tensors"
+        run_fix(folder, CONVERT)
+        assert sorted(p.name for p in folder.iterdir()) == final_files, line
+        assert state_of(folder) == old
+        shutil.rmtree(folder)
