@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from tiecheck.cli.app import EXIT_FINDINGS, EXIT_OK, FailLevel, OutputFormat, app, fail
+from tiecheck.cli.progress import progress_for
 from tiecheck.errors import TiecheckError
 from tiecheck.findings import Severity
 from tiecheck.output.json import render_json
@@ -24,10 +25,14 @@ def scan_command(
     fail_on: Annotated[
         FailLevel, typer.Option("--fail-on", help="Exit 1 when a finding is at least this severe.")
     ] = FailLevel.warning,
+    deep: Annotated[
+        bool, typer.Option("--deep", help="Read every tensor once: content hashes, NaN/Inf, constant tensors.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Scan a checkpoint and report every problem with a stable rule code."""
     try:
-        report = scan(path)
+        report = scan(path, deep=deep, progress=progress_for(quiet))
     except TiecheckError as exc:
         fail(str(exc))
     if output_format is OutputFormat.json:

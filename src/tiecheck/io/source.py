@@ -71,6 +71,20 @@ class LocalFileSource(AbstractContextManager["LocalFileSource"]):
             return b""
         return memoryview(self._map)[offset : min(offset + length, self._size)]
 
+    def release(self, offset: int, length: int) -> None:
+        """Drop the mapped pages of a range already processed (they stay in the page cache).
+
+        Without this, every page a scan touches counts towards its resident memory until the map closes.
+        """
+        advice = getattr(mmap, "MADV_DONTNEED", None)
+        if self._map is None or advice is None or length <= 0:
+            return
+        start = offset - offset % mmap.PAGESIZE
+        end = min(offset + length, self._size)
+        if end > start:
+            with contextlib.suppress(OSError, ValueError):
+                self._map.madvise(advice, start, end - start)
+
     def close(self) -> None:
         if self._map is not None:
             # A caller may still hold a view; the mapping is then released with it.
