@@ -393,7 +393,7 @@ class ContentReader:
             content = self._contents.get(location(t))
             if content is not None:
                 by_hash[(t.dtype, t.nbytes, content.hash)].append(t)
-        groups = tuple(sorted(tuple(ts) for ts in by_hash.values() if len(ts) > 1))
+        groups = tuple(sorted((tuple(ts) for ts in by_hash.values() if len(ts) > 1), key=lambda g: g[0].name))
         contents = {loc: self._contents[loc] for loc in unique if loc in self._contents}
         self._analysis = ContentAnalysis(groups, MappingProxyType(contents), deep)
         return self._analysis
