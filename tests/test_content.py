@@ -222,3 +222,11 @@ def test_progress_bar_draws_on_stderr(tmp_path: Path) -> None:
     report = scan(write(tmp_path / "m", {"a": rand(), "b": rand()}), deep=True, progress=bar)
     assert report.bytes_read > 0
     assert "reading every tensor" in out.getvalue()
+
+
+@pytest.mark.parametrize("name", ["gemma2-merge-duplicated-head", "gemma-tie-mismatch", "qwen2-tieable-head"])
+def test_deep_reads_every_tensor_exactly_once_and_agrees(fixtures_dir: Path, name: str) -> None:
+    plain, deep = scan(fixtures_dir / name), scan(fixtures_dir / name, deep=True)
+    assert codes(deep) == codes(plain)
+    # The tie pair is compared byte for byte in the same pass that hashes it: no second read.
+    assert deep.bytes_read == deep.summary.bytes

@@ -33,7 +33,7 @@ from tiecheck.checkpoint import TensorRecord
 from tiecheck.formats.dtypes import DTYPES
 from tiecheck.io.source import ByteSource, CheckpointStore
 
-CHUNK = 16 << 20
+CHUNK = 8 << 20
 """Bytes per sequential read; with one worker per core this bounds the mapped working set."""
 SAMPLE = 4096
 """Bytes per sampled block of a fingerprint."""
@@ -149,6 +149,17 @@ def constant_pattern(data: memoryview | bytes, dtype: str) -> bytes | None:
     return None
 
 
+_local = threading.local()
+
+
+def _scratch(nbytes: int) -> Any:
+    """A reusable per-thread byte buffer of at least ``nbytes`` (sliced to exactly that)."""
+    buffer = getattr(_local, "buffer", None)
+    if buffer is None or len(buffer) < nbytes:
+        buffer = _local.buffer = np.empty(max(nbytes, CHUNK), dtype=np.uint8)
+    return buffer[:nbytes]
+
+
 def count_nonfinite(data: memoryview | bytes, dtype: str) -> tuple[int, int] | None:
     """(NaN count, Inf count) from the raw bits, without converting to float32; None if not decodable."""
     bits = _FLOAT_BITS.get(dtype)
@@ -159,7 +170,11 @@ def count_nonfinite(data: memoryview | bytes, dtype: str) -> tuple[int, int] | N
     if not len(values):
         return 0, 0
     kind = values.dtype.type
-    magnitude = values & kind(bits.mask) if bits.mask != (1 << (8 * width)) - 1 else values
+    if bits.mask != (1 << (8 * width)) - 1:
+        # into a per-thread scratch buffer: a fresh 16 MB array per chunk costs more in page faults than the math
+        magnitude = np.bitwise_and(values, kind(bits.mask), out=_scratch(values.nbytes).view(values.dtype))
+    else:
+        magnitude = values
     lowest = bits.nan_lo if bits.inf is None else min(bits.inf, bits.nan_lo)
     if bits.nan_hi == bits.mask and int(magnitude.max()) < lowest:
         return 0, 0  # the common case: one masked max over the chunk
@@ -264,8 +279,11 @@ class ContentReader:
     def _chunks(self, tensor: TensorRecord) -> Iterable[memoryview]:
         """The tensor's bytes in sequential chunks; each chunk's pages are dropped once consumed."""
         src = self.source(tensor.file)
+        prefetch: Callable[[int, int], None] | None = getattr(src, "prefetch", None)
         for offset in range(tensor.start, tensor.end, CHUNK):
             length = min(CHUNK, tensor.end - offset)
+            if prefetch is not None and offset + length < tensor.end:
+                prefetch(offset + length, min(CHUNK, tensor.end - offset - length))  # read ahead while we hash
             chunk = memoryview(src.read(offset, length))
             if len(chunk) != length:
                 raise OSError(f"{tensor.file}: truncated while reading {tensor.name}")
@@ -277,36 +295,45 @@ class ContentReader:
 
     def _per_file(
         self,
-        tensors: Iterable[TensorRecord],
-        work: Callable[[TensorRecord], None],
+        units: Iterable[tuple[TensorRecord, ...]],
+        work: Callable[[tuple[TensorRecord, ...]], None],
         label: str,
         size: Callable[[TensorRecord], int] = lambda t: t.nbytes,
+        random_access: bool = False,
     ) -> None:
-        """Run ``work`` on every tensor: files in parallel, tensors of a file in offset order."""
-        by_file: dict[str, list[TensorRecord]] = defaultdict(list)
-        for t in tensors:
-            by_file[t.file].append(t)
-        if not by_file:
+        """Run ``work`` on every unit (one tensor, or a pair read in lockstep).
+
+        Files run in parallel, the tensors of a file in offset order (sequential reads); a pair is its own job.
+        """
+        jobs: dict[object, list[tuple[TensorRecord, ...]]] = defaultdict(list)
+        for i, unit in enumerate(units):
+            jobs[unit[0].file if len(unit) == 1 else i].append(unit)
+            for t in unit:
+                self.source(t.file)  # open in this thread
+        if not jobs:
             return
-        for file in by_file:
-            self.source(file)  # open in this thread
-        total = sum(size(t) for ts in by_file.values() for t in ts)
+        total = sum(size(t) for us in jobs.values() for u in us for t in u)
         if self._progress is not None:
             self._progress.begin(label, total)
 
-        def run(file: str) -> None:
-            for t in sorted(by_file[file], key=lambda r: r.start):
-                work(t)
+        def run(key: object) -> None:
+            for unit in sorted(jobs[key], key=lambda u: u[0].start):
+                work(unit)
 
+        sources = {t.file: self.source(t.file) for us in jobs.values() for u in us for t in u}
+        for src in sources.values():
+            _access(src, random_access)
         try:
-            if len(by_file) == 1 or self._workers == 1:
-                for file in by_file:
-                    run(file)
+            if len(jobs) == 1 or self._workers == 1:
+                for key in jobs:
+                    run(key)
             else:
-                with ThreadPoolExecutor(max_workers=min(self._workers, len(by_file))) as pool:
-                    for future in [pool.submit(run, f) for f in by_file]:
+                with ThreadPoolExecutor(max_workers=min(self._workers, len(jobs))) as pool:
+                    for future in [pool.submit(run, key) for key in jobs]:
                         future.result()
         finally:
+            for src in sources.values():
+                _access(src, False)
             if self._progress is not None:
                 self._progress.end()
 
@@ -354,15 +381,37 @@ class ContentReader:
         self._samples[location(tensor)] = _Sample(digest, content.constant is not None, content)
         return True
 
+    def _read_deep(self, unit: tuple[TensorRecord, ...]) -> None:
+        if len(unit) == 1:
+            self._read_full(unit[0], deep=True)
+            return
+        a, b = unit
+        acc_a, acc_b = _Accumulator(a, deep=True), _Accumulator(b, deep=True)
+        same = True
+        for chunk_a, chunk_b in zip(self._chunks(a), self._chunks(b), strict=True):
+            same = same and _same(chunk_a, chunk_b)
+            acc_a.feed(chunk_a)
+            acc_b.feed(chunk_b)
+        with self._lock:
+            self._contents[location(a)] = acc_a.result()
+            self._contents[location(b)] = acc_b.result()
+            self._equal[_pair_key(a, b)] = same
+
     def fingerprint(self, tensor: TensorRecord) -> str:
         if location(tensor) not in self._samples and not self._sample_known(tensor):
             self._sample(tensor)
         return self._samples[location(tensor)].fingerprint
 
-    def analyse(self, tensors: Iterable[TensorRecord], deep: bool = False) -> ContentAnalysis:
+    def analyse(
+        self,
+        tensors: Iterable[TensorRecord],
+        deep: bool = False,
+        pairs: Iterable[tuple[TensorRecord, TensorRecord]] = (),
+    ) -> ContentAnalysis:
         """Byte-identical groups and per-tensor content, reading as little as the question allows.
 
-        The result is computed once per reader (a scan asks once, before or during its checks).
+        With ``deep``, ``pairs`` (the tie pairs a rule will ask :meth:`equal` about) are read in lockstep
+        and compared byte for byte in the same single pass. The result is computed once per reader.
         """
         if self._analysis is not None and (self._analysis.deep or not deep):
             return self._analysis
@@ -372,22 +421,28 @@ class ContentReader:
         # Scalars and empty tensors are hashed with --deep but never compared: equal scalars mean nothing.
         records = [t for t in unique.values() if t.numel > 1 and t.nbytes > 0]
         if deep:
-            todo = [t for t in unique.values() if not self._has_full(t, deep=True)]
-            self._per_file(todo, lambda t: self._read_full(t, True), "reading every tensor")
+            todo = {location(t): t for t in unique.values() if not self._has_full(t, deep=True)}
+            units: list[tuple[TensorRecord, ...]] = []
+            for a, b in pairs:
+                if a.dtype == b.dtype and a.shape == b.shape and location(a) in todo and location(b) in todo:
+                    units.append((todo.pop(location(a)), todo.pop(location(b))))
+            units.extend((t,) for t in todo.values())
+            self._per_file(units, self._read_deep, "reading every tensor")
         else:
             self._per_file(
-                [t for t in records if location(t) not in self._samples and not self._sample_known(t)],
-                self._sample,
+                [(t,) for t in records if location(t) not in self._samples and not self._sample_known(t)],
+                lambda unit: self._sample(unit[0]),
                 "sampling",
                 size=lambda t: sum(n for _, n in sample_spans(t)),
+                random_access=True,  # a 4 KB sample must not pull in megabytes of readahead
             )
             by_fingerprint: dict[tuple[str, int, str], list[TensorRecord]] = defaultdict(list)
             for t in records:
                 by_fingerprint[(t.dtype, t.nbytes, self._samples[location(t)].fingerprint)].append(t)
             wanted = {location(t): t for ts in by_fingerprint.values() if len(ts) > 1 for t in ts}
             wanted.update({location(t): t for t in records if self._samples[location(t)].maybe_constant})
-            todo = [t for loc, t in wanted.items() if loc not in self._contents]
-            self._per_file(todo, lambda t: self._read_full(t, False), "hashing candidates")
+            candidates = [(t,) for loc, t in wanted.items() if loc not in self._contents]
+            self._per_file(candidates, lambda unit: self._read_full(unit[0], False), "hashing candidates")
         by_hash: dict[tuple[str, int, str], list[TensorRecord]] = defaultdict(list)
         for t in records:
             content = self._contents.get(location(t))
@@ -410,7 +465,7 @@ class ContentReader:
             return False
         if location(a) == location(b):
             return True
-        key = (min(location(a), location(b)), max(location(a), location(b)))
+        key = _pair_key(a, b)
         if key not in self._equal:
             self._equal[key] = self._compare(a, b)
         return self._equal[key]
@@ -461,6 +516,16 @@ class ContentReader:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _access(src: ByteSource, random_access: bool) -> None:
+    access: Callable[[bool], None] | None = getattr(src, "access", None)
+    if access is not None:
+        access(random_access)
+
+
+def _pair_key(a: TensorRecord, b: TensorRecord) -> tuple[Location, Location]:
+    return (min(location(a), location(b)), max(location(a), location(b)))
 
 
 def _same(a: memoryview, b: memoryview) -> bool:

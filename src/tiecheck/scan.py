@@ -75,7 +75,13 @@ def scan_store(
     contents = None
     with ContentReader(store, progress=progress) as content:
         if deep:  # one pass first, so that tie questions are answered from its hashes where they can be
-            analysis = content.analyse(tensors.values(), deep=True)
+            pairs = [
+                (tensors[tie.group.kept], tensors[name])
+                for tie in ties
+                for name in tie.group.restored
+                if tie.group.kept in tensors and name in tensors
+            ]
+            analysis = content.analyse(tensors.values(), deep=True, pairs=pairs)
             contents = MappingProxyType(
                 {name: c for name, t in sorted(tensors.items()) if (c := analysis.content(t)) is not None}
             )

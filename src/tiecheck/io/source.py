@@ -71,13 +71,24 @@ class LocalFileSource(AbstractContextManager["LocalFileSource"]):
             return b""
         return memoryview(self._map)[offset : min(offset + length, self._size)]
 
+    def access(self, random_access: bool) -> None:
+        """Tell the kernel whether reads are scattered samples (no readahead) or sequential chunks."""
+        advice = getattr(mmap, "MADV_RANDOM" if random_access else "MADV_NORMAL", None)
+        self._advise(advice, 0, self._size)
+
+    def prefetch(self, offset: int, length: int) -> None:
+        """Ask the kernel to start reading a range we are about to need (asynchronous readahead)."""
+        self._advise(getattr(mmap, "MADV_WILLNEED", None), offset, length)
+
     def release(self, offset: int, length: int) -> None:
         """Drop the mapped pages of a range already processed (they stay in the page cache).
 
         Without this, every page a scan touches counts towards its resident memory until the map closes.
         """
-        advice = getattr(mmap, "MADV_DONTNEED", None)
-        if self._map is None or advice is None or length <= 0:
+        self._advise(getattr(mmap, "MADV_DONTNEED", None), offset, length)
+
+    def _advise(self, advice: int | None, offset: int, length: int) -> None:
+        if self._map is None or advice is None or length <= 0 or offset >= self._size:
             return
         start = offset - offset % mmap.PAGESIZE
         end = min(offset + length, self._size)
