@@ -12,7 +12,7 @@ with a redundant copy of the tied head), then runs, each in its own process:
 It reports wall time, bytes read and peak RSS (``wait4`` rusage of the child) per method, cold (page
 cache dropped before each run, when permitted) and warm. Ratios come from one run on one machine.
 
-    python benchmarks/bench_content.py [--size-gb 4] [--dir DIR] [--keep]
+    python benchmarks/bench_content.py [--size-gb 4] [--repeat 3] [--dir DIR] [--keep]
 """
 
 from __future__ import annotations
@@ -220,6 +220,13 @@ def fmt_bytes(n: float) -> str:
     return ""
 
 
+def median(repeats: list[list[Result]]) -> list[Result]:
+    """Per method, the run with the median wall time."""
+    if not repeats:
+        return []
+    return [sorted(runs, key=lambda r: r.wall)[len(runs) // 2] for runs in zip(*repeats, strict=True)]
+
+
 def table(title: str, results: list[Result], size: int) -> str:
     base = next(r.wall for r in results if r.method.startswith("safe_open"))
     lines = [
@@ -241,6 +248,7 @@ def main() -> None:
     parser.add_argument("--size-gb", type=float, default=4.0)
     parser.add_argument("--dir", type=Path, default=None, help="where to generate (default: a temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the generated checkpoint")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per method; the median is reported")
     parser.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     folder = args.dir or Path(tempfile.mkdtemp(prefix="tiecheck-bench-"))
@@ -262,22 +270,25 @@ def main() -> None:
         print(f"findings: {sorted({f['code'] for f in report['findings']})}", file=sys.stderr)
 
         cold_ok = drop_caches()
-        cold = []
-        if cold_ok:
+        runs: dict[str, list[list[Result]]] = {"cold": [], "warm": []}
+        for repeat in range(args.repeat):  # methods in turn, so a busy moment of the machine hits them alike
+            if cold_ok:
+                runs["cold"].append([])
+                for name, argv, read in methods(folder, shard_bytes):
+                    drop_caches()
+                    runs["cold"][-1].append(run(name, argv, read))
+                    print(f"{repeat} cold {name}: {runs['cold'][-1][-1].wall:.2f} s", file=sys.stderr)
+            name, argv, read = methods(folder, shard_bytes)[-1]
+            run(name, argv, read)  # cat once: every shard in the page cache
+            runs["warm"].append([])
             for name, argv, read in methods(folder, shard_bytes):
-                drop_caches()
-                cold.append(run(name, argv, read))
-                print(f"cold {name}: {cold[-1].wall:.2f} s", file=sys.stderr)
-        name, argv, read = methods(folder, shard_bytes)[-1]
-        run(name, argv, read)  # cat once: every shard in the page cache
-        warm = []
-        for name, argv, read in methods(folder, shard_bytes):
-            warm.append(run(name, argv, read))
-            print(f"warm {name}: {warm[-1].wall:.2f} s", file=sys.stderr)
+                runs["warm"][-1].append(run(name, argv, read))
+                print(f"{repeat} warm {name}: {runs['warm'][-1][-1].wall:.2f} s", file=sys.stderr)
+        cold, warm = median(runs["cold"]), median(runs["warm"])
 
         print(
             f"Checkpoint: {fmt_bytes(shard_bytes)} in {SHARDS} shards, bfloat16, tied head stored twice "
-            f"({fmt_bytes(head)} redundant). Machine: {os.cpu_count()} cores, shared.\n"
+            f"({fmt_bytes(head)} redundant). Machine: {os.cpu_count()} cores, shared. Median of {args.repeat} runs.\n"
         )
         for title, results in (("cold page cache", cold), ("warm page cache", warm)):
             if not results:
