@@ -230,3 +230,15 @@ def test_deep_reads_every_tensor_exactly_once_and_agrees(fixtures_dir: Path, nam
     assert codes(deep) == codes(plain)
     # The tie pair is compared byte for byte in the same pass that hashes it: no second read.
     assert deep.bytes_read == deep.summary.bytes
+
+
+def test_signed_zeros_across_chunks_are_one_constant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tiecheck.content
+
+    monkeypatch.setattr(tiecheck.content, "CHUNK", 64 * 1024)  # several chunks: -0 in the first, +0 after
+    data = np.zeros(BIG, np.float16)
+    data.reshape(-1)[: 32 * 1024] = -0.0
+    report = scan(write(tmp_path / "m", {"w": ("F16", BIG, data.tobytes())}), deep=True)
+    (f,) = findings(report)
+    assert f.code == "TC203" and "every element is 0.0" in f.message
+    assert constant_pattern(np.full(4, -0.0, np.float32).tobytes(), "F32") == bytes(4)

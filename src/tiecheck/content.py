@@ -139,13 +139,15 @@ def constant_pattern(data: memoryview | bytes, dtype: str) -> bytes | None:
     values = np.frombuffer(data, dtype=_UINT[width])
     first = values[0]
     head = values[:64]
-    if bool((head == first).all()) and bool((values == first).all()):
-        return bytes(values[:1].tobytes())
     clear = _sign_clear(dtype)
+    zero = bytes(width)
+    if bool((head == first).all()) and bool((values == first).all()):
+        is_zero = clear is not None and int(first) & clear == 0
+        return zero if is_zero else bytes(values[:1].tobytes())  # -0 reads as +0, chunk after chunk
     if clear is not None and int(first) & clear == 0:
         mask = values.dtype.type(clear)
         if bool((head & mask == 0).all()) and bool((values & mask == 0).all()):
-            return bytes(np.zeros(1, dtype=values.dtype).tobytes())
+            return zero
     return None
 
 
