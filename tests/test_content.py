@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
@@ -242,3 +244,41 @@ def test_signed_zeros_across_chunks_are_one_constant(tmp_path: Path, monkeypatch
     (f,) = findings(report)
     assert f.code == "TC203" and "every element is 0.0" in f.message
     assert constant_pattern(np.full(4, -0.0, np.float32).tobytes(), "F32") == bytes(4)
+
+
+# --- properties of the raw-bit decoders ----------------------------------------------------------
+
+_AS_FLOAT = {"F16": np.float16, "F32": np.float32, "F64": np.float64}
+
+
+def _reference(raw: bytes, dtype: str) -> tuple[int, int]:
+    if dtype == "BF16":
+        values = (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
+    else:
+        values = np.frombuffer(raw, _AS_FLOAT[dtype])
+    return int(np.isnan(values).sum()), int(np.isinf(values).sum())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(["BF16", "F16", "F32", "F64"]), st.binary(min_size=0, max_size=256))
+def test_nonfinite_counts_match_numpy(dtype: str, raw: bytes) -> None:
+    width = {"BF16": 2, "F16": 2, "F32": 4, "F64": 8}[dtype]
+    raw = raw[: len(raw) - len(raw) % width]
+    # bias towards specials: set the exponent bits of every third element
+    data = bytearray(raw)
+    exponent = {"BF16": 0x7F80, "F16": 0x7C00, "F32": 0x7F80_0000, "F64": 0x7FF0 << 48}[dtype]
+    for i in range(0, len(data), 3 * width):
+        element = int.from_bytes(data[i : i + width], "little") | exponent
+        data[i : i + width] = element.to_bytes(width, "little")
+    assert count_nonfinite(bytes(data), dtype) == _reference(bytes(data), dtype)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(["F16", "F32"]), st.lists(st.sampled_from([0.0, -0.0, 1.0, 2.5]), min_size=2, max_size=64))
+def test_constant_pattern_matches_values(dtype: str, values: list[float]) -> None:
+    array = np.array(values, _AS_FLOAT[dtype])
+    pattern = constant_pattern(array.tobytes(), dtype)
+    numerically_constant = bool((array == array[0]).all())  # -0.0 == 0.0 numerically
+    assert (pattern is not None) == numerically_constant
+    if pattern is not None:
+        assert np.frombuffer(pattern, _AS_FLOAT[dtype])[0] == array[0]
