@@ -282,3 +282,13 @@ def test_constant_pattern_matches_values(dtype: str, values: list[float]) -> Non
     assert (pattern is not None) == numerically_constant
     if pattern is not None:
         assert np.frombuffer(pattern, _AS_FLOAT[dtype])[0] == array[0]
+
+
+def test_a_scan_without_full_reads_does_not_import_numpy(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    folder = write(tmp_path / "m", {f"layers.{i}.weight": rand((256, 1024)) for i in range(3)})
+    code = "import sys, tiecheck; r = tiecheck.scan(sys.argv[1]); print(r.bytes_read, 'numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [str(3 * SAMPLES * SAMPLE), "False"]  # start-up stays light

@@ -24,14 +24,24 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
 import xxhash
 
 from tiecheck.checkpoint import TensorRecord
 from tiecheck.formats.dtypes import DTYPES
 from tiecheck.io.source import ByteSource, CheckpointStore
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+
+def _numpy() -> ModuleType:
+    """numpy, imported on the first full read: a scan that only reads headers and samples never pays for it."""
+    import numpy
+
+    return numpy
+
 
 CHUNK = 8 << 20
 """Bytes per sequential read; with one worker per core this bounds the mapped working set."""
@@ -88,7 +98,13 @@ class ContentAnalysis:
 
 # --- element-level checks on raw bytes -------------------------------------------------------------
 
-_UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+_WIDTHS = (1, 2, 4, 8)
+SMALL = 64 << 10
+"""Up to this many bytes (samples, small tensors), constancy is checked without numpy."""
+
+
+def _uint(width: int) -> Any:
+    return _numpy().dtype(f"<u{width}")
 
 
 @dataclass(frozen=True)
@@ -119,7 +135,7 @@ _FLOAT_BITS = {
 def element_width(dtype: str) -> int | None:
     """Bytes per element, or None for sub-byte dtypes (no element-level checks)."""
     bits = DTYPES[dtype].bits
-    return bits // 8 if bits % 8 == 0 and bits // 8 in _UINT else None
+    return bits // 8 if bits % 8 == 0 and bits // 8 in _WIDTHS else None
 
 
 def _sign_clear(dtype: str) -> int | None:
@@ -136,11 +152,20 @@ def constant_pattern(data: memoryview | bytes, dtype: str) -> bytes | None:
     width = element_width(dtype)
     if width is None or len(data) < width or len(data) % width:
         return None
-    values = np.frombuffer(data, dtype=_UINT[width])
-    first = values[0]
-    head = values[:64]
     clear = _sign_clear(dtype)
     zero = bytes(width)
+    if len(data) <= SMALL:
+        raw = bytes(data)
+        first_raw = raw[:width]
+        if raw == first_raw * (len(raw) // width):
+            is_zero = clear is not None and int.from_bytes(first_raw, "little") & clear == 0
+            return zero if is_zero else first_raw
+        if clear is None or int.from_bytes(first_raw, "little") & clear:
+            return None  # not all equal, and not a mix of signed zeros
+    np = _numpy()
+    values = np.frombuffer(data, dtype=_uint(width))
+    first = values[0]
+    head = values[:64]
     if bool((head == first).all()) and bool((values == first).all()):
         is_zero = clear is not None and int(first) & clear == 0
         return zero if is_zero else bytes(values[:1].tobytes())  # -0 reads as +0, chunk after chunk
@@ -158,7 +183,7 @@ def _scratch(nbytes: int) -> Any:
     """A reusable per-thread byte buffer of at least ``nbytes`` (sliced to exactly that)."""
     buffer = getattr(_local, "buffer", None)
     if buffer is None or len(buffer) < nbytes:
-        buffer = _local.buffer = np.empty(max(nbytes, CHUNK), dtype=np.uint8)
+        buffer = _local.buffer = _numpy().empty(max(nbytes, CHUNK), dtype="u1")
     return buffer[:nbytes]
 
 
@@ -168,7 +193,8 @@ def count_nonfinite(data: memoryview | bytes, dtype: str) -> tuple[int, int] | N
     width = element_width(dtype)
     if bits is None or width is None or len(data) % width:
         return None
-    values = np.frombuffer(data, dtype=_UINT[width])
+    np = _numpy()
+    values = np.frombuffer(data, dtype=_uint(width))
     if not len(values):
         return 0, 0
     kind = values.dtype.type
@@ -401,7 +427,12 @@ class ContentReader:
 
     def fingerprint(self, tensor: TensorRecord) -> str:
         if location(tensor) not in self._samples and not self._sample_known(tensor):
-            self._sample(tensor)
+            src = self.source(tensor.file)
+            _access(src, True)
+            try:
+                self._sample(tensor)
+            finally:
+                _access(src, False)
         return self._samples[location(tensor)].fingerprint
 
     def analyse(
@@ -534,6 +565,9 @@ def _same(a: memoryview, b: memoryview) -> bool:
     """Exact equality at memory speed (memoryview == compares element by element in Python)."""
     if len(a) != len(b):
         return False
+    if len(a) <= SMALL:
+        return bytes(a) == bytes(b)
+    np = _numpy()
     body = len(a) - len(a) % 8
     x: Any = np.frombuffer(a, dtype=np.uint64, count=body // 8)
     y: Any = np.frombuffer(b, dtype=np.uint64, count=body // 8)
