@@ -175,6 +175,17 @@ def test_nan_and_inf_with_deep(tmp_path: Path, dtype: torch.dtype) -> None:
     assert report.contents is not None and report.contents["bad.weight"].nan == 1
 
 
+@pytest.mark.parametrize("special", [float("nan"), -float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32, torch.float64])
+def test_a_single_special_value_is_found(dtype: torch.dtype, special: float) -> None:
+    values = torch.randn(10_000).to(dtype)
+    values[4321] = special
+    raw = values.view(torch.uint8).numpy().tobytes()
+    name = {torch.bfloat16: "BF16", torch.float16: "F16", torch.float32: "F32", torch.float64: "F64"}[dtype]
+    expected = (1, 0) if special != special else (0, 1)
+    assert count_nonfinite(raw, name) == expected
+
+
 def test_count_nonfinite_decodes_raw_bits() -> None:
     values = torch.tensor([1.0, float("nan"), float("inf"), -float("inf"), 65504.0, -0.0])
     for dtype, name in ((torch.bfloat16, "BF16"), (torch.float16, "F16"), (torch.float32, "F32")):
@@ -260,14 +271,14 @@ def _reference(raw: bytes, dtype: str) -> tuple[int, int]:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.sampled_from(["BF16", "F16", "F32", "F64"]), st.binary(min_size=0, max_size=256))
-def test_nonfinite_counts_match_numpy(dtype: str, raw: bytes) -> None:
+@given(st.sampled_from(["BF16", "F16", "F32", "F64"]), st.binary(min_size=0, max_size=256), st.integers(1, 40))
+def test_nonfinite_counts_match_numpy(dtype: str, raw: bytes, every: int) -> None:
     width = {"BF16": 2, "F16": 2, "F32": 4, "F64": 8}[dtype]
     raw = raw[: len(raw) - len(raw) % width]
-    # bias towards specials: set the exponent bits of every third element
+    # bias towards specials: set the exponent bits of every n-th element (often none, or only one)
     data = bytearray(raw)
     exponent = {"BF16": 0x7F80, "F16": 0x7C00, "F32": 0x7F80_0000, "F64": 0x7FF0 << 48}[dtype]
-    for i in range(0, len(data), 3 * width):
+    for i in range(width * (every // 2), len(data), every * width):
         element = int.from_bytes(data[i : i + width], "little") | exponent
         data[i : i + width] = element.to_bytes(width, "little")
     assert count_nonfinite(bytes(data), dtype) == _reference(bytes(data), dtype)
