@@ -166,6 +166,8 @@ class Result:
     disk_read: int
     bytes_read: int
     output: str
+    spread: tuple[float, float] | None = None
+    """Fastest and slowest wall time over the repeats."""
 
 
 def drop_caches() -> bool:
@@ -224,7 +226,13 @@ def median(repeats: list[list[Result]]) -> list[Result]:
     """Per method, the run with the median wall time."""
     if not repeats:
         return []
-    return [sorted(runs, key=lambda r: r.wall)[len(runs) // 2] for runs in zip(*repeats, strict=True)]
+    chosen = []
+    for runs in zip(*repeats, strict=True):
+        ordered = sorted(runs, key=lambda r: r.wall)
+        middle = ordered[len(ordered) // 2]
+        middle.spread = (ordered[0].wall, ordered[-1].wall)
+        chosen.append(middle)
+    return chosen
 
 
 def table(title: str, results: list[Result], size: int) -> str:
@@ -232,12 +240,13 @@ def table(title: str, results: list[Result], size: int) -> str:
     lines = [
         f"**{title}**",
         "",
-        "| method | wall time | vs user script | bytes read | disk reads | peak RSS |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| method | wall time | (fastest-slowest) | vs user script | bytes read | disk reads | peak RSS |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
+        spread = f"{r.spread[0]:.2f}-{r.spread[1]:.2f}" if r.spread else ""
         lines.append(
-            f"| {r.method} | {r.wall:.2f} s | {base / r.wall:.1f}x | {fmt_bytes(r.bytes_read)} "
+            f"| {r.method} | {r.wall:.2f} s | {spread} | {base / r.wall:.1f}x | {fmt_bytes(r.bytes_read)} "
             f"({r.bytes_read / size:.1%}) | {fmt_bytes(r.disk_read)} | {fmt_bytes(r.maxrss)} |"
         )
     return "\n".join(lines)
