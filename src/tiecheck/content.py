@@ -281,6 +281,8 @@ class _Sample:
 
 
 class ContentReader:
+    """Every content question of one scan: answers are cached, so no tensor is read twice for them."""
+
     def __init__(
         self, store: CheckpointStore, progress: ProgressSink | None = None, workers: int | None = None
     ) -> None:
