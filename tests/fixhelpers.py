@@ -49,4 +49,5 @@ def as_bytes(tensor: torch.Tensor) -> bytes:
 
 
 def codes(folder: Path) -> set[str]:
-    return {f.code for f in scan(folder).findings}
+    """Finding codes, less TC203 (info): freshly initialised models have all-ones norms, and no fix touches them."""
+    return {f.code for f in scan(folder).findings} - {"TC203"}

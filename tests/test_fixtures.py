@@ -49,8 +49,8 @@ def test_merge_fixture_names_the_duplicated_head(fixtures_dir: Path) -> None:
     assert f.bytes == 32 * 8 * 2
     assert report.summary.redundant_bytes == f.bytes
     assert report.summary.unique_parameters == report.summary.parameters - 32 * 8
-    # Only the two tied tensors were read, nothing else.
-    assert report.bytes_read == 2 * f.bytes
+    # The tied pair is compared once; every other tensor is sampled, and tiny tensors are sampled whole.
+    assert report.bytes_read == report.summary.bytes
 
 
 def test_generator_is_deterministic(tmp_path: Path, fixtures_dir: Path, gen: object) -> None:

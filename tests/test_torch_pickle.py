@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import sampled_bytes
 from pickle_helpers import (
     floats,
     get,
@@ -57,6 +58,9 @@ ST_DTYPE = {
     torch.uint16: "U16",
     torch.float8_e4m3fn: "F8_E4M3",
 }
+
+#: A freshly initialised model has all-ones norms: TC203 (info) is right there, and not what these tests are about.
+FRESH_MODEL_INFO = {"TC203"}
 
 
 # --- real checkpoints ------------------------------------------------------------------------------
@@ -139,7 +143,7 @@ def _assert_same_table(folder: Path, names: list[str] | None = None, weights_onl
             assert record.stride == value.stride(), name
             assert record.storage_offset == value.storage_offset(), name
             assert record.contiguous == value.is_contiguous(), name
-            assert b"".join(content._chunks(record)) == _logical_bytes(value), name
+            assert b"".join(content.logical_chunks(record)) == _logical_bytes(value), name
         for a, (file_a, ta) in theirs.items():
             for b, (file_b, tb) in theirs.items():
                 shares = file_a == file_b and ta.untyped_storage().data_ptr() == tb.untyped_storage().data_ptr()
@@ -158,13 +162,13 @@ def test_table_matches_torch_load(real: dict[str, Path], name: str) -> None:
 def test_tied_bin_is_shared_storage_not_redundant(real: dict[str, Path]) -> None:
     for name in ("tied", "tied-sharded"):
         report = scan(real[name])
-        codes = {f.code for f in report.findings}
+        codes = {f.code for f in report.findings} - FRESH_MODEL_INFO
         assert codes == {"TC201", "TC402"}, (name, report.findings)
         assert next(f for f in report.findings if f.code == "TC402").fixable
         (shared,) = [f for f in report.findings if f.code == "TC201"]
         assert set(shared.tensors) == {"lm_head.weight", "model.embed_tokens.weight"}
         assert "keeps model.embed_tokens.weight and drops lm_head.weight" in shared.message
-        assert report.bytes_read == 0
+        assert report.bytes_read == sampled_bytes(report)  # fingerprints only: the alias needs no read
         assert report.summary.redundant_bytes == 0
         # The embedding is stored once: the summary counts it once.
         assert report.summary.parameters == report.summary.unique_parameters == 6736 - 64 * 16
@@ -174,7 +178,7 @@ def test_tied_bin_is_shared_storage_not_redundant(real: dict[str, Path]) -> None
 def test_untied_bin_reports_only_the_format(real: dict[str, Path]) -> None:
     for name in ("untied", "untied-sharded"):
         report = scan(real[name])
-        assert {f.code for f in report.findings} == {"TC402"}, (name, report.findings)
+        assert {f.code for f in report.findings} - FRESH_MODEL_INFO == {"TC402"}, (name, report.findings)
 
 
 @pytest.mark.transformers
@@ -185,11 +189,11 @@ def test_alias_under_untied_config_is_tieable_not_redundant(real: dict[str, Path
     config["tie_word_embeddings"] = False
     (folder / "config.json").write_text(json.dumps(config))
     report = scan(folder)
-    codes = {f.code for f in report.findings}
+    codes = {f.code for f in report.findings} - FRESH_MODEL_INFO
     assert codes == {"TC104", "TC201", "TC402"}
     (tieable,) = [f for f in report.findings if f.code == "TC104"]
     assert "share one storage" in tieable.message
-    assert report.bytes_read == 0
+    assert report.bytes_read == sampled_bytes(report)
 
 
 @pytest.mark.transformers
@@ -232,17 +236,17 @@ def test_bin_index_rules_apply(real: dict[str, Path], tmp_path: Path) -> None:
     del index["weight_map"]["model.layers.0.input_layernorm.weight"]
     (folder / "pytorch_model.bin.index.json").write_text(json.dumps(index))
     report = scan(folder)
-    codes = {f.code for f in report.findings}
+    codes = {f.code for f in report.findings} - FRESH_MODEL_INFO
     assert {"TC002", "TC004", "TC007", "TC402"} <= codes
     assert "TC006" not in codes  # not compared while a shard is missing
     # Totals are compared once every shard is there; a tied index counts the shared storage once.
     tied = tmp_path / "tied"
     shutil.copytree(real["tied-sharded"], tied)
-    assert "TC006" not in {f.code for f in scan(tied).findings}
+    assert "TC006" not in {f.code for f in scan(tied).findings} - FRESH_MODEL_INFO
     index = json.loads((tied / "pytorch_model.bin.index.json").read_text())
     index["metadata"]["total_size"] += 4
     (tied / "pytorch_model.bin.index.json").write_text(json.dumps(index))
-    assert "TC006" in {f.code for f in scan(tied).findings}
+    assert "TC006" in {f.code for f in scan(tied).findings} - FRESH_MODEL_INFO
 
 
 @pytest.mark.transformers
@@ -260,7 +264,7 @@ def test_safetensors_take_precedence_and_single_files_are_accepted(real: dict[st
     assert report.checkpoint.config is not None
     pt = tmp_path / "weights.pt"
     shutil.copy(folder / "pytorch_model.bin", pt)
-    assert {f.code for f in scan(pt).findings} == {"TC402", "TC009"}
+    assert {f.code for f in scan(pt).findings} - FRESH_MODEL_INFO == {"TC402", "TC009"}
 
 
 # --- state dict shapes, protocols, views -----------------------------------------------------------
@@ -354,7 +358,7 @@ class Evil:
 
 def _scan_one(path: Path) -> tuple[set[str], list[str]]:
     report = scan(path)
-    return {f.code for f in report.findings}, [f.message for f in report.findings]
+    return {f.code for f in report.findings} - FRESH_MODEL_INFO, [f.message for f in report.findings]
 
 
 def test_reduce_to_os_system_is_reported_and_not_run(tmp_path: Path) -> None:
@@ -362,7 +366,7 @@ def test_reduce_to_os_system_is_reported_and_not_run(tmp_path: Path) -> None:
     path = tmp_path / "pytorch_model.bin"
     torch.save({"w": torch.zeros(2), "evil": Evil(marker)}, path)
     report = scan(path)
-    codes, messages = {f.code for f in report.findings}, [f.message for f in report.findings]
+    codes, messages = {f.code for f in report.findings} - FRESH_MODEL_INFO, [f.message for f in report.findings]
     assert "TC401" in codes and "TC402" in codes
     assert not next(f for f in report.findings if f.code == "TC402").fixable  # never convert an unsafe file
     assert any("posix.system" in m or "os.system" in m for m in messages)
@@ -560,7 +564,7 @@ def test_legacy_format_matches_torch(real: dict[str, Path], tmp_path: Path) -> N
     shutil.copy(real["tied"] / "config.json", legacy)
     _assert_same_table(legacy)
     report = scan(legacy)
-    assert {f.code for f in report.findings} == {"TC201", "TC402"}
+    assert {f.code for f in report.findings} - FRESH_MODEL_INFO == {"TC201", "TC402"}
     assert report.checkpoint.files[0].metadata["format"] == "torch-legacy"
     # torch cannot load its own legacy files holding float8/uint16 (UntypedStorage has no dtype): leave those out.
     mixed = {k: v for k, v in _mixed_state().items() if k not in ("f8", "u16")}
@@ -648,7 +652,7 @@ def test_bin_shards_without_an_index(tmp_path: Path) -> None:
     for i in (1, 2):
         torch.save({f"w{i}": torch.zeros(2)}, tmp_path / f"pytorch_model-0000{i}-of-00002.bin")
     report = scan(tmp_path)
-    assert {f.code for f in report.findings} == {"TC008", "TC009", "TC402"}
+    assert {f.code for f in report.findings} - FRESH_MODEL_INFO == {"TC008", "TC009", "TC402"}
     assert len(report.checkpoint.files) == 2
 
 
@@ -666,7 +670,8 @@ def test_tie_and_dtype_rules_read_bin_tensors(real: dict[str, Path], tmp_path: P
         torch.save({**state, "lm_head.weight": head}, folder / "pytorch_model.bin")
         (folder / "config.json").write_text(json.dumps({**config, "dtype": "bfloat16"}))
         report = scan(folder)
-        codes = {f.code for f in report.findings}
+        codes = {f.code for f in report.findings} - FRESH_MODEL_INFO
         assert code in codes and "TC201" not in codes, report.findings
         assert "TC301" in codes  # float32 weights, bfloat16 declared
-        assert report.bytes_read == 2 * 64 * 16 * 4  # the two heads, nothing else
+        # the content fingerprints and the two heads, nothing else
+        assert sampled_bytes(report) <= report.bytes_read <= sampled_bytes(report) + 2 * 64 * 16 * 4

@@ -91,7 +91,7 @@ def test_random_state_dicts_match_torch(tmp_path: Path, state: dict[str, torch.T
                 tuple(value.shape),
                 value.stride(),
             )
-            assert b"".join(content._chunks(record)) == _logical(value)
+            assert b"".join(content.logical_chunks(record)) == _logical(value)
 
 
 @settings(max_examples=300, deadline=None)

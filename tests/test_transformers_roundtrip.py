@@ -144,7 +144,7 @@ def test_untied_model_saved_without_head_is_an_error(tmp_path: Path, model_type:
     del tensors[head]
     safetensors_torch.save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
     report = scan(folder)
-    assert [(f.code, f.tensors) for f in report.findings] == [("TC103", (head,))]
+    assert [(f.code, f.tensors) for f in report.findings if f.code != "TC203"] == [("TC103", (head,))]
 
 
 def test_tied_head_that_differs_is_a_mismatch(tmp_path: Path) -> None:
@@ -154,8 +154,9 @@ def test_tied_head_that_differs_is_a_mismatch(tmp_path: Path) -> None:
     config["tie_word_embeddings"] = True
     config_path.write_text(json.dumps(config))
     report = scan(folder)
-    assert [f.code for f in report.findings] == ["TC102"]
-    assert "transformers < 5 overwrites" in report.findings[0].message
+    (finding,) = (f for f in report.findings if f.code != "TC203")  # fresh models have constant norms
+    assert finding.code == "TC102"
+    assert "transformers < 5 overwrites" in finding.message
 
 
 def save_gemma3_multimodal(tmp: Path, tie: bool) -> Path:
@@ -202,4 +203,5 @@ def test_gemma3_for_conditional_generation_duplicated_head(tmp_path: Path) -> No
     tensors["language_model.lm_head.weight"] = tensors["language_model.model.embed_tokens.weight"].clone()
     safetensors_torch.save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
     report = scan(folder)
-    assert [(f.code, f.tensors[0]) for f in report.findings] == [("TC101", "language_model.lm_head.weight")]
+    found = [(f.code, f.tensors[0]) for f in report.findings if f.code != "TC203"]
+    assert found == [("TC101", "language_model.lm_head.weight")]

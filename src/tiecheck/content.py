@@ -1,25 +1,300 @@
-"""Reading tensor bytes, only when a question needs them.
+"""Reading tensor bytes, only when a question needs them, at the speed of the disk.
 
-Sources stay open (memory-mapped) for the scan and are compared in bounded chunks, so
-comparing two 2 GB embeddings costs two sequential reads and no Python-side copy of them.
+Every content question goes through :class:`ContentReader`, which decides how little it can read:
+
+* ``equal(a, b)`` (tie rules): metadata, then cached hashes or fingerprints, then an exact chunked
+  byte compare. A fix may drop one of the two tensors, so a hash match alone never answers it.
+* ``analyse(tensors)`` (content rules): staged duplicate detection. Tensors are grouped by
+  (dtype, byte length); only groups of two or more are fingerprinted (a hash of a few small sampled
+  blocks); only fingerprint collisions, and tensors whose samples look constant, are read in full.
+  With ``deep=True`` every tensor is read once instead: full hash, NaN/Inf counts, constancy.
+
+Bytes are read through memory maps in large sequential chunks, one worker thread per file; the hash
+(xxh3-128) and the numpy checks release the GIL. Pages already processed are dropped from the
+mapping, so resident memory is bounded by chunk size times workers, whatever the checkpoint size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from types import TracebackType
+import contextlib
+import os
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, Any, Protocol
+
+import xxhash
 
 from tiecheck.checkpoint import TensorRecord
+from tiecheck.formats.dtypes import DTYPES
 from tiecheck.io.source import ByteSource, CheckpointStore
 
-CHUNK = 16 << 20
+if TYPE_CHECKING:
+    from types import ModuleType
+
+
+def _numpy() -> ModuleType:
+    """numpy, imported on the first full read: a scan that only reads headers and samples never pays for it."""
+    import numpy
+
+    return numpy
+
+
+CHUNK = 8 << 20
+"""Bytes per sequential read; with one worker per core this bounds the mapped working set."""
+SAMPLE = 4096
+"""Bytes per sampled block of a fingerprint."""
+SAMPLES = 4
+"""Sampled blocks per fingerprint: first, last, and evenly spaced between."""
+HASH_NAME = "xxh3_128"
+
+Location = tuple[str, int, int]
+
+
+def location(t: TensorRecord) -> Location:
+    """Where the bytes are: two records at the same place are one storage, never a duplicate."""
+    return (t.file, t.start, t.end)
+
+
+class ProgressSink(Protocol):
+    """Where a long read reports its progress (a rich bar in the CLI); must accept calls from threads."""
+
+    def begin(self, description: str, total: int) -> None: ...
+
+    def advance(self, nbytes: int) -> None: ...
+
+    def end(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class TensorContent:
+    """What one full read of a tensor established."""
+
+    hash: str
+    """``xxh3_128:<hex>`` of the tensor's bytes."""
+    constant: bytes | None
+    """The one element bit pattern every element has (little-endian), or None. Mixed +0/-0 counts as +0."""
+    nan: int | None = None
+    """NaN elements; None when not counted (not ``--deep``, or not a floating dtype tiecheck can decode)."""
+    inf: int | None = None
+
+
+@dataclass(frozen=True)
+class ContentAnalysis:
+    """The outcome of :meth:`ContentReader.analyse`."""
+
+    groups: tuple[tuple[TensorRecord, ...], ...]
+    """Sets of two or more byte-identical tensors (distinct storage), each sorted by name."""
+    contents: Mapping[Location, TensorContent]
+    """Every tensor read in full, by location (all of them with ``deep``)."""
+    deep: bool
+
+    def content(self, t: TensorRecord) -> TensorContent | None:
+        return self.contents.get(location(t))
+
+
+# --- element-level checks on raw bytes -------------------------------------------------------------
+
+_WIDTHS = (1, 2, 4, 8)
+SMALL = 64 << 10
+"""Up to this many bytes (samples, small tensors), constancy is checked without numpy."""
+
+
+def _uint(width: int) -> Any:
+    return _numpy().dtype(f"<u{width}")
+
+
+@dataclass(frozen=True)
+class _FloatBits:
+    """How a floating dtype encodes non-finite values, as bit patterns of its magnitude."""
+
+    mask: int
+    """Clears the sign bit."""
+    inf: int | None
+    nan_lo: int
+    nan_hi: int
+
+
+_FLOAT_BITS = {
+    "BF16": _FloatBits(0x7FFF, 0x7F80, 0x7F81, 0x7FFF),
+    "F16": _FloatBits(0x7FFF, 0x7C00, 0x7C01, 0x7FFF),
+    "F32": _FloatBits(0x7FFF_FFFF, 0x7F80_0000, 0x7F80_0001, 0x7FFF_FFFF),
+    "F64": _FloatBits(0x7FFF_FFFF_FFFF_FFFF, 0x7FF0 << 48, (0x7FF0 << 48) + 1, 0x7FFF_FFFF_FFFF_FFFF),
+    "F8_E5M2": _FloatBits(0x7F, 0x7C, 0x7D, 0x7F),
+    "F8_E4M3": _FloatBits(0x7F, None, 0x7F, 0x7F),
+    "F8_E8M0": _FloatBits(0xFF, None, 0xFF, 0xFF),
+    "F8_E4M3FNUZ": _FloatBits(0xFF, None, 0x80, 0x80),
+    "F8_E5M2FNUZ": _FloatBits(0xFF, None, 0x80, 0x80),
+}
+"""Dtypes whose NaN/Inf tiecheck counts. Sub-byte floats (F4, F6) are not decoded."""
+
+
+def element_width(dtype: str) -> int | None:
+    """Bytes per element, or None for sub-byte dtypes (no element-level checks)."""
+    bits = DTYPES[dtype].bits
+    return bits // 8 if bits % 8 == 0 and bits // 8 in _WIDTHS else None
+
+
+def _sign_clear(dtype: str) -> int | None:
+    bits = _FLOAT_BITS.get(dtype)
+    return bits.mask if bits is not None and bits.mask != (1 << (8 * (element_width(dtype) or 1))) - 1 else None
+
+
+def constant_pattern(data: memoryview | bytes, dtype: str) -> bytes | None:
+    """The element every element of ``data`` equals bitwise, or None.
+
+    +0 and -0 count as the same (zero): a merge that multiplies by zero leaves both signs. NaNs count
+    by bit pattern, so an all-NaN tensor with one payload is constant (and TC204 reports it too).
+    """
+    width = element_width(dtype)
+    if width is None or len(data) < width or len(data) % width:
+        return None
+    clear = _sign_clear(dtype)
+    zero = bytes(width)
+    if len(data) <= SMALL:
+        raw = bytes(data)
+        first_raw = raw[:width]
+        if raw == first_raw * (len(raw) // width):
+            is_zero = clear is not None and int.from_bytes(first_raw, "little") & clear == 0
+            return zero if is_zero else first_raw
+        if clear is None or int.from_bytes(first_raw, "little") & clear:
+            return None  # not all equal, and not a mix of signed zeros
+    np = _numpy()
+    values = np.frombuffer(data, dtype=_uint(width))
+    first = values[0]
+    head = values[:64]
+    if bool((head == first).all()) and bool((values == first).all()):
+        is_zero = clear is not None and int(first) & clear == 0
+        return zero if is_zero else bytes(values[:1].tobytes())  # -0 reads as +0, chunk after chunk
+    if clear is not None and int(first) & clear == 0:
+        mask = values.dtype.type(clear)
+        if bool((head & mask == 0).all()) and bool((values & mask == 0).all()):
+            return zero
+    return None
+
+
+_local = threading.local()
+
+
+def _scratch(nbytes: int) -> Any:
+    """A reusable per-thread byte buffer of at least ``nbytes`` (sliced to exactly that)."""
+    buffer = getattr(_local, "buffer", None)
+    if buffer is None or len(buffer) < nbytes:
+        buffer = _local.buffer = _numpy().empty(max(nbytes, CHUNK), dtype="u1")
+    return buffer[:nbytes]
+
+
+def count_nonfinite(data: memoryview | bytes, dtype: str) -> tuple[int, int] | None:
+    """(NaN count, Inf count) from the raw bits, without converting to float32; None if not decodable."""
+    bits = _FLOAT_BITS.get(dtype)
+    width = element_width(dtype)
+    if bits is None or width is None or len(data) % width:
+        return None
+    np = _numpy()
+    values = np.frombuffer(data, dtype=_uint(width))
+    if not len(values):
+        return 0, 0
+    kind = values.dtype.type
+    signed = bits.mask != (1 << (8 * width)) - 1
+    lowest = bits.nan_lo if bits.inf is None else min(bits.inf, bits.nan_lo)
+    if bits.nan_hi == bits.mask:
+        # Non-finite iff magnitude >= lowest. Two read-only reductions, no temporary (2x faster than a
+        # mask then max): positives show in the signed maximum, negatives in the unsigned one.
+        if signed:
+            sign = bits.mask + 1
+            finite = int(values.view(f"<i{width}").max()) < lowest and int(values.max()) < sign | lowest
+        else:
+            finite = int(values.max()) < lowest
+        if finite:
+            return 0, 0  # the common case
+    if signed:
+        # into a per-thread scratch buffer: a fresh 8 MB array per chunk costs more in page faults than the math
+        magnitude = np.bitwise_and(values, kind(bits.mask), out=_scratch(values.nbytes).view(values.dtype))
+    else:
+        magnitude = values
+    nan = int(np.count_nonzero((magnitude >= kind(bits.nan_lo)) & (magnitude <= kind(bits.nan_hi))))
+    inf = int(np.count_nonzero(magnitude == kind(bits.inf))) if bits.inf is not None else 0
+    return nan, inf
+
+
+class _Accumulator:
+    """Running state of one tensor's full read: hash, constancy, non-finite counts."""
+
+    def __init__(self, tensor: TensorRecord, deep: bool) -> None:
+        self.dtype = tensor.dtype
+        self.hasher = xxhash.xxh3_128()
+        self.check_constant = tensor.numel > 1 and element_width(tensor.dtype) is not None
+        self.pattern: bytes | None = None
+        self.count = deep and tensor.dtype in _FLOAT_BITS
+        self.nan = self.inf = 0
+
+    def feed(self, chunk: memoryview) -> None:
+        self.hasher.update(chunk)
+        if self.check_constant:
+            pattern = constant_pattern(chunk, self.dtype)
+            if pattern is None or (self.pattern is not None and pattern != self.pattern):
+                self.check_constant, self.pattern = False, None
+            else:
+                self.pattern = pattern
+        if self.count:
+            counts = count_nonfinite(chunk, self.dtype)
+            if counts is None:
+                self.count = False
+            else:
+                self.nan += counts[0]
+                self.inf += counts[1]
+
+    def result(self) -> TensorContent:
+        return TensorContent(
+            hash=f"{HASH_NAME}:{self.hasher.hexdigest()}",
+            constant=self.pattern if self.check_constant else None,
+            nan=self.nan if self.count else None,
+            inf=self.inf if self.count else None,
+        )
+
+
+def sample_spans(tensor: TensorRecord) -> list[tuple[int, int]]:
+    """Relative (offset, length) of the fingerprint's blocks: the whole tensor when it is small."""
+    n = tensor.nbytes
+    if n <= SAMPLES * SAMPLE:
+        return [(0, n)]
+    width = element_width(tensor.dtype) or 1
+    spans = []
+    for i in range(SAMPLES):
+        offset = (n - SAMPLE) * i // (SAMPLES - 1)
+        spans.append((offset - offset % width, SAMPLE))
+    return spans
+
+
+@dataclass(frozen=True)
+class _Sample:
+    fingerprint: str
+    maybe_constant: bool
+    full: TensorContent | None
+    """Set when the samples cover the whole tensor."""
+
+
+# --- the reader ------------------------------------------------------------------------------------
 
 
 class ContentReader:
-    def __init__(self, store: CheckpointStore) -> None:
+    """Every content question of one scan: answers are cached, so no tensor is read twice for them."""
+
+    def __init__(
+        self, store: CheckpointStore, progress: ProgressSink | None = None, workers: int | None = None
+    ) -> None:
         self._store = store
         self._sources: dict[str, ByteSource] = {}
-        self._buffers: list[bytearray | None] = [None, None]
+        self._progress = progress
+        self._workers = workers or max(1, min(4, os.cpu_count() or 1))
+        self._lock = threading.Lock()
+        self._samples: dict[Location, _Sample] = {}
+        self._contents: dict[Location, TensorContent] = {}
+        self._equal: dict[tuple[Location, Location], bool] = {}
+        self._analysis: ContentAnalysis | None = None
         self.bytes_read = 0
 
     def source(self, file: str) -> ByteSource:
@@ -27,35 +302,262 @@ class ContentReader:
             self._sources[file] = self._store.open(file)
         return self._sources[file]
 
+    # -- plumbing
+
+    def _count(self, n: int) -> None:
+        with self._lock:
+            self.bytes_read += n
+        if self._progress is not None:
+            self._progress.advance(n)
+
+    def _release(self, src: ByteSource, offset: int, length: int) -> None:
+        release: Callable[[int, int], None] | None = getattr(src, "release", None)
+        if release is not None:
+            release(offset, length)
+
+    def _chunks(self, tensor: TensorRecord) -> Iterable[memoryview]:
+        """The tensor's bytes in sequential chunks; each chunk's pages are dropped once consumed."""
+        src = self.source(tensor.file)
+        prefetch: Callable[[int, int], None] | None = getattr(src, "prefetch", None)
+        for offset in range(tensor.start, tensor.end, CHUNK):
+            length = min(CHUNK, tensor.end - offset)
+            if prefetch is not None and offset + length < tensor.end:
+                prefetch(offset + length, min(CHUNK, tensor.end - offset - length))  # read ahead while we hash
+            chunk = memoryview(src.read(offset, length))
+            if len(chunk) != length:
+                raise OSError(f"{tensor.file}: truncated while reading {tensor.name}")
+            self._count(length)
+            yield chunk
+            with contextlib.suppress(BufferError):
+                chunk.release()
+            self._release(src, offset, length)
+
+    def _per_file(
+        self,
+        units: Iterable[tuple[TensorRecord, ...]],
+        work: Callable[[tuple[TensorRecord, ...]], None],
+        label: str,
+        size: Callable[[TensorRecord], int] = lambda t: t.nbytes,
+        random_access: bool = False,
+    ) -> None:
+        """Run ``work`` on every unit (one tensor, or a pair read in lockstep).
+
+        Files run in parallel, the tensors of a file in offset order (sequential reads); a pair is its own job.
+        """
+        jobs: dict[object, list[tuple[TensorRecord, ...]]] = defaultdict(list)
+        for i, unit in enumerate(units):
+            jobs[unit[0].file if len(unit) == 1 else i].append(unit)
+            for t in unit:
+                self.source(t.file)  # open in this thread
+        if not jobs:
+            return
+        total = sum(size(t) for us in jobs.values() for u in us for t in u)
+        if self._progress is not None:
+            self._progress.begin(label, total)
+
+        def run(key: object) -> None:
+            for unit in sorted(jobs[key], key=lambda u: u[0].start):
+                work(unit)
+
+        sources = {t.file: self.source(t.file) for us in jobs.values() for u in us for t in u}
+        for src in sources.values():
+            _access(src, random_access)
+        try:
+            if len(jobs) == 1 or self._workers == 1:
+                for key in jobs:
+                    run(key)
+            else:
+                with ThreadPoolExecutor(max_workers=min(self._workers, len(jobs))) as pool:
+                    for future in [pool.submit(run, key) for key in jobs]:
+                        future.result()
+        finally:
+            for src in sources.values():
+                _access(src, False)
+            if self._progress is not None:
+                self._progress.end()
+
+    # -- stages
+
+    def _sample(self, tensor: TensorRecord) -> None:
+        src = self.source(tensor.file)
+        hasher = xxhash.xxh3_128()
+        maybe_constant = tensor.numel > 1 and element_width(tensor.dtype) is not None
+        pattern: bytes | None = None
+        spans = sample_spans(tensor)
+        for offset, length in spans:
+            block = memoryview(src.read(tensor.start + offset, length))
+            self._count(length)
+            hasher.update(block)
+            if maybe_constant:
+                p = constant_pattern(block, tensor.dtype)
+                maybe_constant = p is not None and (pattern is None or p == pattern)
+                pattern = p
+            with contextlib.suppress(BufferError):
+                block.release()
+            self._release(src, tensor.start + offset, length)
+        digest = hasher.hexdigest()
+        full = None
+        if len(spans) == 1:  # the sample was the whole tensor: its hash is the content hash
+            full = TensorContent(f"{HASH_NAME}:{digest}", pattern if maybe_constant else None)
+            with self._lock:
+                self._contents.setdefault(location(tensor), full)
+        with self._lock:
+            self._samples[location(tensor)] = _Sample(digest, maybe_constant, full)
+
+    def _read_full(self, tensor: TensorRecord, deep: bool) -> None:
+        acc = _Accumulator(tensor, deep)
+        for chunk in self._chunks(tensor):
+            acc.feed(chunk)
+        with self._lock:
+            self._contents[location(tensor)] = acc.result()
+
+    def _sample_known(self, tensor: TensorRecord) -> bool:
+        """A tensor small enough to be sampled whole takes its sample from a full read already made."""
+        content = self._contents.get(location(tensor))
+        if content is None or len(sample_spans(tensor)) != 1:
+            return False
+        digest = content.hash.split(":", 1)[1]
+        self._samples[location(tensor)] = _Sample(digest, content.constant is not None, content)
+        return True
+
+    def _read_deep(self, unit: tuple[TensorRecord, ...]) -> None:
+        if len(unit) == 1:
+            self._read_full(unit[0], deep=True)
+            return
+        a, b = unit
+        acc_a, acc_b = _Accumulator(a, deep=True), _Accumulator(b, deep=True)
+        same = True
+        for chunk_a, chunk_b in zip(self._chunks(a), self._chunks(b), strict=True):
+            same = same and _same(chunk_a, chunk_b)
+            acc_a.feed(chunk_a)
+            acc_b.feed(chunk_b)
+        with self._lock:
+            self._contents[location(a)] = acc_a.result()
+            self._contents[location(b)] = acc_b.result()
+            self._equal[_pair_key(a, b)] = same
+
+    def fingerprint(self, tensor: TensorRecord) -> str:
+        if location(tensor) not in self._samples and not self._sample_known(tensor):
+            src = self.source(tensor.file)
+            _access(src, True)
+            try:
+                self._sample(tensor)
+            finally:
+                _access(src, False)
+        return self._samples[location(tensor)].fingerprint
+
+    def analyse(
+        self,
+        tensors: Iterable[TensorRecord],
+        deep: bool = False,
+        pairs: Iterable[tuple[TensorRecord, TensorRecord]] = (),
+    ) -> ContentAnalysis:
+        """Byte-identical groups and per-tensor content, reading as little as the question allows.
+
+        With ``deep``, ``pairs`` (the tie pairs a rule will ask :meth:`equal` about) are read in lockstep
+        and compared byte for byte in the same single pass. The result is computed once per reader.
+        """
+        if self._analysis is not None and (self._analysis.deep or not deep):
+            return self._analysis
+        unique: dict[Location, TensorRecord] = {}
+        for t in sorted(tensors, key=lambda r: r.name):
+            # A strided view (a transpose saved in a pickle) is not a byte range: it is compared, not hashed.
+            if t.contiguous:
+                unique.setdefault(location(t), t)
+        # Scalars and empty tensors are hashed with --deep but never compared: equal scalars mean nothing.
+        records = [t for t in unique.values() if t.numel > 1 and t.nbytes > 0]
+        if deep:
+            todo = {location(t): t for t in unique.values() if not self._has_full(t, deep=True)}
+            units: list[tuple[TensorRecord, ...]] = []
+            for a, b in pairs:
+                if a.dtype == b.dtype and a.shape == b.shape and location(a) in todo and location(b) in todo:
+                    units.append((todo.pop(location(a)), todo.pop(location(b))))
+            units.extend((t,) for t in todo.values())
+            self._per_file(units, self._read_deep, "reading every tensor")
+        else:
+            self._per_file(
+                [(t,) for t in records if location(t) not in self._samples and not self._sample_known(t)],
+                lambda unit: self._sample(unit[0]),
+                "sampling",
+                size=lambda t: sum(n for _, n in sample_spans(t)),
+                random_access=True,  # a 4 KB sample must not pull in megabytes of readahead
+            )
+            by_fingerprint: dict[tuple[str, int, str], list[TensorRecord]] = defaultdict(list)
+            for t in records:
+                by_fingerprint[(t.dtype, t.nbytes, self._samples[location(t)].fingerprint)].append(t)
+            wanted = {location(t): t for ts in by_fingerprint.values() if len(ts) > 1 for t in ts}
+            wanted.update({location(t): t for t in records if self._samples[location(t)].maybe_constant})
+            candidates = [(t,) for loc, t in wanted.items() if loc not in self._contents]
+            self._per_file(candidates, lambda unit: self._read_full(unit[0], False), "hashing candidates")
+        by_hash: dict[tuple[str, int, str], list[TensorRecord]] = defaultdict(list)
+        for t in records:
+            content = self._contents.get(location(t))
+            if content is not None:
+                by_hash[(t.dtype, t.nbytes, content.hash)].append(t)
+        groups = tuple(sorted((tuple(ts) for ts in by_hash.values() if len(ts) > 1), key=lambda g: g[0].name))
+        contents = {loc: self._contents[loc] for loc in unique if loc in self._contents}
+        self._analysis = ContentAnalysis(groups, MappingProxyType(contents), deep)
+        return self._analysis
+
+    def _has_full(self, t: TensorRecord, deep: bool) -> bool:
+        content = self._contents.get(location(t))
+        return content is not None and (not deep or content.nan is not None or t.dtype not in _FLOAT_BITS)
+
+    # -- the tie question
+
     def equal(self, a: TensorRecord, b: TensorRecord) -> bool:
-        """Same dtype, shape and bytes. Stops at the first differing chunk."""
+        """Same dtype, shape and bytes, checked byte for byte (a fix may act on the answer)."""
         if a.dtype != b.dtype or a.shape != b.shape or a.nbytes != b.nbytes:
             return False
         if a.aliases(b):
-            return True  # one storage of a pickle file: the same bytes by construction
+            return True  # one storage of a pickle file, same view: the same bytes by construction
         if not (a.contiguous and b.contiguous):
             return self._equal_strided(a, b)
-        if (a.file, a.start) == (b.file, b.start):
+        if location(a) == location(b):
             return True
-        src_a, src_b = self.source(a.file), self.source(b.file)
-        for offset in range(0, a.nbytes, CHUNK):
-            length = min(CHUNK, a.nbytes - offset)
-            chunk_a = self._read(src_a, a.start + offset, length, 0)
-            chunk_b = self._read(src_b, b.start + offset, length, 1)
-            self.bytes_read += 2 * length
-            if chunk_a != chunk_b:
+        key = _pair_key(a, b)
+        if key not in self._equal:
+            self._equal[key] = self._compare(a, b)
+        return self._equal[key]
+
+    def _compare(self, a: TensorRecord, b: TensorRecord) -> bool:
+        known_a, known_b = self._contents.get(location(a)), self._contents.get(location(b))
+        if known_a is not None and known_b is not None and known_a.hash != known_b.hash:
+            return False
+        if a.nbytes > SAMPLES * SAMPLE and self.fingerprint(a) != self.fingerprint(b):
+            return False
+        if self._progress is not None:
+            self._progress.begin(f"comparing {b.name}", 2 * a.nbytes)
+        try:
+            return self._compare_bytes(a, b, hash_into=known_a is None or known_b is None)
+        finally:
+            if self._progress is not None:
+                self._progress.end()
+
+    def _compare_bytes(self, a: TensorRecord, b: TensorRecord, hash_into: bool) -> bool:
+        """Chunked exact compare, stopping at the first difference; when equal, both hashes come free."""
+        acc = _Accumulator(a, deep=False) if hash_into else None
+        for chunk_a, chunk_b in zip(self._chunks(a), self._chunks(b), strict=True):
+            if not _same(chunk_a, chunk_b):
                 return False
+            if acc is not None:
+                acc.feed(chunk_a)
+        if acc is not None:
+            content = acc.result()
+            with self._lock:
+                self._contents.setdefault(location(a), content)
+                self._contents.setdefault(location(b), content)
         return True
 
     def _equal_strided(self, a: TensorRecord, b: TensorRecord) -> bool:
-        """Element order, not byte ranges: a transposed view is compared as the tensor it is."""
-        for chunk_a, chunk_b in zip(self._chunks(a), self._chunks(b), strict=True):
-            self.bytes_read += len(chunk_a) + len(chunk_b)
+        """Element order, not byte ranges: a saved transpose is compared as the tensor it is."""
+        for chunk_a, chunk_b in zip(self.logical_chunks(a), self.logical_chunks(b), strict=True):
+            self._count(len(chunk_a) + len(chunk_b))
             if chunk_a != chunk_b:
                 return False
         return True
 
-    def _chunks(self, t: TensorRecord) -> Iterator[bytes]:
+    def logical_chunks(self, t: TensorRecord) -> Iterable[bytes]:
         """The tensor's bytes in C order, in pieces of exactly CHUNK bytes (the last one shorter)."""
         source = self.source(t.file)
         buffer = bytearray()
@@ -66,18 +568,7 @@ class ContentReader:
                 del buffer[:CHUNK]
         yield bytes(buffer)
 
-    def _read(self, source: ByteSource, offset: int, length: int, slot: int) -> bytes | bytearray | memoryview:
-        """A chunk to compare. Into a reused buffer where the source can (bytearrays compare with
-        memcmp; memoryviews byte by byte, ~30x slower), else whatever the source returns."""
-        readinto = getattr(source, "readinto", None)
-        if readinto is None:
-            return source.read(offset, length)
-        buffer = self._buffers[slot] if length == CHUNK else bytearray(length)
-        if length == CHUNK and buffer is None:
-            buffer = self._buffers[slot] = bytearray(CHUNK)
-        assert buffer is not None
-        n = readinto(offset, buffer)
-        return buffer if n == length else buffer[:n]
+    # -- lifetime
 
     def close(self) -> None:
         for source in self._sources.values():
@@ -94,3 +585,26 @@ class ContentReader:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _access(src: ByteSource, random_access: bool) -> None:
+    access: Callable[[bool], None] | None = getattr(src, "access", None)
+    if access is not None:
+        access(random_access)
+
+
+def _pair_key(a: TensorRecord, b: TensorRecord) -> tuple[Location, Location]:
+    return (min(location(a), location(b)), max(location(a), location(b)))
+
+
+def _same(a: memoryview, b: memoryview) -> bool:
+    """Exact equality at memory speed (memoryview == compares element by element in Python)."""
+    if len(a) != len(b):
+        return False
+    if len(a) <= SMALL:
+        return bytes(a) == bytes(b)
+    np = _numpy()
+    body = len(a) - len(a) % 8
+    x: Any = np.frombuffer(a, dtype=np.uint64, count=body // 8)
+    y: Any = np.frombuffer(b, dtype=np.uint64, count=body // 8)
+    return bool(np.array_equal(x, y)) and bytes(a[body:]) == bytes(b[body:])

@@ -9,7 +9,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from tiecheck.checkpoint import Checkpoint
-from tiecheck.content import ContentReader
+from tiecheck.content import ContentReader, ProgressSink, TensorContent
 from tiecheck.findings import Finding, Severity
 from tiecheck.io.source import CheckpointStore
 from tiecheck.loader import load_checkpoint, store_for
@@ -43,6 +43,8 @@ class Report:
     summary: Summary
     bytes_read: int
     """Tensor bytes read to answer content questions (headers not counted)."""
+    contents: Mapping[str, TensorContent] | None = None
+    """With ``deep``: every tensor's content hash and NaN/Inf counts, by name (the copy a loader reads)."""
 
     def worst(self) -> Severity | None:
         return max((f.severity for f in self.findings), default=None)
@@ -52,17 +54,38 @@ class Report:
         return worst is not None and worst >= fail_on
 
 
-def scan(path: str | Path) -> Report:
-    """Scan a local checkpoint folder, ``.safetensors`` file or pickle (``.bin``/``.pt``/``.pth``) file."""
-    return scan_store(store_for(path), target=str(path))
+def scan(path: str | Path, *, deep: bool = False, progress: ProgressSink | None = None) -> Report:
+    """Scan a local checkpoint folder, ``.safetensors`` file or pickle (``.bin``/``.pt``/``.pth``) file.
+
+    ``deep`` reads every tensor once (hashes, NaN/Inf); otherwise only what the questions need.
+    """
+    return scan_store(store_for(path), target=str(path), deep=deep, progress=progress)
 
 
-def scan_store(store: CheckpointStore, target: str | None = None) -> Report:
+def scan_store(
+    store: CheckpointStore,
+    target: str | None = None,
+    *,
+    deep: bool = False,
+    progress: ProgressSink | None = None,
+) -> Report:
     checkpoint = load_checkpoint(store)
     tensors = checkpoint.tensor_map()
     ties = resolve_ties(checkpoint, set(tensors))
-    with ContentReader(store) as content:
-        ctx = ScanContext(checkpoint, tensors, ties, content)
+    contents = None
+    with ContentReader(store, progress=progress) as content:
+        if deep:  # one pass first, so that tie questions are answered from its hashes where they can be
+            pairs = [
+                (tensors[tie.group.kept], tensors[name])
+                for tie in ties
+                for name in tie.group.restored
+                if tie.group.kept in tensors and name in tensors
+            ]
+            analysis = content.analyse(tensors.values(), deep=True, pairs=pairs)
+            contents = MappingProxyType(
+                {name: c for name, t in sorted(tensors.items()) if (c := analysis.content(t)) is not None}
+            )
+        ctx = ScanContext(checkpoint, tensors, ties, content, deep=deep)
         findings = [f for check in CHECKS for f in check(ctx)]
         bytes_read = content.bytes_read
     findings.sort(key=lambda f: (-f.severity, f.code, f.files, f.tensors))
@@ -73,6 +96,7 @@ def scan_store(store: CheckpointStore, target: str | None = None) -> Report:
         findings=tuple(findings),
         summary=_summarise(checkpoint, findings),
         bytes_read=bytes_read,
+        contents=contents,
     )
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tiecheck.content import ProgressSink
 from tiecheck.errors import TiecheckError
 from tiecheck.findings import Severity
 from tiecheck.scan import Report, scan
@@ -128,6 +129,8 @@ def scan_many(
     *,
     on_failure: Callable[[Failure], None] | None = None,
     several: bool | None = None,
+    deep: bool = False,
+    progress: ProgressSink | None = None,
 ) -> MultiReport:
     """Scan each target; one that cannot be scanned becomes a :class:`Failure`, the others go on."""
     results: list[Result] = []
@@ -135,7 +138,7 @@ def scan_many(
     for target in targets:
         try:
             settings = settings_for(target) if settings_for else resolve()
-            report = apply_selection(scan(target.path), settings)
+            report = apply_selection(scan(target.path, deep=deep, progress=progress), settings)
         except TiecheckError as exc:
             failure = Failure(target, str(exc))
             failures.append(failure)

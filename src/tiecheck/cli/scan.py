@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from tiecheck.cli.app import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, FailLevel, OutputFormat, app, fail, stderr
+from tiecheck.cli.progress import progress_for
 from tiecheck.errors import TiecheckError
 from tiecheck.output.combined import print_tables, render
 from tiecheck.selection import COMMAND_LINE, Selection, SelectionError, Settings, find_config, load_config, resolve
@@ -114,6 +115,10 @@ def scan_command(
             help="PATHS are files (as pre-commit passes them): scan each checkpoint folder holding one, skip others.",
         ),
     ] = False,
+    deep: Annotated[
+        bool, typer.Option("--deep", help="Read every tensor once: content hashes, NaN/Inf, constant tensors.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Scan checkpoints and report every problem with a stable rule code."""
     try:
@@ -163,7 +168,9 @@ def scan_command(
         stderr.print(f"tiecheck: error: {failure.message}", markup=False, highlight=False, soft_wrap=True)
 
     several = recursive or len(targets) > 1 or (len(paths) > 1 and not from_files)
-    multi = scan_many(targets, settings_for, on_failure=report_failure, several=several)
+    multi = scan_many(
+        targets, settings_for, on_failure=report_failure, several=several, deep=deep, progress=progress_for(quiet)
+    )
 
     if output_file is not None:
         try:

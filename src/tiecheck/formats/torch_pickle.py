@@ -681,10 +681,18 @@ def _read_legacy(source: ByteSource, file_name: str, walks: list[PickleWalk], da
     return TorchFile(tuple(tensors), MappingProxyType(metadata))
 
 
+def _printable(text: str) -> str:
+    """Names come from hostile bytes: a newline in one must not break the one-line message."""
+    return text if text.isprintable() else repr(text)
+
+
 def _unsafe(globals_: list[str], walks: list[PickleWalk]) -> UnsafePickleError:
-    shown = ", ".join(globals_[:10]) + (f" and {len(globals_) - 10} more" if len(globals_) > 10 else "")
+    names = [_printable(g) for g in globals_]
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
     stopped = next((w.broken for w in walks if w.broken), None)
-    why = f" (the walk lost track at {stopped}, so later imports could not be named)" if stopped else ""
+    why = (
+        f" (the walk lost track at {_printable(str(stopped))}, so later imports could not be named)" if stopped else ""
+    )
     return UnsafePickleError(
         globals_,
         f"the pickle imports {shown}, outside what torch.load(weights_only=True) accepts{why}; "

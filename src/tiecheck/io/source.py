@@ -71,20 +71,30 @@ class LocalFileSource(AbstractContextManager["LocalFileSource"]):
             return b""
         return memoryview(self._map)[offset : min(offset + length, self._size)]
 
-    def readinto(self, offset: int, buffer: bytearray) -> int:
-        """Fill ``buffer`` from ``offset`` with ``pread``; returns the bytes read (fewer only at end of file).
+    def access(self, random_access: bool) -> None:
+        """Tell the kernel whether reads are scattered samples (no readahead) or sequential chunks."""
+        advice = getattr(mmap, "MADV_RANDOM" if random_access else "MADV_NORMAL", None)
+        self._advise(advice, 0, self._size)
 
-        For tensor contents: a copy into a reused buffer keeps resident memory flat, where
-        pages touched through the map would all count in the process's RSS.
+    def prefetch(self, offset: int, length: int) -> None:
+        """Ask the kernel to start reading a range we are about to need (asynchronous readahead)."""
+        self._advise(getattr(mmap, "MADV_WILLNEED", None), offset, length)
+
+    def release(self, offset: int, length: int) -> None:
+        """Drop the mapped pages of a range already processed (they stay in the page cache).
+
+        Without this, every page a scan touches counts towards its resident memory until the map closes.
         """
-        view = memoryview(buffer)
-        done = 0
-        while done < len(view):
-            n = os.preadv(self._file.fileno(), [view[done:]], offset + done)
-            if n <= 0:
-                break
-            done += n
-        return done
+        self._advise(getattr(mmap, "MADV_DONTNEED", None), offset, length)
+
+    def _advise(self, advice: int | None, offset: int, length: int) -> None:
+        if self._map is None or advice is None or length <= 0 or offset >= self._size:
+            return
+        start = offset - offset % mmap.PAGESIZE
+        end = min(offset + length, self._size)
+        if end > start:
+            with contextlib.suppress(OSError, ValueError):
+                self._map.madvise(advice, start, end - start)
 
     def close(self) -> None:
         if self._map is not None:

@@ -26,7 +26,7 @@ def finding_dict(f: Finding) -> dict[str, Any]:
 def report_dict(report: Report) -> dict[str, Any]:
     s = report.summary
     config = report.checkpoint.config
-    return {
+    document = {
         "tiecheck_version": __version__,
         "target": report.target,
         "summary": {
@@ -55,6 +55,30 @@ def report_dict(report: Report) -> dict[str, Any]:
         ],
         "findings": [finding_dict(f) for f in report.findings],
     }
+    if report.contents is not None:
+        document["tensors"] = tensor_dicts(report)
+    return document
+
+
+def tensor_dicts(report: Report) -> list[dict[str, Any]]:
+    """Per-tensor content hashes (``--deep`` only): compare checkpoints without re-reading them."""
+    assert report.contents is not None
+    by_name = report.checkpoint.tensor_map()
+    rows = []
+    for name, content in report.contents.items():
+        t = by_name[name]
+        rows.append(
+            {
+                "name": name,
+                "file": t.file,
+                "dtype": t.dtype,
+                "shape": list(t.shape),
+                "hash": content.hash,
+                "nan": content.nan,
+                "inf": content.inf,
+            }
+        )
+    return rows
 
 
 def render_json(report: Report) -> str:

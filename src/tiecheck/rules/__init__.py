@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tiecheck.rules.base import Check, ScanContext
 from tiecheck.rules.catalog import RULES, Rule
+from tiecheck.rules.content import check_content
 from tiecheck.rules.dtypes import check_dtypes
 from tiecheck.rules.pickle import check_pickle
 from tiecheck.rules.structure import check_duplicate_keys, check_files, check_index, check_load_issues
@@ -17,6 +18,7 @@ CHECKS: tuple[Check, ...] = (
     check_duplicate_keys,
     check_ties,
     check_base_model,
+    check_content,
     check_dtypes,
 )
 

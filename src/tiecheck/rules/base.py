@@ -18,6 +18,8 @@ class ScanContext:
     """Name to the copy a loader reads."""
     ties: tuple[ResolvedTie, ...]
     content: ContentReader
+    deep: bool = False
+    """Read every tensor once (hashes, NaN/Inf); otherwise content rules read only what they need."""
 
     def listed(self, name: str) -> bool:
         """Stored, or at least listed by the index (in a shard that is missing or unreadable)."""

@@ -51,6 +51,9 @@ _RULES = (
         "Only the tied head is stored; the embedding it restores is missing.",
         False,
     ),
+    Rule("TC202", "duplicate-tensors", WARN, "Byte-identical tensors that no tie declares.", False),
+    Rule("TC203", "constant-tensor", INFO, "A tensor whose elements are all equal (all zeros, all ones...).", False),
+    Rule("TC204", "non-finite-values", ERR, "NaN or Inf in a floating tensor (checked with --deep).", False),
     Rule(
         "TC201",
         "shared-storage",

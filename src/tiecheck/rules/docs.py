@@ -165,6 +165,29 @@ DOCS: dict[str, RuleDoc] = {
         example="All weights bfloat16 except three float32 layer norms left by a mixed-precision save.",
         fix="Not fixed automatically: informational.",
     ),
+    "TC202": RuleDoc(
+        detects="Byte-identical tensors under different names that no tie rule pairs: found by content (grouped by "
+        "dtype and size, fingerprinted from sampled blocks, confirmed by a full xxh3-128 hash).",
+        why="Each copy is downloaded, stored and loaded separately. In a passthrough merge the repeated layers are "
+        "intended but still cost their full size; in other checkpoints a tensor saved twice is a saver bug.",
+        example="A frankenmerge that repeats decoder layers: 'layers 12-15 repeat layers 8-11'.",
+        fix="Kept: no loader restores a tensor from an untied duplicate, so dropping it would lose it. The plan "
+        "says so.",
+    ),
+    "TC203": RuleDoc(
+        detects="A tensor whose elements all have the same value (+0 and -0 count as one zero).",
+        why="An all-zero weight matrix is a common sign of a broken save or merge; all-ones norms are normal in an "
+        "untrained model, which is why this is info.",
+        example="model.layers.7.mlp.down_proj.weight is all zeros after a merge with a 0 weight.",
+        fix="Not fixed: only the source weights can say what the values should be.",
+    ),
+    "TC204": RuleDoc(
+        detects="NaN or Inf values in a floating tensor (bfloat16, float16, float32, float64, float8), decoded from "
+        "the raw bits chunk by chunk. Only with --deep, which reads every tensor.",
+        why="One NaN propagates through every activation it touches: the model outputs garbage or the loss diverges.",
+        example="A fine-tune that overflowed in float16 saved model.layers.3.self_attn.o_proj.weight with Inf values.",
+        fix="Not fixed: re-export from a checkpoint before the values went non-finite.",
+    ),
     "TC201": RuleDoc(
         detects="Tensors in a pickle (.bin) checkpoint that point at one storage: the pickle's own way of "
         "writing tied weights (torch.save of a tied model's state_dict stores lm_head.weight and "

@@ -1,0 +1,227 @@
+"""Content rules (TC202-TC204): what the stored values say, read as little as the question allows.
+
+TC202 (duplicates) and TC203 (constant tensors) run on every scan through the staged engine of
+:mod:`tiecheck.content`; TC204 (NaN/Inf) needs every byte and runs only with ``--deep``.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+
+from tiecheck.checkpoint import TensorRecord
+from tiecheck.content import ContentAnalysis, TensorContent
+from tiecheck.findings import Finding
+from tiecheck.rules.base import ScanContext, human_bytes
+from tiecheck.rules.catalog import finding
+
+MAX_LISTED = 6
+_LAYER = re.compile(r"^(?P<prefix>(?:[^.]+\.)*?)(?P<index>\d+)\.(?P<suffix>.+)$")
+"""The first numeric path component is the layer index: ``model.layers.12.mlp.up_proj.weight``."""
+
+
+def _analysis(ctx: ScanContext) -> ContentAnalysis:
+    return ctx.content.analyse(ctx.tensors.values(), deep=ctx.deep)
+
+
+def check_content(ctx: ScanContext) -> Iterator[Finding]:
+    analysis = _analysis(ctx)
+    yield from _duplicates(ctx, analysis)
+    yield from _constants(ctx, analysis)
+    if analysis.deep:
+        yield from _nonfinite(analysis, ctx.tensors.values())
+
+
+# --- TC202 -----------------------------------------------------------------------------------------
+
+
+def _covered_by_ties(ctx: ScanContext, group: tuple[TensorRecord, ...]) -> tuple[TensorRecord, ...]:
+    """Drop the restored members of a tie whose kept member is in the group: TC101/TC104 report them."""
+    names = {t.name for t in group}
+    covered: set[str] = set()
+    for tie in ctx.ties:
+        if tie.group.kept in names:
+            covered.update(n for n in tie.group.restored if n in names)
+    return tuple(t for t in group if t.name not in covered)
+
+
+def _layer(name: str) -> tuple[str, int, str] | None:
+    m = _LAYER.match(name)
+    return (m["prefix"], int(m["index"]), m["suffix"]) if m else None
+
+
+def _duplicates(ctx: ScanContext, analysis: ContentAnalysis) -> Iterator[Finding]:
+    groups = []
+    for group in analysis.groups:
+        content = analysis.content(group[0])
+        if content is not None and content.constant is not None:
+            continue  # trivial duplicates (all-ones norms, all-zero biases): TC203 groups them
+        kept = _covered_by_ties(ctx, group)
+        if len(kept) > 1:
+            groups.append(kept)
+    explained, repeats = _layer_repeats(ctx, groups)
+    for (prefix, dst, src), redundant in repeats:
+        names = [t.name for t in redundant]
+        yield finding(
+            "TC202",
+            f"{_span(dst)} repeat{'s' if len(dst) == 1 else ''} {_span(src)} of {prefix}* byte for byte "
+            f"({len(names)} tensors, {human_bytes(sum(t.nbytes for t in redundant))}). A passthrough merge "
+            "(frankenmerge) does this on purpose; otherwise a saver or merge wrote the same layer twice.",
+            tensors=names,
+            files=sorted({t.file for t in redundant}),
+            bytes=sum(t.nbytes for t in redundant),
+        )
+    for group in groups:
+        rest = [t for t in group if t.name not in explained]
+        if len(rest) < 2:
+            continue
+        extra = sum(t.nbytes for t in rest[1:])
+        listed = ", ".join(t.name for t in rest[:MAX_LISTED]) + (" ..." if len(rest) > MAX_LISTED else "")
+        yield finding(
+            "TC202",
+            f"{len(rest)} tensors are byte-identical ({rest[0].dtype}{list(rest[0].shape)}, "
+            f"{human_bytes(rest[0].nbytes)} each): {listed}. No tie declares them; a loader keeps "
+            f"{len(rest)} separate copies ({human_bytes(extra)} redundant). Usually a saver that wrote one tensor "
+            "under several names, or a merge that copied weights.",
+            tensors=[t.name for t in rest],
+            files=sorted({t.file for t in rest}),
+            bytes=extra,
+        )
+
+
+def _layer_repeats(
+    ctx: ScanContext, groups: list[tuple[TensorRecord, ...]]
+) -> tuple[set[str], list[tuple[tuple[str, list[int], list[int]], list[TensorRecord]]]]:
+    """Whole layers that repeat earlier layers, as runs: ("model.layers.", [12..15], [8..11]) -> copies."""
+    layers: dict[tuple[str, int], set[str]] = defaultdict(set)
+    for name in ctx.tensors:
+        where = _layer(name)
+        if where:
+            layers[(where[0], where[1])].add(where[2])
+    # (prefix, dst, src) -> suffixes of dst that equal the same suffix of src
+    pairs: dict[tuple[str, int, int], dict[str, TensorRecord]] = defaultdict(dict)
+    for group in groups:
+        parsed = [(t, _layer(t.name)) for t in group]
+        for t, p in parsed:
+            if p is None:
+                continue
+            sources = [q[1] for _, q in parsed if q and q[0] == p[0] and q[2] == p[2] and q[1] < p[1]]
+            if sources:
+                pairs[(p[0], p[1], min(sources))][p[2]] = t
+    # Constant members (all-ones norms of a fresh model) are identical across every layer: they complete a
+    # repeat that the non-constant tensors establish, but never establish one on their own.
+    analysis = ctx.content.analyse(ctx.tensors.values(), deep=ctx.deep)
+    full: dict[tuple[str, int], int] = {}
+    copies: dict[tuple[str, int], list[TensorRecord]] = {}
+    for (prefix, dst, src), matched in sorted(pairs.items()):
+        if (prefix, dst) in full:
+            continue
+        missing = layers[(prefix, dst)] - set(matched)
+        extra: list[TensorRecord] = []
+        for suffix in sorted(missing):
+            a = ctx.tensors.get(f"{prefix}{dst}.{suffix}")
+            b = ctx.tensors.get(f"{prefix}{src}.{suffix}")
+            ca = analysis.content(a) if a else None
+            cb = analysis.content(b) if b else None
+            if a is None or b is None or not _same_constant(a, b, ca, cb):
+                break
+            extra.append(a)
+        else:
+            full[(prefix, dst)] = src
+            copies[(prefix, dst)] = sorted([*matched.values(), *extra], key=lambda t: t.name)
+    runs: list[tuple[tuple[str, list[int], list[int]], list[TensorRecord]]] = []
+    for prefix, dst in sorted(full):
+        src = full[(prefix, dst)]
+        if runs and runs[-1][0][0] == prefix and runs[-1][0][1][-1] == dst - 1 and runs[-1][0][2][-1] == src - 1:
+            runs[-1][0][1].append(dst)
+            runs[-1][0][2].append(src)
+            runs[-1][1].extend(copies[(prefix, dst)])
+        else:
+            runs.append(((prefix, [dst], [src]), list(copies[(prefix, dst)])))
+    explained = {t.name for _, ts in runs for t in ts}
+    return explained, runs
+
+
+def _same_constant(a: TensorRecord, b: TensorRecord, ca: TensorContent | None, cb: TensorContent | None) -> bool:
+    return (
+        a.dtype == b.dtype
+        and a.shape == b.shape
+        and ca is not None
+        and cb is not None
+        and ca.constant is not None
+        and ca.hash == cb.hash
+    )
+
+
+def _span(indices: list[int]) -> str:
+    if len(indices) == 1:
+        return f"layer {indices[0]}"
+    return f"layers {indices[0]}\u2013{indices[-1]}"
+
+
+# --- TC203 -----------------------------------------------------------------------------------------
+
+
+def element_value(dtype: str, pattern: bytes) -> str:
+    """A constant element, readable: ``0.0``, ``1.0``, ``nan``, ``7``; hex for dtypes not decoded here."""
+    if dtype == "BF16":
+        (value,) = struct.unpack("<f", b"\x00\x00" + pattern)
+    elif dtype in ("F16", "F32", "F64"):
+        (value,) = struct.unpack({"F16": "<e", "F32": "<f", "F64": "<d"}[dtype], pattern)
+    elif dtype == "BOOL":
+        return str(pattern != b"\x00")
+    elif dtype[0] in "IU":
+        return str(int.from_bytes(pattern, "little", signed=dtype[0] == "I"))
+    else:
+        return "0x" + pattern[::-1].hex()
+    return repr(value)
+
+
+def _constants(ctx: ScanContext, analysis: ContentAnalysis) -> Iterator[Finding]:
+    by_value: dict[tuple[str, bytes], list[TensorRecord]] = defaultdict(list)
+    for tensor in ctx.tensors.values():
+        content = analysis.content(tensor)
+        if content is not None and content.constant is not None:
+            by_value[(tensor.dtype, content.constant)].append(tensor)
+    for (dtype, pattern), tensors in sorted(by_value.items()):
+        tensors.sort(key=lambda t: t.name)
+        value = element_value(dtype, pattern)
+        matrices = sum(1 for t in tensors if len(t.shape) >= 2)
+        if value in ("0.0", "-0.0", "0") and matrices:
+            why = "All-zero weight matrices are a common sign of a broken save or merge."
+        elif value == "1.0" and not matrices:
+            why = "All-ones norm weights are the initial values: an untrained (freshly initialised) model?"
+        else:
+            why = "Check that this is intended."
+        listed = ", ".join(t.name for t in tensors[:MAX_LISTED]) + (" ..." if len(tensors) > MAX_LISTED else "")
+        same_shape = len(tensors) > 1 and len({t.shape for t in tensors}) == 1
+        identical = " (byte-identical to each other)" if same_shape else ""
+        yield finding(
+            "TC203",
+            f"{len(tensors)} {dtype} tensor{'s are' if len(tensors) > 1 else ' is'} constant: every element is "
+            f"{value}{identical}: {listed}. {why}",
+            tensors=[t.name for t in tensors],
+            files=sorted({t.file for t in tensors}),
+            bytes=sum(t.nbytes for t in tensors),
+        )
+
+
+# --- TC204 -----------------------------------------------------------------------------------------
+
+
+def _nonfinite(analysis: ContentAnalysis, tensors: Iterable[TensorRecord]) -> Iterator[Finding]:
+    for tensor in sorted(tensors, key=lambda t: t.name):
+        content = analysis.content(tensor)
+        if content is None or not (content.nan or content.inf):
+            continue
+        parts = [f"{n:,} {kind}" for n, kind in ((content.nan, "NaN"), (content.inf, "Inf")) if n]
+        yield finding(
+            "TC204",
+            f"{tensor.name} ({tensor.dtype}{list(tensor.shape)}) holds {' and '.join(parts)} of {tensor.numel:,} "
+            "elements: any forward pass through it yields NaN. Re-export the weights from a healthy source.",
+            tensors=[tensor.name],
+            files=[tensor.file],
+            bytes=tensor.nbytes,
+        )
