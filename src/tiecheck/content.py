@@ -23,14 +23,14 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
 import xxhash
 
 from tiecheck.checkpoint import TensorRecord
 from tiecheck.formats.dtypes import DTYPES
-from tiecheck.io.source import ByteSource, CheckpointStore
+from tiecheck.io.source import ByteSource, CheckpointStore, Closing
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -280,7 +280,7 @@ class _Sample:
 # --- the reader ------------------------------------------------------------------------------------
 
 
-class ContentReader:
+class ContentReader(Closing):
     """Every content question of one scan: answers are cached, so no tensor is read twice for them."""
 
     def __init__(
@@ -574,17 +574,6 @@ class ContentReader:
         for source in self._sources.values():
             source.close()
         self._sources.clear()
-
-    def __enter__(self) -> ContentReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _access(src: ByteSource, random_access: bool) -> None:

@@ -11,10 +11,8 @@ import contextlib
 import mmap
 import os
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from pathlib import Path
-from types import TracebackType
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 
 class ByteSource(Protocol):
@@ -52,7 +50,23 @@ class CheckpointStore(Protocol):
 COMPANION_CONFIG = "config.json"
 
 
-class LocalFileSource(AbstractContextManager["LocalFileSource"]):
+_Self = TypeVar("_Self", bound="Closing")
+
+
+class Closing:
+    """``with`` support for anything that holds open files until ``close()``."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _Self) -> _Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class LocalFileSource(Closing):
     """A local file, memory-mapped so that reads of tensor bytes cost no copy into Python."""
 
     def __init__(self, path: Path) -> None:
@@ -102,14 +116,6 @@ class LocalFileSource(AbstractContextManager["LocalFileSource"]):
             with contextlib.suppress(BufferError):
                 self._map.close()
         self._file.close()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class LocalStore:
