@@ -384,17 +384,22 @@ class ContentReader(Closing):
         maybe_constant = tensor.numel > 1 and element_width(tensor.dtype) is not None
         pattern: bytes | None = None
         spans = sample_spans(tensor)
+        pread: Callable[[int, int], bytes] | None = getattr(src, "pread", None)
         for offset, length in spans:
-            block = memoryview(src.read(tensor.start + offset, length))
+            # Small reads go through pread where the source has it: no mapped pages to release after.
+            block = memoryview(
+                pread(tensor.start + offset, length) if pread else src.read(tensor.start + offset, length)
+            )
             self._count(length)
             hasher.update(block)
             if maybe_constant:
                 p = constant_pattern(block, tensor.dtype)
                 maybe_constant = p is not None and (pattern is None or p == pattern)
                 pattern = p
-            with contextlib.suppress(BufferError):
-                block.release()
-            self._release(src, tensor.start + offset, length)
+            if pread is None:
+                with contextlib.suppress(BufferError):
+                    block.release()
+                self._release(src, tensor.start + offset, length)
         digest = hasher.hexdigest()
         full = None
         if len(spans) == 1:  # the sample was the whole tensor: its hash is the content hash

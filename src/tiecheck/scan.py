@@ -54,12 +54,18 @@ class Report:
         return worst is not None and worst >= fail_on
 
 
-def scan(path: str | Path, *, deep: bool = False, progress: ProgressSink | None = None) -> Report:
+def scan(
+    path: str | Path,
+    *,
+    deep: bool = False,
+    progress: ProgressSink | None = None,
+    rules: frozenset[str] | None = None,
+) -> Report:
     """Scan a local checkpoint folder, ``.safetensors`` file or pickle (``.bin``/``.pt``/``.pth``) file.
 
     ``deep`` reads every tensor once (hashes, NaN/Inf); otherwise only what the questions need.
     """
-    return scan_store(store_for(path), target=str(path), deep=deep, progress=progress)
+    return scan_store(store_for(path), target=str(path), deep=deep, progress=progress, rules=rules)
 
 
 def scan_store(
@@ -68,7 +74,9 @@ def scan_store(
     *,
     deep: bool = False,
     progress: ProgressSink | None = None,
+    rules: frozenset[str] | None = None,
 ) -> Report:
+    """Scan any store. ``rules`` (the codes that will be reported) lets checks skip reads nobody asked for."""
     checkpoint = load_checkpoint(store)
     tensors = checkpoint.tensor_map()
     ties = resolve_ties(checkpoint, set(tensors))
@@ -85,7 +93,7 @@ def scan_store(
             contents = MappingProxyType(
                 {name: c for name, t in sorted(tensors.items()) if (c := analysis.content(t)) is not None}
             )
-        ctx = ScanContext(checkpoint, tensors, ties, content, deep=deep)
+        ctx = ScanContext(checkpoint, tensors, ties, content, deep=deep, rules=rules)
         findings = [f for check in CHECKS for f in check(ctx)]
         bytes_read = content.bytes_read
     findings.sort(key=lambda f: (-f.severity, f.code, f.files, f.tensors))

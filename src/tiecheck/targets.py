@@ -138,7 +138,7 @@ def scan_many(
     for target in targets:
         try:
             settings = settings_for(target) if settings_for else resolve()
-            report = apply_selection(scan(target.path, deep=deep, progress=progress), settings)
+            report = apply_selection(scan(target.path, deep=deep, progress=progress, rules=settings.enabled), settings)
         except TiecheckError as exc:
             failure = Failure(target, str(exc))
             failures.append(failure)

@@ -85,10 +85,18 @@ class LocalFileSource(Closing):
             return b""
         return memoryview(self._map)[offset : min(offset + length, self._size)]
 
+    def pread(self, offset: int, length: int) -> bytes:
+        """A small read outside the map (a fingerprint's sample): no mapped page to count or drop after."""
+        return os.pread(self._file.fileno(), length, offset) if length > 0 and offset < self._size else b""
+
     def access(self, random_access: bool) -> None:
         """Tell the kernel whether reads are scattered samples (no readahead) or sequential chunks."""
         advice = getattr(mmap, "MADV_RANDOM" if random_access else "MADV_NORMAL", None)
         self._advise(advice, 0, self._size)
+        fadvise = getattr(os, "posix_fadvise", None)
+        if fadvise is not None:
+            with contextlib.suppress(OSError):
+                fadvise(self._file.fileno(), 0, 0, os.POSIX_FADV_RANDOM if random_access else os.POSIX_FADV_NORMAL)
 
     def prefetch(self, offset: int, length: int) -> None:
         """Ask the kernel to start reading a range we are about to need (asynchronous readahead)."""

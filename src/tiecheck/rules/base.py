@@ -20,6 +20,11 @@ class ScanContext:
     content: ContentReader
     deep: bool = False
     """Read every tensor once (hashes, NaN/Inf); otherwise content rules read only what they need."""
+    rules: frozenset[str] | None = None
+    """The rule codes that will be reported (None: all). Checks whose every rule is off need not read."""
+
+    def wants(self, *codes: str) -> bool:
+        return self.rules is None or any(code in self.rules for code in codes)
 
     def listed(self, name: str) -> bool:
         """Stored, or at least listed by the index (in a shard that is missing or unreadable)."""

@@ -27,6 +27,8 @@ def _analysis(ctx: ScanContext) -> ContentAnalysis:
 
 
 def check_content(ctx: ScanContext) -> Iterator[Finding]:
+    if not ctx.deep and not ctx.wants("TC202", "TC203"):
+        return  # `--ignore TC202,TC203`: a headers-only scan samples no tensor
     analysis = _analysis(ctx)
     yield from _duplicates(ctx, analysis)
     yield from _constants(ctx, analysis)
