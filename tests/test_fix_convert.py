@@ -233,3 +233,36 @@ def test_kill_at_every_step_of_a_conversion(tmp_path: Path, shards: int) -> None
         assert sorted(p.name for p in folder.iterdir()) == final_files, line
         assert state_of(folder) == old
         shutil.rmtree(folder)
+
+
+def test_deep_scan_of_a_tied_pickle(tmp_path: Path) -> None:
+    """The tied alias is one storage: --deep reads it once and compares nothing twice."""
+    folder = tmp_path / "ckpt"
+    save_pickle(model(tie=True), folder)
+    report = scan(folder, deep=True)
+    assert {"TC201", "TC402"} <= {f.code for f in report.findings}
+    assert report.bytes_read == sum(t.nbytes for t in report.checkpoint.stored_once())
+
+
+def test_diff_after_converting_a_transpose_is_lossless(tmp_path: Path) -> None:
+    from tiecheck.diff import diff
+
+    weight = torch.arange(24, dtype=torch.float32).reshape(4, 6)
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    torch.save({"w.T": weight.t(), "w": weight}, folder / "pytorch_model.bin")
+    out = tmp_path / "converted"
+    run_fix(folder, CONVERT, output=out)
+    result = diff(folder, out)
+    assert result.lossless, [(t.name, t.status, t.detail) for t in result.tensors]
+
+
+def test_pytorch_model_bin_beside_its_index_shadows_it(tmp_path: Path) -> None:
+    folder = tmp_path / "ckpt"
+    save_pickle(model(tie=False), folder, shards=2)
+    torch.save(model(tie=False).state_dict(), folder / "pytorch_model.bin")
+    report = scan(folder)
+    assert [f.name for f in report.checkpoint.files] == ["pytorch_model.bin"]
+    (orphans,) = [f for f in report.findings if f.code == "TC007"]
+    assert "transformers loads pytorch_model.bin" in orphans.message
+    assert "TC002" not in {f.code for f in report.findings}

@@ -268,3 +268,14 @@ def test_cli_ignore_skips_the_content_stage(tmp_path: Path, gen: ModuleType) -> 
         check=False,
     )
     assert json.loads(result.stdout)["summary"]["bytes_read"] == 0
+
+
+def test_a_broken_index_without_shards_is_a_finding(tmp_path: Path) -> None:
+    (tmp_path / "model.safetensors.index.json").write_text("{not json")
+    assert codes(scan(tmp_path)) == ["TC008", "TC009"]
+
+
+def test_rules_limit_what_the_library_reports(fixtures_dir: Path) -> None:
+    merged = fixtures_dir / "gemma2-merge-duplicated-head"
+    assert codes(scan(merged, rules=frozenset({"TC001"}))) == []
+    assert scan(merged, rules=frozenset({"TC001"})).summary.redundant_bytes == 512  # a fact about the checkpoint

@@ -5,8 +5,9 @@ Every content question goes through :class:`ContentReader`, which decides how li
 * ``equal(a, b)`` (tie rules): metadata, then cached hashes or fingerprints, then an exact chunked
   byte compare. A fix may drop one of the two tensors, so a hash match alone never answers it.
 * ``analyse(tensors)`` (content rules): staged duplicate detection. Tensors are grouped by
-  (dtype, byte length); only groups of two or more are fingerprinted (a hash of a few small sampled
-  blocks); only fingerprint collisions, and tensors whose samples look constant, are read in full.
+  (dtype, byte length) and every tensor is fingerprinted (a hash of a few small sampled blocks, which
+  also tell whether it may be constant); only fingerprint collisions within a group, and tensors whose
+  samples look constant, are read in full.
   With ``deep=True`` every tensor is read once instead: full hash, NaN/Inf counts, constancy.
 
 Bytes are read through memory maps in large sequential chunks, one worker thread per file; the hash
@@ -475,7 +476,14 @@ class ContentReader(Closing):
             todo = {location(t): t for t in unique.values() if not self._has_full(t, deep=True)}
             units: list[tuple[TensorRecord, ...]] = []
             for a, b in pairs:
-                if a.dtype == b.dtype and a.shape == b.shape and location(a) in todo and location(b) in todo:
+                same_place = location(a) == location(b)  # pickle aliases: one read answers both
+                if (
+                    not same_place
+                    and a.dtype == b.dtype
+                    and a.shape == b.shape
+                    and location(a) in todo
+                    and location(b) in todo
+                ):
                     units.append((todo.pop(location(a)), todo.pop(location(b))))
             units.extend((t,) for t in todo.values())
             self._per_file(units, self._read_deep, "reading every tensor")

@@ -14,7 +14,7 @@ from enum import Enum
 from pathlib import Path
 
 from tiecheck.checkpoint import Checkpoint, TensorRecord
-from tiecheck.fix.writer import CHUNK, hash_range
+from tiecheck.fix.writer import CHUNK, hash_record
 from tiecheck.io.source import LocalStore
 from tiecheck.loader import load_checkpoint, store_for
 from tiecheck.ties.resolve import ResolvedTie, resolve_ties
@@ -57,18 +57,17 @@ class _Hasher:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.fds: dict[str, int] = {}
-        self.cache: dict[tuple[str, int], str] = {}
+        self.cache: dict[tuple[object, ...], str] = {}
         self.buffer = memoryview(bytearray(CHUNK))
         self.bytes = 0
 
     def __call__(self, t: TensorRecord) -> str:
-        key = (t.file, t.start)
+        key = (t.file, t.start, t.end, t.dtype, t.shape, None if t.contiguous else t.stride)
         if key not in self.cache:
             if t.file not in self.fds:
                 self.fds[t.file] = os.open(self.root / t.file, os.O_RDONLY)
-            self.cache[key] = f"{t.dtype}{list(t.shape)}:" + hash_range(
-                self.fds[t.file], t.start, t.nbytes, self.buffer
-            )
+            # In C order, as loaders see the tensor: a saved transpose hashes like its converted copy.
+            self.cache[key] = f"{t.dtype}{list(t.shape)}:" + hash_record(self.fds[t.file], t, self.buffer)
             self.bytes += t.nbytes
         return self.cache[key]
 

@@ -51,20 +51,21 @@ def load_checkpoint(store: CheckpointStore) -> Checkpoint:
     issues: list[LoadIssue] = []
     config, config_file = _read_config(store, names, issues)
     pickle = _pickle_only(names)
-    shadowing = SINGLE_FILE in names and any(n.endswith(INDEX_SUFFIX) for n in names)
-    index, index_name = (
-        (None, None)
-        if shadowing
-        else _read_index(store, names, issues, PICKLE_INDEX_SUFFIX if pickle else INDEX_SUFFIX)
+    single, index_suffix, shard_pattern = (
+        (PICKLE_SINGLE, PICKLE_INDEX_SUFFIX, PICKLE_SHARD_PATTERN)
+        if pickle
+        else (SINGLE_FILE, INDEX_SUFFIX, SHARD_PATTERN)
     )
+    shadowing = single in names and any(n.endswith(index_suffix) for n in names)
+    index, index_name = (None, None) if shadowing else _read_index(store, names, issues, index_suffix)
 
     weight_names: list[str]
     orphans: list[str] = []
     missing: list[str] = []
     if shadowing:
-        # transformers loads model.safetensors when it exists and never opens the index.
-        weight_names = [SINGLE_FILE]
-        orphans = [n for n in names if n.endswith(INDEX_SUFFIX) or SHARD_PATTERN.match(n)]
+        # transformers loads the single weights file when it exists and never opens the index.
+        weight_names = [single]
+        orphans = [n for n in names if n.endswith(index_suffix) or shard_pattern.match(n)]
     elif index is not None:
         referenced = sorted(set(index.weight_map.values()))
         weight_names = [n for n in referenced if store.exists(n)]
@@ -85,7 +86,7 @@ def load_checkpoint(store: CheckpointStore) -> Checkpoint:
         shards = [n for n in weight_names if SHARD_PATTERN.match(n)]
         if len(shards) > 1:
             issues.append(LoadIssue("TC008", shards[0], "shards without an index: loaders cannot find the tensors"))
-    if not weight_names and index is None:
+    if not weight_names and index_name is None:
         raise TiecheckError(f"{store.location}: not a checkpoint (no .safetensors or pytorch_model*.bin weights found)")
 
     files = tuple(_read_weight_file(store, n) for n in weight_names)
@@ -96,7 +97,7 @@ def load_checkpoint(store: CheckpointStore) -> Checkpoint:
         config=config,
         config_file=config_file,
         orphans=tuple(orphans),
-        shadowed_by=SINGLE_FILE if shadowing else None,
+        shadowed_by=single if shadowing else None,
         missing_files=tuple(missing),
         issues=tuple(issues),
     )

@@ -76,7 +76,7 @@ def scan_store(
     progress: ProgressSink | None = None,
     rules: frozenset[str] | None = None,
 ) -> Report:
-    """Scan any store. ``rules`` (the codes that will be reported) lets checks skip reads nobody asked for."""
+    """Scan any store. ``rules``: report only these codes (None: all); checks for none of them read nothing."""
     checkpoint = load_checkpoint(store)
     tensors = checkpoint.tensor_map()
     ties = resolve_ties(checkpoint, set(tensors))
@@ -97,12 +97,15 @@ def scan_store(
         findings = [f for check in CHECKS for f in check(ctx)]
         bytes_read = content.bytes_read
     findings.sort(key=lambda f: (-f.severity, f.code, f.files, f.tensors))
+    # The summary describes the checkpoint, whatever is reported: it is computed from every finding.
+    summary = _summarise(checkpoint, findings)
+    reported = findings if rules is None else [f for f in findings if f.code in rules]
     return Report(
         target=target or store.location,
         checkpoint=checkpoint,
         ties=ties,
-        findings=tuple(findings),
-        summary=_summarise(checkpoint, findings),
+        findings=tuple(reported),
+        summary=summary,
         bytes_read=bytes_read,
         contents=contents,
     )

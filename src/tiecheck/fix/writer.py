@@ -70,6 +70,17 @@ def hash_range(fd: int, start: int, length: int, buffer: memoryview | None = Non
     return digest.hexdigest()
 
 
+def hash_record(fd: int, record: TensorRecord, buffer: memoryview) -> str:
+    """xxh3-128 of a tensor's bytes in C order (a strided view streamed run by run), as the writer hashes them."""
+    digest = xxhash.xxh3_128()
+    for start, length in record.byte_runs(len(buffer)):
+        n = os.preadv(fd, [buffer[:length]], start)
+        if n != length:
+            raise OSError(errno.EIO, f"unexpected end of file at byte {start + max(n, 0)}")
+        digest.update(buffer[:n])
+    return digest.hexdigest()
+
+
 def _write_all(fd: int, data: memoryview | bytes) -> None:
     view = memoryview(data)
     while view:
