@@ -266,3 +266,13 @@ def test_pytorch_model_bin_beside_its_index_shadows_it(tmp_path: Path) -> None:
     (orphans,) = [f for f in report.findings if f.code == "TC007"]
     assert "transformers loads pytorch_model.bin" in orphans.message
     assert "TC002" not in {f.code for f in report.findings}
+
+
+def test_pickle_weights_win_over_an_adapter_beside_them(tmp_path: Path) -> None:
+    from tiecheck.formats.safetensors import write_file
+
+    folder = tmp_path / "ckpt"
+    save_pickle(model(tie=False), folder)
+    write_file(folder / "adapter_model.safetensors", {"lora_A.weight": ("F32", (2, 2), bytes(16))})
+    report = scan(folder)
+    assert [f.name for f in report.checkpoint.files] == ["pytorch_model.bin"]

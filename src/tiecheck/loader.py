@@ -112,14 +112,11 @@ def _is_weight_name(name: str, pickle: bool = False) -> bool:
 def _pickle_only(names: list[str]) -> bool:
     """No ``model.safetensors`` and no safetensors index, but pickle weights: transformers reads ``.bin``.
 
-    Stray safetensors shards without an index do not count: transformers does not read them either
-    (a ``fix --to-safetensors`` interrupted before its commit point looks like this).
+    Other safetensors files do not count: transformers reads neither stray shards without an index
+    (a ``fix --to-safetensors`` interrupted before its commit point looks like this) nor files under
+    other names (``adapter_model.safetensors``) when pickle weights are there.
     """
     if SINGLE_FILE in names or any(n.endswith(INDEX_SUFFIX) for n in names):
-        return False
-    if not any(n.endswith(PICKLE_SUFFIXES) and not NOT_WEIGHTS.match(n) for n in names):
-        return False
-    if any(n.endswith(".safetensors") and not SHARD_PATTERN.match(n) for n in names):
         return False
     return any(n.endswith(PICKLE_INDEX_SUFFIX) for n in names) or bool(_pickle_weights(names))
 
