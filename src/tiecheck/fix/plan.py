@@ -298,13 +298,17 @@ class _Planner:
                 note = "kept: a redundant tied copy; --drop-duplicates removes it"
                 self.kept.append(KeptNote(restored, "TC101", note))
             return
-        partner = self.tensors[kept]
-        for record in self._copies(restored):
-            # The scan compared the copy loaders read (that is the finding); other copies are compared here.
-            if record != self.tensors[restored] and not self.content.equal(partner, record):
-                raise RefusedError(f"{record.file}: {restored} differs from {kept}; it cannot be dropped")
-            self._drop(record, partner, via_tie=True, code="TC101")
+        self._drop_tied_copies(restored, kept, "TC101")
         self.fixed.add(finding_key(f))
+
+    def _drop_tied_copies(self, name: str, kept: str, code: str) -> None:
+        """Drop every stored copy of ``name``, which a tie restores from ``kept``; refuse if one differs."""
+        partner = self.tensors[kept]
+        for record in self._copies(name):
+            # The scan compared the copy loaders read (that is the finding); other copies are compared here.
+            if record != self.tensors[name] and not self.content.equal(partner, record):
+                raise RefusedError(f"{record.file}: {name} differs from {kept}; it cannot be dropped")
+            self._drop(record, partner, via_tie=True, code=code)
 
     def _on_tc102(self, f: Finding) -> None:
         self.kept.append(
@@ -325,11 +329,7 @@ class _Planner:
             why = "--tie-head drops it and sets the tie flag" if config else "no config.json to declare a tie in"
             self.kept.append(KeptNote(head, "TC104", f"kept: the config does not tie it to {kept}; {why}"))
             return
-        partner = self.tensors[kept]
-        for record in self._copies(head):
-            if record != self.tensors[head] and not self.content.equal(partner, record):
-                raise RefusedError(f"{record.file}: {head} differs from {kept}; it cannot be dropped")
-            self._drop(record, partner, via_tie=True, code="TC104")
+        self._drop_tied_copies(head, kept, "TC104")
         self.config_edits.extend(self._tie_edits())
         self.fixed.add(finding_key(f))
 
