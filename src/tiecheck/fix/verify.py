@@ -22,7 +22,7 @@ from tiecheck.content import ContentReader
 from tiecheck.errors import TiecheckError
 from tiecheck.findings import Finding
 from tiecheck.fix.plan import Plan, finding_key
-from tiecheck.fix.writer import CHUNK, WrittenFile, hash_range
+from tiecheck.fix.writer import CHUNK, WrittenFile, hash_record
 from tiecheck.formats.safetensors import read_header
 from tiecheck.io.source import CheckpointStore, LocalFileSource
 from tiecheck.scan import Report, scan_store
@@ -94,7 +94,7 @@ def verify(
         fd = os.open(path, os.O_RDONLY)
         try:
             for record in header.tensors:
-                if hash_range(fd, record.start, record.nbytes, buffer) != digests[record.name]:
+                if hash_record(fd, record, buffer) != digests[record.name]:
                     raise VerificationError(
                         f"{path.name}: {record.name} does not hold the bytes copied from the source"
                     )

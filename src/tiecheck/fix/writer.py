@@ -56,28 +56,17 @@ class WrittenFile:
     bytes_copied: int
 
 
-def hash_range(fd: int, start: int, length: int, buffer: memoryview | None = None) -> str:
-    """xxh3-128 of ``length`` bytes of ``fd`` from ``start``, read in chunks into one buffer."""
-    view = buffer if buffer is not None else memoryview(bytearray(min(CHUNK, max(length, 1))))
-    digest = xxhash.xxh3_128()
-    done = 0
-    while done < length:
-        n = os.preadv(fd, [view[: min(len(view), length - done)]], start + done)
-        if n <= 0:
-            raise OSError(errno.EIO, f"unexpected end of file at byte {start + done}")
-        digest.update(view[:n])
-        done += n
-    return digest.hexdigest()
-
-
 def hash_record(fd: int, record: TensorRecord, buffer: memoryview) -> str:
     """xxh3-128 of a tensor's bytes in C order (a strided view streamed run by run), as the writer hashes them."""
     digest = xxhash.xxh3_128()
     for start, length in record.byte_runs(len(buffer)):
-        n = os.preadv(fd, [buffer[:length]], start)
-        if n != length:
-            raise OSError(errno.EIO, f"unexpected end of file at byte {start + max(n, 0)}")
-        digest.update(buffer[:n])
+        done = 0
+        while done < length:
+            n = os.preadv(fd, [buffer[done:length]], start + done)
+            if n <= 0:
+                raise OSError(errno.EIO, f"unexpected end of file at byte {start + done}")
+            done += n
+        digest.update(buffer[:length])
     return digest.hexdigest()
 
 
