@@ -98,6 +98,8 @@ class TensorRecord:
 class FileFormat(str, Enum):
     SAFETENSORS = "safetensors"
     PICKLE = "pickle"
+    MEMORY = "memory"
+    """Tensors in memory (a state dict laid out as one virtual file by :mod:`tiecheck.live`)."""
 
 
 @dataclass(frozen=True)

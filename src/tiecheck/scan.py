@@ -77,7 +77,19 @@ def scan_store(
     rules: frozenset[str] | None = None,
 ) -> Report:
     """Scan any store. ``rules``: report only these codes (None: all); checks for none of them read nothing."""
-    checkpoint = load_checkpoint(store)
+    return scan_checkpoint(load_checkpoint(store), store, target=target, deep=deep, progress=progress, rules=rules)
+
+
+def scan_checkpoint(
+    checkpoint: Checkpoint,
+    store: CheckpointStore,
+    target: str | None = None,
+    *,
+    deep: bool = False,
+    progress: ProgressSink | None = None,
+    rules: frozenset[str] | None = None,
+) -> Report:
+    """Run every check on a checkpoint already read; ``store`` serves its tensor bytes."""
     tensors = checkpoint.tensor_map()
     ties = resolve_ties(checkpoint, set(tensors))
     contents = None

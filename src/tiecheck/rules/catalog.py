@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tiecheck.findings import Finding, Severity
+from tiecheck.live._rules import LIVE_RULES
 from tiecheck.rules.docs import DOCS, RuleDoc
 
 
@@ -73,6 +74,8 @@ _RULES = (
 )
 
 RULES: dict[str, Rule] = {r.code: r for r in _RULES}
+RULES.update({r.code: Rule(r.code, r.name, r.severity, r.summary, False) for r in LIVE_RULES})
+DOCS.update({r.code: r.doc for r in LIVE_RULES})
 
 
 def finding(
