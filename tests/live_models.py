@@ -30,7 +30,9 @@ def build(name: str) -> torch.nn.Module:
         )
     if name == "bert":
         return tf.BertForMaskedLM(
-            tf.BertConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
+            tf.BertConfig(
+                vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
+            )
         )
     if name == "gemma2":
         return tf.Gemma2ForCausalLM(tf.Gemma2Config(**_SMALL, num_attention_heads=2, num_key_value_heads=1, head_dim=8))

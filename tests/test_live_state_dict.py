@@ -17,10 +17,9 @@ from safetensors.torch import save_file
 from transformers import modeling_utils
 
 import tiecheck
+from live_models import LLAMA, build
 from tiecheck.errors import TiecheckError
 from tiecheck.live.state_dict import scan_state_dict
-
-from live_models import LLAMA, build
 
 pytestmark = pytest.mark.transformers
 
