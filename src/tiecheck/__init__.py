@@ -1,4 +1,9 @@
-"""tiecheck: find and fix tied-weight, index and precision problems in model checkpoints."""
+"""tiecheck: find and fix tied-weight, index and precision problems in model checkpoints.
+
+This module is the public Python API; every other module is internal.
+
+.. include:: ../../docs/python-api.md
+"""
 
 from __future__ import annotations
 

@@ -7,6 +7,8 @@ from enum import IntEnum
 
 
 class Severity(IntEnum):
+    """How bad a finding is; ordered, so ``severity >= Severity.WARNING`` reads as it should."""
+
     INFO = 0
     WARNING = 1
     ERROR = 2
@@ -22,6 +24,8 @@ class Severity(IntEnum):
 
 @dataclass(frozen=True)
 class Finding:
+    """One problem found: a stable rule code, a message naming the tensors and files, and what is at stake."""
+
     code: str
     name: str
     severity: Severity

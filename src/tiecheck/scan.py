@@ -22,6 +22,8 @@ LOAD_WIDTHS = {"float32": 4, "bfloat16": 2, "float16": 2, "int8": 1}
 
 @dataclass(frozen=True)
 class Summary:
+    """What the checkpoint holds, whatever the findings: counts, bytes, and load memory per width."""
+
     files: int
     tensors: int
     parameters: int
@@ -36,6 +38,8 @@ class Summary:
 
 @dataclass(frozen=True)
 class Report:
+    """The outcome of a scan: the checkpoint as read, the ties that apply, the findings and a summary."""
+
     target: str
     checkpoint: Checkpoint
     ties: tuple[ResolvedTie, ...]

@@ -56,6 +56,7 @@ def values(seed: str, shape: tuple[int, ...], dtype: str = "BF16") -> Tensor:
 
 
 def decoder_layers(prefix: str, layers: int, dtype: str = "BF16") -> dict[str, Tensor]:
+    """The tensors of ``layers`` Llama-style decoder layers under ``prefix``."""
     tensors: dict[str, Tensor] = {}
     for i in range(layers):
         p = f"{prefix}layers.{i}."
@@ -85,6 +86,7 @@ def llama_like(dtype: str = "BF16", head: bool = False, prefix: str = "model.") 
 
 
 def config(model_type: str, architecture: str, dtype: str = "bfloat16", **extra: object) -> dict[str, object]:
+    """A ``config.json`` document for the tiny shapes these helpers write; ``extra`` adds or overrides keys."""
     return {
         "architectures": [architecture],
         "model_type": model_type,
@@ -98,10 +100,12 @@ def config(model_type: str, architecture: str, dtype: str = "bfloat16", **extra:
 
 
 def write_json(path: Path, document: object) -> None:
+    """Write ``document`` as indented JSON, as transformers does."""
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
 
 def write_sharded(folder: Path, shards: list[dict[str, Tensor]], index_extra: dict[str, object] | None = None) -> None:
+    """Write ``model-0000i-of-0000N.safetensors`` shards and their index (totals included)."""
     total = len(shards)
     weight_map: dict[str, str] = {}
     size = params = 0
@@ -122,6 +126,7 @@ def write_sharded(folder: Path, shards: list[dict[str, Tensor]], index_extra: di
 
 
 def split(tensors: dict[str, Tensor], parts: int) -> list[dict[str, Tensor]]:
+    """Split tensors into ``parts`` shards in order, as evenly as names allow."""
     names = list(tensors)
     step = -(-len(names) // parts)
     return [{n: tensors[n] for n in names[i : i + step]} for i in range(0, len(names), step)]
