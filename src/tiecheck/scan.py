@@ -65,11 +65,18 @@ def scan(
     progress: ProgressSink | None = None,
     rules: frozenset[str] | None = None,
 ) -> Report:
-    """Scan a local checkpoint folder, ``.safetensors`` file or pickle (``.bin``/``.pt``/``.pth``) file.
+    """Scan a local checkpoint folder, ``.safetensors`` file or pickle (``.bin``/``.pt``/``.pth``) file,
+    or a Hub repo as ``hf://ORG/NAME[@REVISION]`` (by range requests; the local cache when offline).
 
     ``deep`` reads every tensor once (hashes, NaN/Inf); otherwise only what the questions need.
     """
-    return scan_store(store_for(path), target=str(path), deep=deep, progress=progress, rules=rules)
+    if str(path).startswith("hf://"):
+        from tiecheck.io.hub import open_hub
+
+        store: CheckpointStore = open_hub(str(path))
+    else:
+        store = store_for(path)
+    return scan_store(store, target=str(path), deep=deep, progress=progress, rules=rules)
 
 
 def scan_store(

@@ -1,0 +1,175 @@
+"""Scanning a Hub repo by range requests, against a real HTTP Hub (and CDN) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hub_server import FakeHub, serve
+from tiecheck.errors import TiecheckError
+from tiecheck.findings import Finding
+from tiecheck.io.hub import HubStore, parse_hub_target
+from tiecheck.scan import Report, scan, scan_store
+from tiecheck.testing import config, llama_like, values, write_json, write_sharded
+
+
+@pytest.fixture
+def hub() -> Iterator[FakeHub]:
+    with serve() as state:
+        yield state
+
+
+def _key(f: Finding) -> tuple[object, ...]:
+    return (f.code, f.severity, f.tensors, f.files, f.bytes, f.fixable)
+
+
+def _remote(hub: FakeHub, repo: str, revision: str | None = None, token: str | None = "hf_test_token") -> Report:
+    return scan_store(HubStore(repo, revision, endpoint=hub.hub_url, token=token))
+
+
+@pytest.mark.parametrize(
+    "fixture",
+    ["gemma2-merge-duplicated-head", "index-drift", "clean-llama-sharded", "llama-missing-head", "invalid-safetensors"],
+)
+def test_findings_equal_the_local_scan(hub: FakeHub, fixtures_dir: Path, fixture: str) -> None:
+    hub.add_folder("org/repo", fixtures_dir / fixture)
+    remote = _remote(hub, "org/repo")
+    local = scan(fixtures_dir / fixture)
+    assert [_key(f) for f in remote.findings] == [_key(f) for f in local.findings]
+    assert remote.summary == local.summary
+
+
+def test_a_pickle_repo_is_read_by_ranges(hub: FakeHub, tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    embedding = torch.randn(64, 16)
+    torch.save({"model.embed_tokens.weight": embedding, "lm_head.weight": embedding}, tmp_path / "pytorch_model.bin")
+    write_json(tmp_path / "config.json", config("llama", "LlamaForCausalLM", dtype="float32", tie_word_embeddings=True))
+    hub.add_folder("org/pickle", tmp_path)
+    remote = _remote(hub, "org/pickle")
+    assert [_key(f) for f in remote.findings] == [_key(f) for f in scan(tmp_path).findings]
+    assert "TC402" in {f.code for f in remote.findings}
+
+
+def test_only_headers_config_index_and_samples_are_transferred(hub: FakeHub, tmp_path: Path) -> None:
+    tensors = {f"model.layers.{i}.mlp.weight": values(f"w{i}", (256, 256), "F32") for i in range(6)}
+    tensors |= llama_like(dtype="F32", head=True)
+    write_sharded(tmp_path, [dict(list(tensors.items())[i::3]) for i in range(3)])
+    write_json(
+        tmp_path / "config.json", config("llama", "LlamaForCausalLM", dtype="float32", tie_word_embeddings=False)
+    )
+    hub.add_folder("org/big", tmp_path)
+    repo_bytes = sum(p.stat().st_size for p in tmp_path.iterdir())
+
+    store = HubStore("org/big", endpoint=hub.hub_url, token=hub.token)
+    report = scan_store(store)
+    assert report.findings == ()
+    headers = sum(min(64 << 10, p.stat().st_size) for p in tmp_path.glob("*.safetensors"))
+    companions = sum(p.stat().st_size for p in tmp_path.glob("*.json"))
+    assert store.transfer.bytes <= headers + companions + report.bytes_read
+    assert store.transfer.bytes < repo_bytes / 4
+    # The server agrees with the store's count of file bytes; API answers (info, listing) are a few KB more.
+    assert hub.hub.bytes - hub.hub.api_bytes + hub.cdn.bytes == store.transfer.bytes
+    assert hub.hub.api_bytes < 4096
+
+
+def test_the_token_reaches_the_hub_and_never_the_cdn(hub: FakeHub, fixtures_dir: Path) -> None:
+    hub.add_folder("org/repo", fixtures_dir / "gemma2-merge-duplicated-head", gated=True)
+    _remote(hub, "org/repo")
+    assert hub.cdn.requests > 0 and set(hub.cdn.authorizations) == {None}
+    assert set(hub.hub.authorizations) == {"Bearer hf_test_token"}
+
+
+def test_the_revision_is_pinned_to_its_commit(hub: FakeHub, fixtures_dir: Path) -> None:
+    repo = hub.add_folder("org/repo", fixtures_dir / "clean-llama-sharded", refs={"v1": "f" * 40})
+    repo.sha = "f" * 40
+    store = HubStore("org/repo", "v1", endpoint=hub.hub_url, token=hub.token)
+    assert store.sha == "f" * 40 and store.location == f"hf://org/repo@{'f' * 40}"
+    scan_store(store)
+    resolves = [p for p in hub.hub.paths if "/resolve/" in p]
+    assert resolves and all(f"/resolve/{'f' * 40}/" in p for p in resolves)
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda hub: None, "repository not found"),
+        (lambda hub: hub.add_folder("org/other", Path("fixtures/clean-llama-sharded")), "repository not found"),
+        (lambda hub: setattr(hub, "rate_limited", True), "rate limited by the Hub (429); retry after 17 s"),
+    ],
+)
+def test_hub_refusals_are_one_line(hub: FakeHub, setup: object, message: str) -> None:
+    setup(hub)  # type: ignore[operator]
+    with pytest.raises(TiecheckError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:
+        _remote(hub, "org/repo")
+    assert "\n" not in str(info.value)
+
+
+def test_revision_gated_and_network_errors(hub: FakeHub, fixtures_dir: Path) -> None:
+    hub.add_folder("org/repo", fixtures_dir / "clean-llama-sharded")
+    with pytest.raises(TiecheckError, match="revision not found"):
+        _remote(hub, "org/repo", "nope")
+    hub.add_folder("org/gated", fixtures_dir / "clean-llama-sharded", gated=True)
+    with pytest.raises(TiecheckError, match="gated repository; request access"):
+        _remote(hub, "org/gated", token=False)  # False: send no token at all
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    with pytest.raises(TiecheckError, match="cannot reach the Hub"):
+        HubStore("org/repo", endpoint=closed, token=False)
+
+
+@pytest.mark.parametrize(
+    ("switch", "message"),
+    [
+        ("ignore_range", "answered 200 to a range request"),
+        ("short_body", "does not match the request"),
+    ],
+)
+def test_broken_range_responses_are_errors(hub: FakeHub, fixtures_dir: Path, switch: str, message: str) -> None:
+    hub.add_folder("org/repo", fixtures_dir / "clean-llama-sharded")
+    setattr(hub, switch, True)
+    with pytest.raises(TiecheckError, match=message):
+        _remote(hub, "org/repo")
+
+
+def test_a_file_changed_between_two_reads_is_detected(hub: FakeHub, fixtures_dir: Path) -> None:
+    hub.add_folder("org/repo", fixtures_dir / "gemma2-merge-duplicated-head")
+    shard = "model-00002-of-00002.safetensors"
+    hub.change_after = (shard, 1)
+    with pytest.raises(TiecheckError, match="changed while it was being scanned"):
+        _remote(hub, "org/repo")
+
+
+def test_a_header_length_past_the_end_of_the_file_is_a_finding(hub: FakeHub, tmp_path: Path) -> None:
+    (tmp_path / "model.safetensors").write_bytes((10**6).to_bytes(8, "little") + b'{"a": 1}')
+    (tmp_path / "config.json").write_text(json.dumps(config("llama", "LlamaForCausalLM")))
+    hub.add_folder("org/repo", tmp_path)
+    assert [f.code for f in _remote(hub, "org/repo").findings] == [f.code for f in scan(tmp_path).findings]
+
+
+def test_scan_accepts_hf_urls(hub: FakeHub, fixtures_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    hub.add_folder("org/repo", fixtures_dir / "gemma2-merge-duplicated-head")
+    monkeypatch.setattr(constants, "ENDPOINT", hub.hub_url)
+    assert [f.code for f in scan("hf://org/repo@main").findings] == ["TC101"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("hf://org/name", ("org/name", None)),
+        ("hf://org/name@v1.0", ("org/name", "v1.0")),
+        ("hf://org/na.me-2@" + "a" * 40, ("org/na.me-2", "a" * 40)),
+        ("hf://org/../etc", None),
+        ("hf://org", None),
+        ("org/name", None),
+    ],
+)
+def test_hub_target_syntax(text: str, expected: tuple[str, str | None] | None) -> None:
+    target = parse_hub_target(text)
+    assert (None if target is None else (target.repo_id, target.revision)) == expected
