@@ -173,3 +173,35 @@ def test_scan_accepts_hf_urls(hub: FakeHub, fixtures_dir: Path, monkeypatch: pyt
 def test_hub_target_syntax(text: str, expected: tuple[str, str | None] | None) -> None:
     target = parse_hub_target(text)
     assert (None if target is None else (target.repo_id, target.revision)) == expected
+
+
+def _cache(root: Path, repo_id: str, folder: Path, sha: str = "a" * 40) -> None:
+    """The Hugging Face cache layout: blobs by hash, a snapshot of symlinks to them, refs/main naming the commit."""
+    repo = root / f"models--{repo_id.replace('/', '--')}"
+    (repo / "blobs").mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(sha)
+    snapshot = repo / "snapshots" / sha
+    snapshot.mkdir(parents=True)
+    for path in folder.iterdir():
+        blob = repo / "blobs" / path.name.encode().hex()
+        blob.write_bytes(path.read_bytes())
+        (snapshot / path.name).symlink_to(Path("../../blobs") / blob.name)
+
+
+def test_offline_scans_the_local_cache_without_a_request(
+    fixtures_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import constants
+
+    from tiecheck.io.hub import open_hub
+
+    _cache(tmp_path, "org/repo", fixtures_dir / "gemma2-merge-duplicated-head")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens: any request would fail
+    store = open_hub("hf://org/repo", offline=True)
+    assert [f.code for f in scan_store(store).findings] == ["TC101"]
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert [f.code for f in scan("hf://org/repo").findings] == ["TC101"]
+    with pytest.raises(TiecheckError, match="offline, and the repo is not in the local Hugging Face cache"):
+        open_hub("hf://org/absent", offline=True)
