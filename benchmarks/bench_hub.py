@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""A remote scan against what a user would otherwise do, on a Hub served from 127.0.0.1.
+
+The repo: N shards of a Llama-shaped bf16 checkpoint (default 30 shards, about 1 GB), tied, with the
+head duplicated in the last shard (the merge bug). Compared in one run, each in its own process:
+
+- ``tiecheck``: ``scan_store(HubStore(...))``, the default scan (headers, index, config, samples, the tie
+  pair compared byte for byte);
+- ``tiecheck-headers``: the same with the content rules deselected (headers, index, config and the tie
+  pair only);
+- ``metadata``: ``huggingface_hub.get_safetensors_metadata`` (headers only, no checks at all);
+- ``download``: ``snapshot_download`` of the repo into a temporary cache (what you do to check it locally).
+
+Reported: wall time, requests and bytes the server saw, and peak RSS of the process.
+
+    python benchmarks/bench_hub.py [--shards 30] [--shard-mb 34]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from hub_server import serve
+from tiecheck.testing import config, write_json, write_sharded
+
+RUNNERS = {
+    "tiecheck": """
+from tiecheck.io.hub import HubStore
+from tiecheck.scan import scan_store
+r = scan_store(HubStore(REPO, endpoint=URL, token=False))
+print(sorted({f.code for f in r.findings}))
+""",
+    "tiecheck-headers": """
+from tiecheck.io.hub import HubStore
+from tiecheck.rules.catalog import RULES
+from tiecheck.scan import scan_store
+rules = frozenset(RULES) - {"TC202", "TC203"}
+r = scan_store(HubStore(REPO, endpoint=URL, token=False), rules=rules)
+print(sorted({f.code for f in r.findings}))
+""",
+    "metadata": """
+import os
+from huggingface_hub import get_safetensors_metadata
+m = get_safetensors_metadata(REPO)
+print(sum(len(f.tensors) for f in m.files_metadata.values()), "tensors; no checks")
+""",
+    "download": """
+import tempfile
+from huggingface_hub import snapshot_download
+with tempfile.TemporaryDirectory() as d:
+    snapshot_download(REPO, cache_dir=d)
+print("downloaded")
+""",
+}
+
+
+def make_repo(folder: Path, shards: int, shard_mb: int) -> None:
+    hidden = 1024
+    rows = shard_mb * (1 << 20) // (hidden * 2 * 4)  # four tensors of this many rows per shard
+    blob = bytes(range(256)) * (rows * hidden * 2 // 256)
+
+    def tensor(i: int) -> tuple[str, tuple[int, ...], bytes]:
+        data = i.to_bytes(4, "little") + blob[4:]  # distinct first bytes: no accidental duplicates
+        return "BF16", (rows, hidden), data
+
+    parts = [{f"model.layers.{s}.mlp.w{j}.weight": tensor(s * 4 + j) for j in range(4)} for s in range(shards)]
+    embedding = tensor(10**6)
+    parts[0]["model.embed_tokens.weight"] = embedding
+    parts[-1]["lm_head.weight"] = embedding
+    write_sharded(folder, parts)
+    write_json(folder / "config.json", config("gemma2", "Gemma2ForCausalLM", tie_word_embeddings=True))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--shards", type=int, default=30)
+    parser.add_argument("--shard-mb", type=int, default=34)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, serve() as hub:
+        folder = Path(tmp)
+        make_repo(folder, args.shards, args.shard_mb)
+        size = sum(p.stat().st_size for p in folder.iterdir())
+        hub.add_folder("bench/repo", folder)
+        print(f"repo: {args.shards} shards, {size / 1e9:.2f} GB; server on {hub.hub_url}")
+        print(f"{'method':18} {'wall s':>7} {'requests':>9} {'bytes':>14} {'% of repo':>9} {'peak MB':>8}  output")
+        for name, code in RUNNERS.items():
+            before = (hub.hub.requests + hub.cdn.requests, hub.hub.bytes + hub.cdn.bytes)
+            prelude = f"REPO = 'bench/repo'\nURL = {hub.hub_url!r}\n"
+            runner = prelude + code + "\nimport resource\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+            env = {"HF_ENDPOINT": hub.hub_url, "HF_HUB_DISABLE_TELEMETRY": "1", "PATH": "/usr/bin:/bin"}
+            start = time.perf_counter()
+            done = subprocess.run([sys.executable, "-c", runner], capture_output=True, text=True, env=env)
+            wall = time.perf_counter() - start
+            lines = done.stdout.strip().splitlines() or ["", "0"]
+            requests = hub.hub.requests + hub.cdn.requests - before[0]
+            transferred = hub.hub.bytes + hub.cdn.bytes - before[1]
+            output = lines[0] if done.returncode == 0 else done.stderr.strip().splitlines()[-1][:60]
+            print(
+                f"{name:18} {wall:7.2f} {requests:9d} {transferred:14,d} {100 * transferred / size:8.3f}% "
+                f"{int(lines[-1]) / 1024 if lines[-1].isdigit() else 0:8.0f}  {output}"
+            )
+
+
+if __name__ == "__main__":
+    main()
