@@ -267,7 +267,7 @@ def test_cli_ignore_skips_the_content_stage(tmp_path: Path, gen: ModuleType) -> 
         text=True,
         check=False,
     )
-    assert json.loads(result.stdout)["summary"]["bytes_read"] == 0
+    assert json.loads(result.stdout)["reports"][0]["summary"]["bytes_read"] == 0
 
 
 def test_a_broken_index_without_shards_is_a_finding(tmp_path: Path) -> None:

@@ -644,7 +644,7 @@ def test_cli_reports_broken_files_without_a_traceback(tmp_path: Path, good_bin: 
     )
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
-    codes = [f["code"] for f in json.loads(result.stdout)["findings"]]
+    codes = [f["code"] for f in json.loads(result.stdout)["reports"][0]["findings"]]
     assert codes[0] == "TC403"
 
 

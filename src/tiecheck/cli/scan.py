@@ -178,11 +178,10 @@ def scan_command(
         except OSError as exc:
             fail(f"{output_file}: cannot write the report ({exc.strerror or exc})")
         print_tables(multi, _console())
+    elif output_format is not OutputFormat.table:
+        sys.stdout.write(render(multi, output_format.value))  # a target that failed is an entry, never no output
     elif multi.results or several:
-        if output_format is OutputFormat.table:
-            print_tables(multi, _console())
-        else:
-            sys.stdout.write(render(multi, output_format.value))
+        print_tables(multi, _console())
 
     if multi.failures:
         raise typer.Exit(EXIT_ERROR)

@@ -13,7 +13,7 @@ from tiecheck import __version__
 from tiecheck.findings import Severity
 from tiecheck.output.github import render_github
 from tiecheck.output.gitlab import render_gitlab
-from tiecheck.output.json import report_dict
+from tiecheck.output.json import SCHEMA_VERSION, report_dict
 from tiecheck.output.markdown import render_markdown
 from tiecheck.output.sarif import render_sarif
 from tiecheck.output.table import render_table
@@ -23,10 +23,9 @@ FORMATS = ("table", "json", "sarif", "github", "markdown", "gitlab")
 
 
 def multi_dict(multi: MultiReport) -> dict[str, Any]:
-    """The JSON document: one target keeps the single-report document; several get a list of them."""
-    if not multi.several and multi.results and not multi.failures:
-        return report_dict(multi.results[0].report)
+    """The JSON document, one shape for one target, several, ``--recursive`` and targets that failed."""
     return {
+        "schema_version": SCHEMA_VERSION,
         "tiecheck_version": __version__,
         "reports": [report_dict(r.report) for r in multi.results],
         "errors": [{"target": str(f.target.path), "message": f.message} for f in multi.failures],

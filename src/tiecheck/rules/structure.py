@@ -36,7 +36,7 @@ def check_load_issues(ctx: ScanContext) -> Iterator[Finding]:
                 f"{issue.file}: {issue.detail}. Loaders cannot map tensors to shards; regenerate the index.",
                 files=[issue.file],
             )
-        else:
+        elif issue.rule == "TC009":
             yield finding(
                 "TC009",
                 f"{issue.file}: {issue.detail}. Loaders cannot build the model; ties and dtype were not checked.",
