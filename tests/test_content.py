@@ -202,10 +202,10 @@ def test_count_nonfinite_decodes_raw_bits() -> None:
 def test_deep_json_lists_every_tensor_hash(fixtures_dir: Path) -> None:
     runner = CliRunner()
     plain = json.loads(runner.invoke(app, ["scan", str(fixtures_dir / "clean-llama-sharded"), "-f", "json"]).stdout)
-    assert "tensors" not in plain
+    assert "tensors" not in plain["reports"][0]
     result = runner.invoke(app, ["scan", str(fixtures_dir / "clean-llama-sharded"), "-f", "json", "--deep", "-q"])
     assert result.exit_code == 0, result.output
-    deep = json.loads(result.stdout)
+    (deep,) = json.loads(result.stdout)["reports"]
     assert len(deep["tensors"]) == deep["summary"]["tensors"]
     assert all(t["hash"].startswith("xxh3_128:") and len(t["hash"]) == 9 + 32 for t in deep["tensors"])
     assert deep["summary"]["bytes_read"] == deep["summary"]["bytes"]  # every tensor exactly once

@@ -8,9 +8,19 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from tiecheck.cli.app import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, FailLevel, OutputFormat, app, fail, stderr
+from tiecheck.cli.app import (
+    EXIT_ERROR,
+    EXIT_FINDINGS,
+    EXIT_OK,
+    FailLevel,
+    OutputFormat,
+    StdoutConsole,
+    app,
+    closed_pipe_ok,
+    fail,
+    stderr,
+)
 from tiecheck.cli.progress import progress_for
 from tiecheck.errors import TiecheckError
 from tiecheck.output.combined import print_tables, render
@@ -23,9 +33,9 @@ _RULES = "Rule selection"
 _OUTPUT = "Output"
 
 
-def _console() -> Console:
-    console = Console()
-    return console if console.is_terminal or os.environ.get("COLUMNS") else Console(width=LOG_WIDTH)
+def _console() -> StdoutConsole:
+    console = StdoutConsole()
+    return console if console.is_terminal or os.environ.get("COLUMNS") else StdoutConsole(width=LOG_WIDTH)
 
 
 @app.command("scan")
@@ -177,11 +187,11 @@ def scan_command(
             output_file.write_text(render(multi, output_format.value), encoding="utf-8")
         except OSError as exc:
             fail(f"{output_file}: cannot write the report ({exc.strerror or exc})")
-        print_tables(multi, _console())
-    elif output_format is not OutputFormat.table:
-        sys.stdout.write(render(multi, output_format.value))  # a target that failed is an entry, never no output
-    elif multi.results or several:
-        print_tables(multi, _console())
+    with closed_pipe_ok():
+        if output_format is not OutputFormat.table and output_file is None:
+            sys.stdout.write(render(multi, output_format.value))  # a target that failed is an entry, never no output
+        elif multi.results or several:
+            print_tables(multi, _console())
 
     if multi.failures:
         raise typer.Exit(EXIT_ERROR)
