@@ -10,13 +10,14 @@ import contextlib
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from enum import Enum
 from typing import Annotated, Any, NoReturn
 
 import typer
 import typer.core
 from rich.console import Console
+from rich.segment import Segment
 
 from tiecheck import __version__
 
@@ -69,8 +70,50 @@ def _to_devnull() -> None:
     os.close(devnull)
 
 
+#: Layout width when no terminal is anywhere (CI logs, files): lines are never padded to it.
+LOG_WIDTH = 120
+#: Spaces (and the style codes between them) at the end of a line: rich pads cells and blocks with them.
+_TRAILING = re.compile(r"(?:[ ]|\x1b\[[0-9;]*m)+$", re.MULTILINE)
+_STYLE_CODE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def output_width() -> int | None:
+    """The one width rule of every command's stdout report.
+
+    The terminal stdout is (rich finds it, and honours ``COLUMNS``); when stdout is a pipe (``| less``,
+    ``| tee``, ``| head``), the terminal the user reads it in (stderr's or the controlling one); with no
+    terminal anywhere, :data:`LOG_WIDTH`. None: let rich measure.
+    """
+    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
+        return None
+    for columns in (lambda: os.get_terminal_size(sys.stderr.fileno()).columns, _controlling_terminal_columns):
+        try:
+            return columns()
+        except (OSError, ValueError):  # not a terminal, or no file descriptor at all (a test runner's stream)
+            continue
+    return LOG_WIDTH
+
+
+def _controlling_terminal_columns() -> int:
+    tty = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    try:
+        return os.get_terminal_size(tty).columns
+    finally:
+        os.close(tty)
+
+
 class StdoutConsole(Console):
-    """The console of stdout reports: a reader that closes the pipe early ends the output, not the command."""
+    """The console of stdout reports: no trailing padding, one width rule, and a reader that closes the pipe
+    early ends the output, not the command."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        if "width" not in kwargs and "file" not in kwargs:
+            kwargs["width"] = output_width()
+        super().__init__(**kwargs)
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        rendered = super()._render_buffer(buffer)
+        return _TRAILING.sub(lambda m: "".join(_STYLE_CODE.findall(m[0])), rendered)
 
     def on_broken_pipe(self) -> None:
         _to_devnull()

@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.padding import Padding
+from rich.text import Text
 
 from tiecheck.cli.app import EXIT_FINDINGS, EXIT_OK, StdoutConsole, app, closed_pipe_ok, fail
 from tiecheck.diff import DiffResult, Status, diff
@@ -64,13 +65,11 @@ def diff_dict(result: DiffResult) -> dict[str, object]:
 def render_diff(result: DiffResult, console: Console) -> None:
     counts = ", ".join(f"{result.count(s)} {s.value}" for s in Status)
     console.print(f"{result.a} -> {result.b}: {counts} ({human_bytes(result.bytes_hashed)} hashed)", highlight=False)
-    changes = [t for t in result.tensors if t.status is not Status.SAME]
-    if changes:
-        table = Table()
-        for column in ("tensor", "status", "detail"):
-            table.add_column(column, overflow="fold")
-        for t in changes:
-            table.add_row(t.name, t.status.value, t.detail)
-        console.print(table)
+    # One line per tensor (status, then the whole name), the detail indented under it: a name is never split,
+    # whatever the terminal's width, and the lines stay greppable.
+    for t in (t for t in result.tensors if t.status is not Status.SAME):
+        console.print(Text.assemble((f"{t.status.value:<10}", "bold"), t.name), overflow="ignore", crop=False)
+        if t.detail:
+            console.print(Padding(Text(t.detail), (0, 0, 0, 10), expand=False))
     verdict = "nothing lost" if result.lossless else "the checkpoints differ"
     console.print(f"{verdict}.", highlight=False)

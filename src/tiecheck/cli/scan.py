@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -27,15 +26,12 @@ from tiecheck.output.combined import print_tables, render
 from tiecheck.selection import COMMAND_LINE, Selection, SelectionError, Settings, find_config, load_config, resolve
 from tiecheck.targets import Failure, Target, expand_targets, folders_of_files, scan_many
 
-#: Width of the table in CI logs and pre-commit output (not a terminal): rich would assume 80 columns.
-LOG_WIDTH = 120
 _RULES = "Rule selection"
 _OUTPUT = "Output"
 
 
 def _console() -> StdoutConsole:
-    console = StdoutConsole()
-    return console if console.is_terminal or os.environ.get("COLUMNS") else StdoutConsole(width=LOG_WIDTH)
+    return StdoutConsole()
 
 
 @app.command("scan")

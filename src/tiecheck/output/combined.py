@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Console
+from rich.segment import Segment
 from rich.text import Text
 
 from tiecheck import __version__
@@ -54,6 +56,13 @@ def print_tables(multi: MultiReport, console: Console) -> None:
         )
 
 
+class _Unpadded(Console):
+    """A console whose lines carry no trailing padding (rich pads table cells to the column width)."""
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        return "\n".join(line.rstrip(" ") for line in super()._render_buffer(buffer).split("\n"))
+
+
 def render(multi: MultiReport, fmt: str) -> str:
     """The report as text in ``fmt`` (``table`` is rendered without colour, for a file)."""
     if fmt == "json":
@@ -68,6 +77,6 @@ def render(multi: MultiReport, fmt: str) -> str:
         return render_gitlab(multi)
     if fmt == "table":
         buffer = io.StringIO()
-        print_tables(multi, Console(file=buffer, width=120, no_color=True, force_terminal=False))
+        print_tables(multi, _Unpadded(file=buffer, width=120, no_color=True, force_terminal=False))
         return buffer.getvalue()
     raise ValueError(f"unknown format {fmt!r}")

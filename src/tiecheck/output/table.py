@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from rich.console import Console, Group
 from rich.padding import Padding
 from rich.table import Table
@@ -44,7 +46,8 @@ def summary_table(report: Report) -> Table:
     if config is not None:
         arch = ", ".join(config.architectures) or "-"
         table.add_row("model", f"{config.model_type or '?'} / {arch}")
-        table.add_row("tie_word_embeddings", f"{config.tie_word_embeddings} ({config.tie_basis})")
+        # as JSON and config.json spell it: true, false, null
+        table.add_row("tie_word_embeddings", f"{json.dumps(config.tie_word_embeddings)} ({config.tie_basis})")
     return table
 
 
