@@ -86,12 +86,16 @@ def output_width() -> int | None:
     """
     if sys.stdout.isatty() or os.environ.get("COLUMNS"):
         return None
-    for columns in (lambda: os.get_terminal_size(sys.stderr.fileno()).columns, _controlling_terminal_columns):
+    for columns in (_stderr_columns, _controlling_terminal_columns):
         try:
             return columns()
         except (OSError, ValueError):  # not a terminal, or no file descriptor at all (a test runner's stream)
             continue
     return LOG_WIDTH
+
+
+def _stderr_columns() -> int:
+    return os.get_terminal_size(sys.stderr.fileno()).columns
 
 
 def _controlling_terminal_columns() -> int:
