@@ -124,7 +124,13 @@ def scan_command(
     deep: Annotated[
         bool, typer.Option("--deep", help="Read every tensor once: content hashes, NaN/Inf, constant tensors.")
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Findings only: no stats block, no totals, no progress bar.")
+    ] = False,
+    statistics: Annotated[
+        bool,
+        typer.Option("--statistics", help="Print how many findings each rule has, instead of the findings."),
+    ] = False,
 ) -> None:
     """Scan checkpoints and report every problem with a stable rule code."""
     try:
@@ -140,6 +146,8 @@ def scan_command(
         fail(str(exc))
     if recursive and from_files:
         fail("--recursive and --from-files cannot be combined")
+    if statistics and output_format is not OutputFormat.table and output_file is None:
+        fail("--statistics prints a table: use it without --format, or with --output-file")
     if relative_to is not None and not relative_to.is_dir():
         fail(f"--relative-to {relative_to}: not a folder")
 
@@ -187,7 +195,7 @@ def scan_command(
         if output_format is not OutputFormat.table and output_file is None:
             sys.stdout.write(render(multi, output_format.value))  # a target that failed is an entry, never no output
         elif multi.results or several:
-            print_tables(multi, _console())
+            print_tables(multi, _console(), quiet=quiet, statistics=statistics)
 
     if multi.failures:
         raise typer.Exit(EXIT_ERROR)

@@ -18,7 +18,7 @@ from tiecheck.output.gitlab import render_gitlab
 from tiecheck.output.json import SCHEMA_VERSION, report_dict
 from tiecheck.output.markdown import render_markdown
 from tiecheck.output.sarif import render_sarif
-from tiecheck.output.table import render_table
+from tiecheck.output.table import render_table, statistics_table
 from tiecheck.targets import MultiReport
 
 FORMATS = ("table", "json", "sarif", "github", "markdown", "gitlab")
@@ -34,12 +34,21 @@ def multi_dict(multi: MultiReport) -> dict[str, Any]:
     }
 
 
-def print_tables(multi: MultiReport, console: Console) -> None:
-    for i, result in enumerate(multi.results):
-        if i:
+def print_tables(multi: MultiReport, console: Console, *, quiet: bool = False, statistics: bool = False) -> None:
+    """The human report. One target: its stats block and findings. Several: a header line and the findings of
+    each, then the totals. ``quiet``: findings only. ``statistics``: counts per rule instead of the findings."""
+    if statistics:
+        console.print(statistics_table([f for r in multi.results for f in r.report.findings]))
+        return
+    shown = False
+    for result in multi.results:
+        if quiet and not result.report.findings:
+            continue
+        if shown:
             console.print()
-        render_table(result.report, console)
-    if multi.several:
+        render_table(result.report, console, compact=multi.several, quiet=quiet)
+        shown = True
+    if multi.several and not quiet:
         findings = [f for r in multi.results for f in r.report.findings]
         counts = ", ".join(
             f"{sum(1 for f in findings if f.severity is s)} {s.label}"
