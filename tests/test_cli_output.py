@@ -58,3 +58,14 @@ def test_statistics_counts_per_rule(fixtures_dir: Path) -> None:
 def test_statistics_needs_the_table(fixtures_dir: Path) -> None:
     result = CliRunner().invoke(app, ["scan", str(fixtures_dir / CLEAN), "--statistics", "-f", "json"])
     assert result.exit_code == 2 and "--statistics" in result.stderr
+
+
+def test_one_scan_writes_several_formats(fixtures_dir: Path, tmp_path: Path) -> None:
+    import json
+
+    a, b, c = tmp_path / "r.json", tmp_path / "r.sarif", tmp_path / "plain.md"
+    code, out = scan(fixtures_dir / MERGE, "-o", f"json:{a}", "-o", f"sarif:{b}", "-f", "markdown", "-o", str(c))
+    assert code == 1 and "stored parameters" in out  # stdout shows the table
+    assert json.loads(a.read_text())["reports"][0]["findings"][0]["code"] == "TC101"
+    assert json.loads(b.read_text())["version"] == "2.1.0"
+    assert "TC101" in c.read_text() and not c.read_text().startswith("{")

@@ -22,7 +22,7 @@ from tiecheck.cli.app import (
 )
 from tiecheck.cli.progress import progress_for
 from tiecheck.errors import TiecheckError
-from tiecheck.output.combined import print_tables, render
+from tiecheck.output.combined import FORMATS, print_tables, render
 from tiecheck.selection import COMMAND_LINE, Selection, SelectionError, Settings, find_config, load_config, resolve
 from tiecheck.targets import Failure, Target, expand_targets, folders_of_files, scan_many
 
@@ -34,6 +34,16 @@ def _console() -> StdoutConsole:
     return StdoutConsole()
 
 
+def _output_file(value: str, default: OutputFormat) -> tuple[str, Path]:
+    """``FILE`` (in ``--format``) or ``FORMAT:FILE``."""
+    prefix, sep, rest = value.partition(":")
+    if sep and prefix in FORMATS:
+        if not rest:
+            fail(f"--output-file {value}: no file name after {prefix}:")
+        return prefix, Path(rest)
+    return default.value, Path(value)
+
+
 @app.command("scan")
 def scan_command(
     paths: Annotated[
@@ -43,13 +53,14 @@ def scan_command(
     output_format: Annotated[
         OutputFormat, typer.Option("--format", "-f", help="Report format.", rich_help_panel=_OUTPUT)
     ] = OutputFormat.table,
-    output_file: Annotated[
-        Path | None,
+    output_files: Annotated[
+        list[str] | None,
         typer.Option(
             "--output-file",
             "-o",
-            help="Write the report here; stdout shows the table.",
-            metavar="FILE",
+            help="Write the report to FILE (in --format), or FORMAT:FILE (e.g. sarif:out.sarif); repeat it to write "
+            "several formats from one scan. stdout then shows the table.",
+            metavar="[FORMAT:]FILE",
             rich_help_panel=_OUTPUT,
         ),
     ] = None,
@@ -146,7 +157,8 @@ def scan_command(
         fail(str(exc))
     if recursive and from_files:
         fail("--recursive and --from-files cannot be combined")
-    if statistics and output_format is not OutputFormat.table and output_file is None:
+    outputs = [_output_file(value, output_format) for value in output_files or ()]
+    if statistics and output_format is not OutputFormat.table and not outputs:
         fail("--statistics prints a table: use it without --format, or with --output-file")
     if relative_to is not None and not relative_to.is_dir():
         fail(f"--relative-to {relative_to}: not a folder")
@@ -186,13 +198,13 @@ def scan_command(
         targets, settings_for, on_failure=report_failure, several=several, deep=deep, progress=progress_for(quiet)
     )
 
-    if output_file is not None:
+    for fmt, file in outputs:
         try:
-            output_file.write_text(render(multi, output_format.value), encoding="utf-8")
+            file.write_text(render(multi, fmt), encoding="utf-8")
         except OSError as exc:
-            fail(f"{output_file}: cannot write the report ({exc.strerror or exc})")
+            fail(f"{file}: cannot write the report ({exc.strerror or exc})")
     with closed_pipe_ok():
-        if output_format is not OutputFormat.table and output_file is None:
+        if output_format is not OutputFormat.table and not outputs:
             sys.stdout.write(render(multi, output_format.value))  # a target that failed is an entry, never no output
         elif multi.results or several:
             print_tables(multi, _console(), quiet=quiet, statistics=statistics)
