@@ -69,3 +69,23 @@ def test_one_scan_writes_several_formats(fixtures_dir: Path, tmp_path: Path) -> 
     assert json.loads(a.read_text())["reports"][0]["findings"][0]["code"] == "TC101"
     assert json.loads(b.read_text())["version"] == "2.1.0"
     assert "TC101" in c.read_text() and not c.read_text().startswith("{")
+
+
+def test_fixable_only_where_fix_would_act(fixtures_dir: Path, tmp_path: Path) -> None:
+    """index-drift has fixable-looking findings (TC004, TC005, TC007) but also load errors: fix refuses it."""
+    import shutil
+
+    from tiecheck import scan as scan_api
+    from tiecheck.fix.plan import BLOCKING
+    from tiecheck.scan import BLOCKS_FIX
+
+    assert set(BLOCKING) | {"TC009"} == BLOCKS_FIX
+    drift = scan_api(fixtures_dir / DRIFT)
+    assert {"TC004", "TC005", "TC007"} <= {f.code for f in drift.findings}
+    assert not any(f.fixable for f in drift.findings)
+    _, out = scan(fixtures_dir / DRIFT)
+    assert "[fixable]" not in out
+    shutil.copytree(fixtures_dir / DRIFT, tmp_path / "d")
+    refused = CliRunner().invoke(app, ["fix", str(tmp_path / "d"), "--dry-run"])
+    assert refused.exit_code == 2, refused.output
+    assert any(f.fixable for f in scan_api(fixtures_dir / MERGE).findings)
