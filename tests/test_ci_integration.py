@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -185,7 +186,8 @@ def test_action_is_a_composite_action_with_the_documented_inputs() -> None:
     steps = action["runs"]["steps"]
     assert any(s.get("uses", "").startswith("actions/setup-python@") for s in steps)
     scan = next(s for s in steps if s.get("id") == "scan")
-    assert "tiecheck scan $TIECHECK_PATH $TIECHECK_ARGS --format sarif --output-file" in scan["run"]
+    assert scan["run"].count("tiecheck scan ") == 1  # one scan renders every format
+    assert '--output-file "sarif:$SARIF_FILE"' in scan["run"]
     assert "--relative-to ." in scan["run"]  # SARIF paths relative to the repository root
     assert "${{" not in scan["run"]  # inputs reach the shell through env, never spliced into the script
     upload = next(s for s in steps if s.get("uses", "").startswith("github/codeql-action/upload-sarif@"))
@@ -222,3 +224,45 @@ def test_readme_ci_snippets_are_valid_yaml_and_use_real_inputs() -> None:
     hook_ids = {h["id"] for h in hooks()}
     (pre_commit,) = [d for d in docs if isinstance(d, dict) and "repos" in d]
     assert {h["id"] for h in pre_commit["repos"][0]["hooks"]} <= hook_ids
+
+
+def _run_action_scan(tmp_path: Path, target: Path, **inputs: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """The action's scan step, run by bash as the runner does, with a `tiecheck` on PATH that logs its calls."""
+    tmp_path.mkdir(exist_ok=True)
+    action = yaml.safe_load((REPO / "action.yml").read_text())
+    step = next(s for s in action["runs"]["steps"] if s.get("id") == "scan")
+    defaults = {name: spec.get("default", "") for name, spec in action["inputs"].items()}
+    values = {**defaults, "path": str(target), **inputs}
+    env_map = {k: v.replace("${{ inputs.", "").replace(" }}", "") for k, v in step["env"].items()}
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    tiecheck = Path(sys.executable).parent / "tiecheck"
+    (bin_dir / "tiecheck").write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {tiecheck} "$@"\n')
+    (bin_dir / "tiecheck").chmod(0o755)
+    env = {
+        **os.environ,
+        **{k: values[v] for k, v in env_map.items()},
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "GITHUB_OUTPUT": str(tmp_path / "output"),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"),
+        "RUNNER_TEMP": str(tmp_path),
+    }
+    result = subprocess.run(["bash", "-e", "-c", step["run"]], env=env, cwd=tmp_path, capture_output=True, text=True)
+    return result, calls
+
+
+def test_the_action_scans_once_and_renders_every_format(tmp_path: Path, fixtures_dir: Path) -> None:
+    result, calls = _run_action_scan(tmp_path, fixtures_dir / BAD)
+    assert result.returncode == 0, result.stderr
+    assert len(calls.read_text().splitlines()) == 1
+    assert (tmp_path / "output").read_text() == "exit-code=1\n"
+    sarif = json.loads((tmp_path / "tiecheck.sarif").read_text())
+    assert sarif["runs"][0]["results"][0]["ruleId"] == "TC101"
+    assert "::warning file=" in result.stdout and "TC101" in (tmp_path / "summary").read_text()
+
+
+def test_annotations_do_not_depend_on_the_summary(tmp_path: Path, fixtures_dir: Path) -> None:
+    result, _ = _run_action_scan(tmp_path / "a", fixtures_dir / BAD, summary="false")
+    assert "::warning file=" in result.stdout and not (tmp_path / "a" / "summary").exists()
+    result, _ = _run_action_scan(tmp_path / "b", fixtures_dir / BAD, annotations="false")
+    assert "::warning" not in result.stdout and "TC101" in (tmp_path / "b" / "summary").read_text()

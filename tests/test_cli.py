@@ -53,8 +53,8 @@ def test_exit_codes(fixtures_dir: Path, fixture: str, fail_on: str, code: int) -
 def test_json_is_the_only_thing_on_stdout(fixtures_dir: Path) -> None:
     result = tiecheck("scan", fixtures_dir / "gemma2-merge-duplicated-head", "--format", "json")
     assert result.returncode == 1
-    document = json.loads(result.stdout)
-    assert set(document) >= {"tiecheck_version", "target", "summary", "findings"}
+    (document,) = json.loads(result.stdout)["reports"]
+    assert set(document) >= {"target", "summary", "findings"}
     assert set(document["summary"]) >= {
         "files",
         "tensors",
@@ -122,7 +122,7 @@ def test_hostile_files_never_produce_a_traceback(tmp_path: Path) -> None:
     result = tiecheck("scan", tmp_path, "--format", "json")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    found = {f["code"] for f in json.loads(result.stdout)["findings"]}
+    found = {f["code"] for f in json.loads(result.stdout)["reports"][0]["findings"]}
     assert found == {"TC001", "TC008", "TC009"}
 
 

@@ -31,8 +31,8 @@ def rand(shape: tuple[int, ...] = BIG, dtype: str = "F16") -> tuple[str, tuple[i
 
 
 def findings(report: Report) -> list[Finding]:
-    """The findings, without TC009's note that these bare test files have no config.json."""
-    return [f for f in report.findings if f.code != "TC009"]
+    """The findings, without TC010's note that these bare test files have no config.json."""
+    return [f for f in report.findings if f.code != "TC010"]
 
 
 def codes(report: Report) -> list[str]:
@@ -202,10 +202,10 @@ def test_count_nonfinite_decodes_raw_bits() -> None:
 def test_deep_json_lists_every_tensor_hash(fixtures_dir: Path) -> None:
     runner = CliRunner()
     plain = json.loads(runner.invoke(app, ["scan", str(fixtures_dir / "clean-llama-sharded"), "-f", "json"]).stdout)
-    assert "tensors" not in plain
+    assert "tensors" not in plain["reports"][0]
     result = runner.invoke(app, ["scan", str(fixtures_dir / "clean-llama-sharded"), "-f", "json", "--deep", "-q"])
     assert result.exit_code == 0, result.output
-    deep = json.loads(result.stdout)
+    (deep,) = json.loads(result.stdout)["reports"]
     assert len(deep["tensors"]) == deep["summary"]["tensors"]
     assert all(t["hash"].startswith("xxh3_128:") and len(t["hash"]) == 9 + 32 for t in deep["tensors"])
     assert deep["summary"]["bytes_read"] == deep["summary"]["bytes"]  # every tensor exactly once
@@ -303,3 +303,16 @@ def test_a_scan_without_full_reads_does_not_import_numpy(tmp_path: Path) -> None
     code = "import sys, tiecheck; r = tiecheck.scan(sys.argv[1]); print(r.bytes_read, 'numpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, check=True)
     assert out.stdout.split() == [str(3 * SAMPLES * SAMPLE), "False"]  # start-up stays light
+
+
+def test_nan_in_many_tensors_is_one_finding(tmp_path: Path) -> None:
+    """A merge that broke every layer: one TC204 naming them all, not one finding per tensor."""
+    tensors = {f"model.layers.{i}.mlp.weight": torch.randn(8, 8) for i in range(40)}
+    for t in tensors.values():
+        t[0, :] = float("nan")
+    tensors["good.weight"] = torch.randn(8, 8)
+    save_file(tensors, str(tmp_path / "model.safetensors"))
+    (f,) = [f for f in findings(scan(tmp_path, deep=True)) if f.code == "TC204"]
+    assert f.code == "TC204" and len(f.tensors) == 40 and "good.weight" not in f.tensors
+    assert f.message.startswith("40 floating tensors hold NaN or Inf: model.layers.0.mlp.weight (F32[8, 8]: 8 NaN")
+    assert "and 34 more" in f.message

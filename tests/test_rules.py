@@ -122,7 +122,7 @@ def test_unknown_architecture_falls_back_to_name_patterns(tmp_path: Path, gen: M
 def test_without_config_identical_head_is_only_tieable(tmp_path: Path, gen: ModuleType) -> None:
     emb = t(gen, "emb")
     report = scan(make(tmp_path, {"transformer.wte.weight": emb, "lm_head.weight": emb}, None))
-    assert sorted((f.code, f.severity.label) for f in report.findings) == [("TC009", "info"), ("TC104", "info")]
+    assert sorted((f.code, f.severity.label) for f in report.findings) == [("TC010", "info"), ("TC104", "info")]
 
 
 def test_same_size_tensors_differing_in_the_last_byte_are_not_identical(tmp_path: Path, gen: ModuleType) -> None:
@@ -177,7 +177,7 @@ def test_shards_without_an_index(tmp_path: Path, gen: ModuleType) -> None:
     write_file(tmp_path / "model-00001-of-00002.safetensors", {"a": t(gen, "a")})
     write_file(tmp_path / "model-00002-of-00002.safetensors", {"b": t(gen, "b")})
     report = scan(tmp_path)
-    assert codes(report) == ["TC008", "TC009"]
+    assert codes(report) == ["TC008", "TC010"]
     assert "shards without an index" in report.findings[0].message
 
 
@@ -267,12 +267,12 @@ def test_cli_ignore_skips_the_content_stage(tmp_path: Path, gen: ModuleType) -> 
         text=True,
         check=False,
     )
-    assert json.loads(result.stdout)["summary"]["bytes_read"] == 0
+    assert json.loads(result.stdout)["reports"][0]["summary"]["bytes_read"] == 0
 
 
 def test_a_broken_index_without_shards_is_a_finding(tmp_path: Path) -> None:
     (tmp_path / "model.safetensors.index.json").write_text("{not json")
-    assert codes(scan(tmp_path)) == ["TC008", "TC009"]
+    assert codes(scan(tmp_path)) == ["TC008", "TC010"]
 
 
 def test_rules_limit_what_the_library_reports(fixtures_dir: Path) -> None:

@@ -119,7 +119,7 @@ def test_severity_overrides_change_level_and_exit(fixtures_dir: Path) -> None:
     # the longest prefix wins: TC301 stays a warning although TC3 is lowered
     assert run(target, "--isolated", "--severity", "TC3=info", "--severity", "TC301=warning") == 1
     result = CliRunner().invoke(app, ["scan", target, "--isolated", "--severity", "TC302=error", "-f", "json"])
-    findings = json.loads(result.stdout)["findings"]
+    findings = json.loads(result.stdout)["reports"][0]["findings"]
     assert [(f["code"], f["severity"]) for f in findings] == [("TC302", "error"), ("TC301", "warning")]
 
 

@@ -264,7 +264,7 @@ def test_safetensors_take_precedence_and_single_files_are_accepted(real: dict[st
     assert report.checkpoint.config is not None
     pt = tmp_path / "weights.pt"
     shutil.copy(folder / "pytorch_model.bin", pt)
-    assert {f.code for f in scan(pt).findings} - FRESH_MODEL_INFO == {"TC402", "TC009"}
+    assert {f.code for f in scan(pt).findings} - FRESH_MODEL_INFO == {"TC402", "TC010"}
 
 
 # --- state dict shapes, protocols, views -----------------------------------------------------------
@@ -644,7 +644,7 @@ def test_cli_reports_broken_files_without_a_traceback(tmp_path: Path, good_bin: 
     )
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
-    codes = [f["code"] for f in json.loads(result.stdout)["findings"]]
+    codes = [f["code"] for f in json.loads(result.stdout)["reports"][0]["findings"]]
     assert codes[0] == "TC403"
 
 
@@ -652,7 +652,7 @@ def test_bin_shards_without_an_index(tmp_path: Path) -> None:
     for i in (1, 2):
         torch.save({f"w{i}": torch.zeros(2)}, tmp_path / f"pytorch_model-0000{i}-of-00002.bin")
     report = scan(tmp_path)
-    assert {f.code for f in report.findings} - FRESH_MODEL_INFO == {"TC008", "TC009", "TC402"}
+    assert {f.code for f in report.findings} - FRESH_MODEL_INFO == {"TC008", "TC010", "TC402"}
     assert len(report.checkpoint.files) == 2
 
 

@@ -296,6 +296,8 @@ class ContentReader(Closing):
         self._contents: dict[Location, TensorContent] = {}
         self._equal: dict[tuple[Location, Location], bool] = {}
         self._analysis: ContentAnalysis | None = None
+        self._cancelled = threading.Event()
+        """Set when the caller stops waiting (Ctrl-C): workers stop at their next chunk."""
         self.bytes_read = 0
 
     def source(self, file: str) -> ByteSource:
@@ -321,6 +323,8 @@ class ContentReader(Closing):
         src = self.source(tensor.file)
         prefetch: Callable[[int, int], None] | None = getattr(src, "prefetch", None)
         for offset in range(tensor.start, tensor.end, CHUNK):
+            if self._cancelled.is_set():
+                raise _Cancelled
             length = min(CHUNK, tensor.end - offset)
             if prefetch is not None and offset + length < tensor.end:
                 prefetch(offset + length, min(CHUNK, tensor.end - offset - length))  # read ahead while we hash
@@ -358,6 +362,8 @@ class ContentReader(Closing):
 
         def run(key: object) -> None:
             for unit in sorted(jobs[key], key=lambda u: u[0].start):
+                if self._cancelled.is_set():
+                    raise _Cancelled
                 work(unit)
 
         sources = {t.file: self.source(t.file) for us in jobs.values() for u in us for t in u}
@@ -368,9 +374,17 @@ class ContentReader(Closing):
                 for key in jobs:
                     run(key)
             else:
-                with ThreadPoolExecutor(max_workers=min(self._workers, len(jobs))) as pool:
+                pool = ThreadPoolExecutor(max_workers=min(self._workers, len(jobs)))
+                try:
                     for future in [pool.submit(run, key) for key in jobs]:
                         future.result()
+                except BaseException:
+                    # Ctrl-C (or a failed job): drop the queued files, stop the running ones at their next
+                    # chunk, and wait only for that: no worker is left reading a source about to be closed.
+                    self._cancelled.set()
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
+                pool.shutdown(wait=True)
         finally:
             for src in sources.values():
                 _access(src, False)
@@ -587,6 +601,10 @@ class ContentReader(Closing):
         for source in self._sources.values():
             source.close()
         self._sources.clear()
+
+
+class _Cancelled(Exception):
+    """Raised in a worker once the read was cancelled; never seen by callers (they see the original error)."""
 
 
 def _access(src: ByteSource, random_access: bool) -> None:

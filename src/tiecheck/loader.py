@@ -14,7 +14,7 @@ from tiecheck.checkpoint import Checkpoint, FileFormat, FileProblem, LoadIssue, 
 from tiecheck.errors import FormatError, TiecheckError
 from tiecheck.formats.jsonfiles import parse_config, parse_index
 from tiecheck.formats.safetensors import read_header
-from tiecheck.formats.torch_pickle import read_torch_file
+from tiecheck.formats.torch_pickle import UnsafePickleError, read_torch_file
 from tiecheck.io.source import ByteSource, CheckpointStore, LocalStore
 
 SINGLE_FILE = "model.safetensors"
@@ -28,6 +28,20 @@ PICKLE_SHARD_PATTERN = re.compile(r"^(?P<prefix>.+)-(?P<part>\d+)-of-(?P<total>\
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth")
 #: Pickles a transformers Trainer writes beside the weights: not weights, never scanned as such.
 NOT_WEIGHTS = re.compile(r"^(training_args\.bin|optimizer\.pt|scheduler\.pt|scaler\.pt|rng_state.*\.pth)$")
+#: Every pickle-format file: all of them are read for their imports (TC401), weights or not.
+PICKLE_FORMAT_SUFFIXES = (*PICKLE_SUFFIXES, ".ckpt", ".pkl")
+#: A side pickle loaded with weights_only=False: the issue code recorded for it (TC401).
+SIDE_PICKLE = "TC401"
+#: Imports that the Trainer's own side files hold (``training_args.bin``: its argument classes and enums;
+#: ``rng_state*.pth``: numpy arrays). Only the classes of these modules, and only in files named like the
+#: Trainer's: anything else a side pickle imports (``os.system``, ``builtins.exec``...) is reported.
+_TRAINER_CLASSES = re.compile(
+    r"^(transformers\.(training_args|trainer_utils|trainer_pt_utils|debug_utils)|accelerate\.(state|utils\.dataclasses))"
+    r"\.[A-Z][A-Za-z0-9_]*$"
+)
+_TRAINER_GLOBALS = frozenset(
+    f"numpy.{core}.{name}" for core in ("core", "_core") for name in ("multiarray._reconstruct", "multiarray.scalar")
+) | {"numpy.ndarray", "numpy.dtype"}
 
 
 def store_for(path: str | Path) -> CheckpointStore:
@@ -39,10 +53,10 @@ def store_for(path: str | Path) -> CheckpointStore:
         return LocalStore(target)
     if target.name.endswith((INDEX_SUFFIX, PICKLE_INDEX_SUFFIX)):
         return LocalStore(target.parent)
-    if target.suffix in (".safetensors", *PICKLE_SUFFIXES):
+    if target.suffix in (".safetensors", *PICKLE_FORMAT_SUFFIXES):
         return LocalStore(target.parent, only=target.name)
     raise TiecheckError(
-        f"{target}: not a checkpoint (expected a folder, a .safetensors or .bin/.pt/.pth file, or an index)"
+        f"{target}: not a checkpoint (expected a folder, a .safetensors or .bin/.pt/.pth/.ckpt/.pkl file, or an index)"
     )
 
 
@@ -86,10 +100,12 @@ def load_checkpoint(store: CheckpointStore) -> Checkpoint:
         shards = [n for n in weight_names if SHARD_PATTERN.match(n)]
         if len(shards) > 1:
             issues.append(LoadIssue("TC008", shards[0], "shards without an index: loaders cannot find the tensors"))
-    if not weight_names and index_name is None:
+    side = [n for n in names if n.endswith(PICKLE_FORMAT_SUFFIXES) and n not in weight_names]
+    if not weight_names and index_name is None and not side:
         raise TiecheckError(f"{store.location}: not a checkpoint (no .safetensors or pytorch_model*.bin weights found)")
 
     files = tuple(_read_weight_file(store, n) for n in weight_names)
+    issues += [issue for n in side if (issue := _side_pickle(store, n)) is not None]
     return Checkpoint(
         location=store.location,
         files=files,
@@ -187,6 +203,30 @@ def _read_pickle_file(source: ByteSource, name: str) -> WeightFile:
     finally:
         source.close()
     return WeightFile(name, FileFormat.PICKLE, source.size, torch_file.tensors, torch_file.metadata)
+
+
+def _side_pickle(store: CheckpointStore, name: str) -> LoadIssue | None:
+    """A pickle-format file the loader does not read as weights: only its imports matter (TC401).
+
+    Loading it (Trainer resume, a user's ``torch.load``) runs what it imports. Other problems (not a
+    torch file, truncated) are not reported: it is not weights, and may be any pickle.
+    """
+    try:
+        source = store.open(name)
+    except OSError:
+        return None
+    try:
+        read_torch_file(source, name)
+    except UnsafePickleError as exc:
+        trainer = NOT_WEIGHTS.match(name) is not None
+        if trainer and all(g in _TRAINER_GLOBALS or _TRAINER_CLASSES.match(g) for g in exc.globals):
+            return None
+        return LoadIssue(SIDE_PICKLE, name, exc.detail)
+    except (FormatError, OSError):
+        return None
+    finally:
+        source.close()
+    return None
 
 
 def _os_reason(exc: BaseException) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,6 +16,10 @@ from tiecheck.io.source import CheckpointStore
 from tiecheck.loader import load_checkpoint, store_for
 from tiecheck.rules import CHECKS, ScanContext
 from tiecheck.ties.resolve import ResolvedTie, resolve_ties
+
+#: Load errors for which ``tiecheck fix`` refuses a checkpoint (``fix.plan`` refuses on these codes): with one of
+#: them, no finding is marked fixable, since ``fix`` would not act.
+BLOCKS_FIX = frozenset({"TC001", "TC002", "TC003", "TC008", "TC009"})
 
 #: Bytes per parameter for the load-memory estimates of the summary.
 LOAD_WIDTHS = {"float32": 4, "bfloat16": 2, "float16": 2, "int8": 1}
@@ -120,6 +125,8 @@ def scan_checkpoint(
         findings = [f for check in CHECKS for f in check(ctx)]
         bytes_read = content.bytes_read
     findings.sort(key=lambda f: (-f.severity, f.code, f.files, f.tensors))
+    if any(f.code in BLOCKS_FIX for f in findings):  # `fix` refuses the whole checkpoint: nothing is fixable
+        findings = [dataclasses.replace(f, fixable=False) if f.fixable else f for f in findings]
     # The summary describes the checkpoint, whatever is reported: it is computed from every finding.
     summary = _summarise(checkpoint, findings)
     reported = findings if rules is None else [f for f in findings if f.code in rules]

@@ -15,6 +15,7 @@ from pathlib import Path
 from tiecheck.content import ProgressSink
 from tiecheck.errors import TiecheckError
 from tiecheck.findings import Severity
+from tiecheck.loader import PICKLE_FORMAT_SUFFIXES
 from tiecheck.scan import Report, scan
 from tiecheck.selection import Settings, apply_selection, resolve
 
@@ -45,12 +46,18 @@ def find_checkpoints(root: Path) -> list[Path]:
 
 
 def folders_of_files(files: Iterable[Path]) -> list[Path]:
-    """The checkpoint folders holding the given files (as pre-commit passes staged files), in first-seen order."""
+    """What to scan for the given files (as pre-commit passes staged files), in first-seen order.
+
+    The checkpoint folder holding each file; a pickle-format file outside any checkpoint folder is
+    scanned alone (its imports are checked: a hostile pickle is never let through).
+    """
     seen: dict[Path, None] = {}
     for file in files:
         folder = file if file.is_dir() else file.parent
-        if folder not in seen and looks_like_checkpoint(folder):
-            seen[folder] = None
+        if looks_like_checkpoint(folder):
+            seen.setdefault(folder, None)
+        elif file.suffix in PICKLE_FORMAT_SUFFIXES and file.is_file():
+            seen.setdefault(file, None)
     return list(seen)
 
 

@@ -1,31 +1,140 @@
 """The Typer application, shared options and the error boundary of the ``tiecheck`` command.
 
-Exit codes: 0 no finding at or above the fail level, 1 at least one, 2 tiecheck could not run.
+Exit codes: 0 no finding at or above the fail level, 1 at least one, 2 tiecheck could not run,
+130 interrupted (Ctrl-C). A reader that closes the pipe early (``| head``) changes none of them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import sys
+from collections.abc import Iterable, Iterator
 from enum import Enum
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
+import typer.core
 from rich.console import Console
+from rich.segment import Segment
 
 from tiecheck import __version__
 
-EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_FINDINGS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class PlainCommand(typer.core.TyperCommand):
+    """Help with plain placeholders, as most tools print them: ``PATH...``, not ``{PATH}...`` or ``<list[Path]>``."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        return pieces + [_placeholder(p) for p in self.get_params(ctx) if p.param_type_name == "argument"]
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        arguments, options = [], []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                arguments.append((_placeholder(param), record[1]))
+            else:  # an option without a metavar: `--output PATH`, not `--output <path>` (choices stay `<a|b>`)
+                options.append((re.sub(r"<(\w+)>", lambda m: m[1].upper(), record[0]), record[1]))
+        for title, rows in (("Arguments", arguments), ("Options", options)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+def _placeholder(argument: Any) -> str:
+    name = (argument.metavar or argument.name or "").upper()
+    return name + ("..." if argument.nargs != 1 else "")
+
 
 app = typer.Typer(
     name="tiecheck",
     help="Find and fix tied-weight, index and precision problems in model checkpoints.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 stderr = Console(stderr=True)
+
+
+def _to_devnull() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+#: Layout width when no terminal is anywhere (CI logs, files): lines are never padded to it.
+LOG_WIDTH = 120
+#: Spaces (and the style codes between them) at the end of a line: rich pads cells and blocks with them.
+_TRAILING = re.compile(r"(?:[ ]|\x1b\[[0-9;]*m)+$", re.MULTILINE)
+_STYLE_CODE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def output_width() -> int | None:
+    """The one width rule of every command's stdout report.
+
+    The terminal stdout is (rich finds it, and honours ``COLUMNS``); when stdout is a pipe (``| less``,
+    ``| tee``, ``| head``), the terminal the user reads it in (stderr's or the controlling one); with no
+    terminal anywhere, :data:`LOG_WIDTH`. None: let rich measure.
+    """
+    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
+        return None
+    for columns in (_stderr_columns, _controlling_terminal_columns):
+        try:
+            return columns()
+        except (OSError, ValueError):  # not a terminal, or no file descriptor at all (a test runner's stream)
+            continue
+    return LOG_WIDTH
+
+
+def _stderr_columns() -> int:
+    return os.get_terminal_size(sys.stderr.fileno()).columns
+
+
+def _controlling_terminal_columns() -> int:
+    tty = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    try:
+        return os.get_terminal_size(tty).columns
+    finally:
+        os.close(tty)
+
+
+class StdoutConsole(Console):
+    """The console of stdout reports: no trailing padding, one width rule, and a reader that closes the pipe
+    early ends the output, not the command."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        if "width" not in kwargs and "file" not in kwargs:
+            kwargs["width"] = output_width()
+        super().__init__(**kwargs)
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        rendered = super()._render_buffer(buffer)
+        return _TRAILING.sub(lambda m: "".join(_STYLE_CODE.findall(m[0])), rendered)
+
+    def on_broken_pipe(self) -> None:
+        _to_devnull()
+        self.quiet = True
+
+
+@contextlib.contextmanager
+def closed_pipe_ok() -> Iterator[None]:
+    """Writing to stdout: a reader that stops early (``| head -1``) is not an error of tiecheck.
+
+    The rest of the output goes to /dev/null, so the exit code still says what the scan found.
+    """
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _to_devnull()
 
 
 class OutputFormat(str, Enum):
@@ -52,7 +161,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
     """Find and fix tied-weight, index and precision problems in model checkpoints."""
@@ -66,11 +175,15 @@ def fail(message: str) -> NoReturn:
 def main() -> None:
     """Console entry point: no traceback reaches a user unless TIECHECK_DEBUG is set."""
     try:
-        app()
+        app(prog_name="tiecheck")
     except SystemExit:
         raise
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        with contextlib.suppress(OSError):
+            _to_devnull()
+        sys.exit(EXIT_OK)
     except Exception as exc:
         if os.environ.get("TIECHECK_DEBUG"):
             raise

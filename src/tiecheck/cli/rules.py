@@ -8,11 +8,9 @@ from enum import Enum
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from tiecheck.cli import scan as _scan  # noqa: F401  (registered first: `scan` heads the command list)
-from tiecheck.cli.app import app, fail
+from tiecheck.cli.app import StdoutConsole, app, closed_pipe_ok, fail
 from tiecheck.rules.catalog import RULES, Rule
 from tiecheck.rules.docs import explain_text
 
@@ -45,14 +43,16 @@ def rules_command(
             }
             for r in RULES.values()
         ]
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        with closed_pipe_ok():
+            sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
     table = Table(title="tiecheck rules", title_justify="left")
     for column in ("code", "name", "severity", "fix", "summary"):
         table.add_column(column, no_wrap=column != "summary")
     for r in RULES.values():
         table.add_row(r.code, r.name, r.severity.label, "yes" if r.fixable else "", r.summary)
-    Console().print(table)
+    with closed_pipe_ok():
+        StdoutConsole().print(table)
 
 
 @app.command("explain")
@@ -63,4 +63,5 @@ def explain_command(
     found = find_rule(rule)
     if found is None:
         fail(f"unknown rule {rule!r} (see `tiecheck rules`)")
-    sys.stdout.write(explain_text(found))
+    with closed_pipe_ok():
+        sys.stdout.write(explain_text(found))

@@ -2,30 +2,46 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from tiecheck.cli.app import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, FailLevel, OutputFormat, app, fail, stderr
+from tiecheck.cli.app import (
+    EXIT_ERROR,
+    EXIT_FINDINGS,
+    EXIT_OK,
+    FailLevel,
+    OutputFormat,
+    StdoutConsole,
+    app,
+    closed_pipe_ok,
+    fail,
+    stderr,
+)
 from tiecheck.cli.progress import progress_for
 from tiecheck.errors import TiecheckError
-from tiecheck.output.combined import print_tables, render
+from tiecheck.output.combined import FORMATS, print_tables, render
 from tiecheck.selection import COMMAND_LINE, Selection, SelectionError, Settings, find_config, load_config, resolve
 from tiecheck.targets import Failure, Target, expand_targets, folders_of_files, scan_many
 
-#: Width of the table in CI logs and pre-commit output (not a terminal): rich would assume 80 columns.
-LOG_WIDTH = 120
 _RULES = "Rule selection"
 _OUTPUT = "Output"
 
 
-def _console() -> Console:
-    console = Console()
-    return console if console.is_terminal or os.environ.get("COLUMNS") else Console(width=LOG_WIDTH)
+def _console() -> StdoutConsole:
+    return StdoutConsole()
+
+
+def _output_file(value: str, default: OutputFormat) -> tuple[str, Path]:
+    """``FILE`` (in ``--format``) or ``FORMAT:FILE``."""
+    prefix, sep, rest = value.partition(":")
+    if sep and prefix in FORMATS:
+        if not rest:
+            fail(f"--output-file {value}: no file name after {prefix}:")
+        return prefix, Path(rest)
+    return default.value, Path(value)
 
 
 @app.command("scan")
@@ -37,13 +53,14 @@ def scan_command(
     output_format: Annotated[
         OutputFormat, typer.Option("--format", "-f", help="Report format.", rich_help_panel=_OUTPUT)
     ] = OutputFormat.table,
-    output_file: Annotated[
-        Path | None,
+    output_files: Annotated[
+        list[str] | None,
         typer.Option(
             "--output-file",
             "-o",
-            help="Write the report here; stdout shows the table.",
-            metavar="FILE",
+            help="Write the report to FILE (in --format), or FORMAT:FILE (e.g. sarif:out.sarif); repeat it to write "
+            "several formats from one scan. stdout then shows the table.",
+            metavar="[FORMAT:]FILE",
             rich_help_panel=_OUTPUT,
         ),
     ] = None,
@@ -118,7 +135,13 @@ def scan_command(
     deep: Annotated[
         bool, typer.Option("--deep", help="Read every tensor once: content hashes, NaN/Inf, constant tensors.")
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Findings only: no stats block, no totals, no progress bar.")
+    ] = False,
+    statistics: Annotated[
+        bool,
+        typer.Option("--statistics", help="Print how many findings each rule has, instead of the findings."),
+    ] = False,
 ) -> None:
     """Scan checkpoints and report every problem with a stable rule code."""
     try:
@@ -134,6 +157,9 @@ def scan_command(
         fail(str(exc))
     if recursive and from_files:
         fail("--recursive and --from-files cannot be combined")
+    outputs = [_output_file(value, output_format) for value in output_files or ()]
+    if statistics and output_format is not OutputFormat.table and not outputs:
+        fail("--statistics prints a table: use it without --format, or with --output-file")
     if relative_to is not None and not relative_to.is_dir():
         fail(f"--relative-to {relative_to}: not a folder")
 
@@ -172,17 +198,16 @@ def scan_command(
         targets, settings_for, on_failure=report_failure, several=several, deep=deep, progress=progress_for(quiet)
     )
 
-    if output_file is not None:
+    for fmt, file in outputs:
         try:
-            output_file.write_text(render(multi, output_format.value), encoding="utf-8")
+            file.write_text(render(multi, fmt), encoding="utf-8")
         except OSError as exc:
-            fail(f"{output_file}: cannot write the report ({exc.strerror or exc})")
-        print_tables(multi, _console())
-    elif multi.results or several:
-        if output_format is OutputFormat.table:
-            print_tables(multi, _console())
-        else:
-            sys.stdout.write(render(multi, output_format.value))
+            fail(f"{file}: cannot write the report ({exc.strerror or exc})")
+    with closed_pipe_ok():
+        if output_format is not OutputFormat.table and not outputs:
+            sys.stdout.write(render(multi, output_format.value))  # a target that failed is an entry, never no output
+        elif multi.results or several:
+            print_tables(multi, _console(), quiet=quiet, statistics=statistics)
 
     if multi.failures:
         raise typer.Exit(EXIT_ERROR)

@@ -4,41 +4,51 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Console
+from rich.segment import Segment
 from rich.text import Text
 
 from tiecheck import __version__
 from tiecheck.findings import Severity
 from tiecheck.output.github import render_github
 from tiecheck.output.gitlab import render_gitlab
-from tiecheck.output.json import report_dict
+from tiecheck.output.json import SCHEMA_VERSION, report_dict
 from tiecheck.output.markdown import render_markdown
 from tiecheck.output.sarif import render_sarif
-from tiecheck.output.table import render_table
+from tiecheck.output.table import render_table, statistics_table
 from tiecheck.targets import MultiReport
 
 FORMATS = ("table", "json", "sarif", "github", "markdown", "gitlab")
 
 
 def multi_dict(multi: MultiReport) -> dict[str, Any]:
-    """The JSON document: one target keeps the single-report document; several get a list of them."""
-    if not multi.several and multi.results and not multi.failures:
-        return report_dict(multi.results[0].report)
+    """The JSON document, one shape for one target, several, ``--recursive`` and targets that failed."""
     return {
+        "schema_version": SCHEMA_VERSION,
         "tiecheck_version": __version__,
         "reports": [report_dict(r.report) for r in multi.results],
         "errors": [{"target": str(f.target.path), "message": f.message} for f in multi.failures],
     }
 
 
-def print_tables(multi: MultiReport, console: Console) -> None:
-    for i, result in enumerate(multi.results):
-        if i:
+def print_tables(multi: MultiReport, console: Console, *, quiet: bool = False, statistics: bool = False) -> None:
+    """The human report. One target: its stats block and findings. Several: a header line and the findings of
+    each, then the totals. ``quiet``: findings only. ``statistics``: counts per rule instead of the findings."""
+    if statistics:
+        console.print(statistics_table([f for r in multi.results for f in r.report.findings]))
+        return
+    shown = False
+    for result in multi.results:
+        if quiet and not result.report.findings:
+            continue
+        if shown:
             console.print()
-        render_table(result.report, console)
-    if multi.several:
+        render_table(result.report, console, compact=multi.several, quiet=quiet)
+        shown = True
+    if multi.several and not quiet:
         findings = [f for r in multi.results for f in r.report.findings]
         counts = ", ".join(
             f"{sum(1 for f in findings if f.severity is s)} {s.label}"
@@ -55,6 +65,13 @@ def print_tables(multi: MultiReport, console: Console) -> None:
         )
 
 
+class _Unpadded(Console):
+    """A console whose lines carry no trailing padding (rich pads table cells to the column width)."""
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        return "\n".join(line.rstrip(" ") for line in super()._render_buffer(buffer).split("\n"))
+
+
 def render(multi: MultiReport, fmt: str) -> str:
     """The report as text in ``fmt`` (``table`` is rendered without colour, for a file)."""
     if fmt == "json":
@@ -69,6 +86,6 @@ def render(multi: MultiReport, fmt: str) -> str:
         return render_gitlab(multi)
     if fmt == "table":
         buffer = io.StringIO()
-        print_tables(multi, Console(file=buffer, width=120, no_color=True, force_terminal=False))
+        print_tables(multi, _Unpadded(file=buffer, width=120, no_color=True, force_terminal=False))
         return buffer.getvalue()
     raise ValueError(f"unknown format {fmt!r}")

@@ -1,13 +1,21 @@
-"""The JSON report: one document, stable keys, for machines."""
+"""The JSON report: one document, stable keys, for machines.
+
+Every scan prints the same top-level document (:func:`tiecheck.output.combined.multi_dict`), whatever
+the number of targets: ``schema_version``, ``tiecheck_version``, ``reports`` (one per scanned
+checkpoint, :func:`report_dict`) and ``errors`` (targets that could not be scanned). Its JSON Schema is
+``schemas/tiecheck-report.schema.json``; a change to the shape that breaks a reader bumps
+:data:`SCHEMA_VERSION`.
+"""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from tiecheck import __version__
 from tiecheck.findings import Finding
 from tiecheck.scan import Report
+
+#: Version of the JSON document's shape: bumped when a change could break a reader (a key removed or retyped).
+SCHEMA_VERSION = 1
 
 
 def finding_dict(f: Finding) -> dict[str, Any]:
@@ -27,7 +35,6 @@ def report_dict(report: Report) -> dict[str, Any]:
     s = report.summary
     config = report.checkpoint.config
     document = {
-        "tiecheck_version": __version__,
         "target": report.target,
         "summary": {
             "files": s.files,
@@ -79,7 +86,3 @@ def tensor_dicts(report: Report) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def render_json(report: Report) -> str:
-    return json.dumps(report_dict(report), indent=2)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from rich.console import Console, Group
 from rich.padding import Padding
 from rich.table import Table
@@ -44,7 +46,8 @@ def summary_table(report: Report) -> Table:
     if config is not None:
         arch = ", ".join(config.architectures) or "-"
         table.add_row("model", f"{config.model_type or '?'} / {arch}")
-        table.add_row("tie_word_embeddings", f"{config.tie_word_embeddings} ({config.tie_basis})")
+        # as JSON and config.json spell it: true, false, null
+        table.add_row("tie_word_embeddings", f"{json.dumps(config.tie_word_embeddings)} ({config.tie_basis})")
     return table
 
 
@@ -74,7 +77,48 @@ def findings_group(findings: tuple[Finding, ...]) -> Group | Text:
     return Group(*parts[:-1])
 
 
-def render_table(report: Report, console: Console) -> None:
-    console.print(summary_table(report))
+def one_line_summary(report: Report) -> Text:
+    """The target and its size on one line: the header of each target in a scan of several."""
+    s = report.summary
+    redundant = f", {human_bytes(s.redundant_bytes)} redundant" if s.redundant_bytes else ""
+    return Text.assemble(
+        ("tiecheck scan: ", "bold"),
+        (report.target, "bold"),
+        f"  ({s.files} file{'s' if s.files != 1 else ''}, {s.tensors:,} tensors, {human_bytes(s.bytes)}{redundant})",
+    )
+
+
+def render_table(report: Report, console: Console, *, compact: bool = False, quiet: bool = False) -> None:
+    """One target's report: the stats block, then the findings.
+
+    ``compact`` (one of several targets): a one-line header instead of the stats block. ``quiet``: the
+    findings only, and nothing at all for a clean target.
+    """
+    if quiet:
+        if report.findings:
+            if compact:
+                console.print(Text(report.target, style="bold"))
+            console.print(findings_group(report.findings))
+        return
+    console.print(one_line_summary(report) if compact else summary_table(report))
     console.print()
     console.print(findings_group(report.findings))
+
+
+def statistics_table(findings: list[Finding]) -> Table | Text:
+    """``--statistics``: how many findings of each rule, most frequent first (like ``ruff --statistics``)."""
+    if not findings:
+        return Text("No problems found.", style="bold green")
+    counts: dict[str, int] = {}
+    first: dict[str, Finding] = {}
+    for f in findings:
+        counts[f.code] = counts.get(f.code, 0) + 1
+        first.setdefault(f.code, f)
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(justify="right")
+    for _ in range(3):
+        table.add_column()
+    for code in sorted(counts, key=lambda c: (-counts[c], c)):
+        f = first[code]
+        table.add_row(str(counts[code]), Text(code, STYLES[f.severity]), f.name, Text("[fixable]" if f.fixable else ""))
+    return table

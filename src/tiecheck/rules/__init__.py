@@ -6,13 +6,14 @@ from tiecheck.rules.base import Check, ScanContext
 from tiecheck.rules.catalog import RULES, Rule
 from tiecheck.rules.content import check_content
 from tiecheck.rules.dtypes import check_dtypes
-from tiecheck.rules.pickle import check_pickle
+from tiecheck.rules.pickle import check_pickle, check_side_pickles
 from tiecheck.rules.structure import check_duplicate_keys, check_files, check_index, check_load_issues
 from tiecheck.rules.ties import check_base_model, check_ties
 
 CHECKS: tuple[Check, ...] = (
     check_files,
     check_pickle,
+    check_side_pickles,
     check_load_issues,
     check_index,
     check_duplicate_keys,

@@ -37,7 +37,8 @@ _RULES = (
     Rule("TC006", "index-size-mismatch", WARN, "Index total_size or total_parameters disagrees with the shards.", True),
     Rule("TC007", "orphan-shard", WARN, "A shard-named weight file that the index does not reference.", True),
     Rule("TC008", "invalid-index", ERR, "The shard index is not valid JSON, lacks weight_map, or is missing.", False),
-    Rule("TC009", "invalid-config", ERR, "config.json is unreadable (a missing config is reported as info).", False),
+    Rule("TC009", "invalid-config", ERR, "config.json is unreadable or invalid.", False),
+    Rule("TC010", "missing-config", INFO, "No config.json beside the weights: ties guessed, dtype unchecked.", False),
     Rule("TC101", "redundant-tied-tensor", WARN, "A stored tensor that the config ties to an identical one.", True),
     Rule("TC102", "tie-mismatch", ERR, "The config ties two tensors but their stored values differ.", False),
     Rule(

@@ -214,16 +214,28 @@ def _constants(ctx: ScanContext, analysis: ContentAnalysis) -> Iterator[Finding]
 
 
 def _nonfinite(analysis: ContentAnalysis, tensors: Iterable[TensorRecord]) -> Iterator[Finding]:
-    for tensor in sorted(tensors, key=lambda t: t.name):
-        content = analysis.content(tensor)
-        if content is None or not (content.nan or content.inf):
-            continue
-        parts = [f"{n:,} {kind}" for n, kind in ((content.nan, "NaN"), (content.inf, "Inf")) if n]
-        yield finding(
-            "TC204",
-            f"{tensor.name} ({tensor.dtype}{list(tensor.shape)}) holds {' and '.join(parts)} of {tensor.numel:,} "
-            "elements: any forward pass through it yields NaN. Re-export the weights from a healthy source.",
-            tensors=[tensor.name],
-            files=[tensor.file],
-            bytes=tensor.nbytes,
-        )
+    """One finding for every tensor holding NaN/Inf (like TC203): a broken merge must not flood the report."""
+    bad = [
+        (t, c)
+        for t in sorted(tensors, key=lambda t: t.name)
+        if (c := analysis.content(t)) is not None and (c.nan or c.inf)
+    ]
+    if not bad:
+        return
+    listed = ", ".join(
+        f"{t.name} ({t.dtype}{list(t.shape)}: {_nonfinite_counts(c)} of {t.numel:,} elements)"
+        for t, c in bad[:MAX_LISTED]
+    ) + (f" and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else "")
+    many = len(bad) > 1
+    yield finding(
+        "TC204",
+        f"{len(bad)} floating tensor{'s hold' if many else ' holds'} NaN or Inf: {listed}. Any forward pass "
+        f"through {'them' if many else 'it'} yields NaN. Re-export the weights from a healthy source.",
+        tensors=[t.name for t, _ in bad],
+        files=sorted({t.file for t, _ in bad}),
+        bytes=sum(t.nbytes for t, _ in bad),
+    )
+
+
+def _nonfinite_counts(content: TensorContent) -> str:
+    return " and ".join(f"{n:,} {kind}" for n, kind in ((content.nan, "NaN"), (content.inf, "Inf")) if n)

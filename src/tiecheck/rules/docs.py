@@ -97,11 +97,18 @@ DOCS: dict[str, RuleDoc] = {
         "so the other rules run). " + _BLOCKS_FIX,
     ),
     "TC009": RuleDoc(
-        detects="config.json is unreadable or invalid. A missing config.json is reported at info level.",
+        detects="config.json is unreadable or invalid. A missing config.json is TC010.",
         why="Without the config, loaders cannot build the model, and tiecheck cannot know whether embeddings are "
         "tied or which dtype is declared (ties are guessed from tensor names).",
         example="config.json has a trailing comma left by a hand edit.",
         fix="Not fixed automatically: correct or restore config.json.",
+    ),
+    "TC010": RuleDoc(
+        detects="There is no config.json beside the weights (a bare weight file, or a folder of weights only).",
+        why="tiecheck cannot know whether embeddings are tied or which dtype is declared: ties are guessed from "
+        "tensor names and the dtype rules do not run. Loaders need a config from somewhere else.",
+        example="A single model.safetensors downloaded without the rest of its repository.",
+        fix="Not fixed automatically: add the model's config.json, or ignore TC010 for bare weight files.",
     ),
     "TC101": RuleDoc(
         detects="A tensor stored although the config (or the architecture) ties it to another, and the two are "

@@ -50,6 +50,18 @@ def check_pickle(ctx: ScanContext) -> Iterator[Finding]:
         )
 
 
+def check_side_pickles(ctx: ScanContext) -> Iterator[Finding]:
+    """Pickle-format files beside the weights (another format's copy, Trainer files): read for imports only."""
+    for issue in ctx.checkpoint.issues:
+        if issue.rule == "TC401":
+            yield finding(
+                "TC401",
+                f"{issue.file}: {issue.detail}. The loader does not read it as weights, but anyone who loads it "
+                "(torch.load, a Trainer resuming) runs that code: delete it or keep it out of the upload.",
+                files=[issue.file],
+            )
+
+
 def _shared_storages(ctx: ScanContext, file: WeightFile) -> Iterator[Finding]:
     groups: dict[str, list[TensorRecord]] = defaultdict(list)
     for tensor in file.tensors:

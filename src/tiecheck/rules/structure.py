@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from tiecheck.checkpoint import FileFormat
-from tiecheck.findings import Finding, Severity
+from tiecheck.findings import Finding
 from tiecheck.rules.base import ScanContext, human_bytes
 from tiecheck.rules.catalog import finding
 
@@ -36,7 +36,7 @@ def check_load_issues(ctx: ScanContext) -> Iterator[Finding]:
                 f"{issue.file}: {issue.detail}. Loaders cannot map tensors to shards; regenerate the index.",
                 files=[issue.file],
             )
-        else:
+        elif issue.rule == "TC009":
             yield finding(
                 "TC009",
                 f"{issue.file}: {issue.detail}. Loaders cannot build the model; ties and dtype were not checked.",
@@ -45,9 +45,8 @@ def check_load_issues(ctx: ScanContext) -> Iterator[Finding]:
     ckpt = ctx.checkpoint
     if ckpt.config is None and ckpt.config_file is None:
         yield finding(
-            "TC009",
+            "TC010",
             "No config.json beside the weights: ties were guessed from tensor names and the dtype was not checked.",
-            severity=Severity.INFO,
         )
 
 
