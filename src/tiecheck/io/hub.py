@@ -98,7 +98,10 @@ class HubStore:
 
         self.repo_id = repo_id
         self.endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
-        self._token = token
+        from huggingface_hub import get_token
+
+        found = get_token() if token is None else token  # None: HF_TOKEN or the stored login; False: no token
+        self._auth = {"Authorization": f"Bearer {found}"} if isinstance(found, str) and found else {}
         self.transfer = Transfer()
         self._lock = threading.Lock()
         target = f"hf://{repo_id}" + (f"@{revision}" if revision else "")
@@ -153,11 +156,9 @@ class HubStore:
     def fetch(self, name: str, start: int, length: int) -> bytes:
         """Bytes ``[start, start + length)`` of ``name`` at the pinned commit, by one range request."""
         from huggingface_hub import get_session
-        from huggingface_hub.utils._headers import build_hf_headers
 
         url = f"{self.endpoint}/{self.repo_id}/resolve/{self.sha}/{quote(name)}"
-        headers = build_hf_headers(token=self._token)
-        headers["Range"] = f"bytes={start}-{start + length - 1}"
+        headers = {"Range": f"bytes={start}-{start + length - 1}", **self._auth}
         try:
             with get_session().stream("GET", url, headers=headers, follow_redirects=True) as response:
                 self._count(1 + len(response.history), 0)
