@@ -16,14 +16,15 @@ from typer.testing import CliRunner
 from fixhelpers import codes, loadable, snapshot
 from tiecheck.cli import app
 from tiecheck.fix import Options, run_fix
-from tiecheck.fix.apply import JOURNAL, tmp_name
+from tiecheck.fix.journal import JOURNAL, tmp_name
 from tiecheck.formats.safetensors import write_file
 
 runner = CliRunner()
 
 
 def fix(*args: str) -> Any:
-    return runner.invoke(app, ["fix", *args])
+    """``tiecheck fix --yes ARGS``: consent given (there is no terminal to ask on under the test runner)."""
+    return runner.invoke(app, ["fix", "--yes", *args])
 
 
 @pytest.fixture
@@ -93,7 +94,7 @@ def test_differing_tied_head_is_kept(fixtures_dir: Path, tmp_path: Path) -> None
     folder = copy_fixture(fixtures_dir, "gemma-tie-mismatch", tmp_path)
     before = snapshot(folder)
     result = fix(str(folder), "--drop-duplicates", "--format", "json")
-    assert result.exit_code == 0
+    assert result.exit_code == 1, "an error fix cannot repair remains (TC102): non-zero, like ruff --fix"
     kept = json.loads(result.stdout)["plan"]["kept"]
     assert kept == [
         {

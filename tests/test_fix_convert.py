@@ -7,7 +7,6 @@ with an index, tied storages and plain copies), loaded back with ``from_pretrain
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from fixhelpers import as_bytes, codes, loadable, snapshot
+from fixhelpers import as_bytes, codes, loadable, run_hooked, snapshot
 from pickle_helpers import glob, write_torch_zip
 from tiecheck import Severity, scan
 from tiecheck.fix import Options, RefusedError, run_fix
@@ -207,13 +206,11 @@ def test_kill_at_every_step_of_a_conversion(tmp_path: Path, shards: int) -> None
     pristine = tmp_path / "pristine"
     save_pickle(m, pristine, shards=shards)
     old = state_of(pristine)
-    env = {**os.environ, "TIECHECK_FIX_CHUNK": "1024"}
-    args = [sys.executable, "-m", "tiecheck", "fix", "--yes", "--to-safetensors"]
 
     reference = tmp_path / "reference"
     shutil.copytree(pristine, reference)
     trace = tmp_path / "trace.txt"
-    done = subprocess.run([*args, str(reference)], env={**env, "TIECHECK_FIX_TRACE": str(trace)}, check=False)
+    done = run_hooked(reference, ["--to-safetensors"], chunk=1024, trace=trace)
     assert done.returncode == 0
     new = state_of(reference)
     assert new == old
@@ -226,7 +223,7 @@ def test_kill_at_every_step_of_a_conversion(tmp_path: Path, shards: int) -> None
             continue  # of the many alike chunk copies, the first of each tensor is enough
         folder = tmp_path / f"kill-{number}"
         shutil.copytree(pristine, folder)
-        killed = subprocess.run([*args, str(folder)], env={**env, "TIECHECK_FIX_KILL_AT": str(number)}, check=False)
+        killed = run_hooked(folder, ["--to-safetensors"], chunk=1024, kill_at=number)
         assert killed.returncode == -signal.SIGKILL, line
         assert state_of(folder) == old, f"after a kill at {line!r} the folder does not load the same tensors"
         run_fix(folder, CONVERT)
