@@ -87,7 +87,7 @@ def fix_command(
         if not as_json:
             console.print("An interrupted fix left this folder mid-way; recovering will:", highlight=False)
             for line in pending.describe():
-                console.print(f"  {line}", highlight=False, markup=False)
+                console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
         return yes or ask("Recover?")
 
     options = Options(drop_duplicates=drop_duplicates, tie_head=tie_head, to_safetensors=to_safetensors)
@@ -149,7 +149,7 @@ def render_outcome(outcome: FixOutcome, console: Console, dry_run: bool, plan_sh
     if outcome.pending is not None and outcome.pending.any:
         console.print("An interrupted fix is pending; the next in-place run would:", highlight=False)
         for line in outcome.pending.describe():
-            console.print(f"  {line}", highlight=False, markup=False)
+            console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
     if not plan_shown:
         render_plan(outcome.plan, console)
     applied = outcome.applied

@@ -37,6 +37,7 @@ _RULES = (
     Rule("TC007", "orphan-shard", WARN, "A shard-named weight file that the index does not reference.", True),
     Rule("TC008", "invalid-index", ERR, "The shard index is not valid JSON, lacks weight_map, or is missing.", False),
     Rule("TC009", "invalid-config", ERR, "config.json is unreadable (a missing config is reported as info).", False),
+    Rule("TC020", "interrupted-fix", WARN, "A pending fix journal or temp files left by an interrupted fix.", True),
     Rule("TC101", "redundant-tied-tensor", WARN, "A stored tensor that the config ties to an identical one.", True),
     Rule("TC102", "tie-mismatch", ERR, "The config ties two tensors but their stored values differ.", False),
     Rule(
