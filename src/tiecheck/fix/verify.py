@@ -176,6 +176,30 @@ def _origin(plan: Plan, new: TensorRecord, written: Mapping[str, WrittenFile]) -
     return None
 
 
+def _unreadable_kept_as_is(plan: Plan, before: Report, after: Report, written: Mapping[str, WrittenFile]) -> None:
+    """A name the old index maps to a file tiecheck could not read: the fix must leave both exactly as they were.
+
+    Its bytes cannot be compared, so the only proof that it is not lost is that nothing about it changed.
+    """
+    old_index, new_index = before.checkpoint.index, after.checkpoint.index
+    if old_index is None:
+        unread = [f.name for f in before.checkpoint.files if f.problem is not None]
+        if unread:
+            raise VerificationError(f"{unread[0]}: tiecheck could not read it, so the fix cannot prove it keeps it")
+        return
+    old_map = before.checkpoint.tensor_map()
+    changed = set(plan.removed) | set(written) | {o.name for o in plan.files if o.source != o.name}
+    for name, file in sorted(old_index.weight_map.items()):
+        if name in old_map:
+            continue
+        kept = new_index is not None and new_index.weight_map.get(name) == file and file not in changed
+        if not kept:
+            raise VerificationError(
+                f"{name}: loaders read it from {file}, which tiecheck could not read; the fix would change or drop "
+                "it without being able to prove nothing is lost"
+            )
+
+
 def _nothing_lost(
     plan: Plan,
     before: Report,
@@ -187,6 +211,7 @@ def _nothing_lost(
     """Every tensor loaders read before is read after with the same bytes, or restored from a verified partner."""
     old_map = before.checkpoint.tensor_map()
     new_map = after.checkpoint.tensor_map()
+    _unreadable_kept_as_is(plan, before, after, written)
     for name, old in sorted(old_map.items()):
         new = new_map.get(name)
         if new is not None:
