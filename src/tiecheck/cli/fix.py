@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from tiecheck.cli.app import EXIT_FINDINGS, EXIT_OK, app, fail, stderr
 from tiecheck.cli.progress import progress_for
@@ -72,7 +73,7 @@ def fix_command(
                 "--dry-run to see the plan, or --output DIR to write a fixed copy"
             )
         try:
-            answer = console.input(f"{question} [y/N]: ")
+            answer = console.input(Text(f"{question} [y/N]: "))
         except EOFError:
             return False
         return answer.strip().lower() in ("y", "yes")

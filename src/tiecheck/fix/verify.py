@@ -90,6 +90,7 @@ def verify(
 ) -> Verification:
     tensors_hashed = bytes_hashed = 0
     buffer = memoryview(bytearray(run.chunk))
+    run.begin("verify", sum(t.nbytes for name, w in written.items() for t in _planned(plan, name)))
     for out in plan.files:
         path = written[out.name].path if out.name in written else linked.get(out.name)
         if path is None:
@@ -111,10 +112,12 @@ def verify(
                     )
                 tensors_hashed += 1
                 bytes_hashed += record.nbytes
+                run.advance(record.nbytes)
         finally:
             os.close(fd)
 
-    after = scan_store(staged, target=plan.location)
+    run.end()
+    after = scan_store(staged, target=plan.location, progress=run.progress)
     new_map = after.checkpoint.tensor_map()
     ties = resolve_ties(after.checkpoint, set(new_map) | plan.dropped_names)
     with ContentReader(source_store) as content:
@@ -151,6 +154,10 @@ def verify(
         after=after,
         resolved=resolved,
     )
+
+
+def _planned(plan: Plan, name: str) -> tuple[TensorRecord, ...]:
+    return next((out.tensors for out in plan.files if out.name == name), ())
 
 
 def _same_range(a: TensorRecord, b: TensorRecord) -> bool:
