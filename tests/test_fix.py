@@ -417,3 +417,33 @@ def test_a_corrupted_copy_is_caught_and_discarded(merged: Path, monkeypatch: pyt
     result = fix(str(merged), "--drop-duplicates")
     assert result.exit_code == 2 and "verification failed" in result.stderr, result.output
     assert snapshot(merged) == before
+
+
+def test_single_file_beside_a_stale_index_and_its_shards(gen: Any, tmp_path: Path) -> None:
+    """TC007 naming several files: the shadowed index and shards go when model.safetensors holds all of it."""
+    tensors = gen.llama_like()
+    gen.write_sharded(tmp_path, gen.split(tensors, 2))
+    write_file(tmp_path / "model.safetensors", tensors, {"format": "pt"})
+    gen.write_json(tmp_path / "config.json", gen.config("gemma2", "Gemma2ForCausalLM"))
+    assert codes(tmp_path) == {"TC007"}
+    result = fix(str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+    assert codes(tmp_path) == set()
+
+
+def test_a_shadowed_shard_that_differs_is_kept_and_other_repairs_go_on(gen: Any, tmp_path: Path) -> None:
+    tensors = gen.llama_like()
+    shards = gen.split(tensors, 2)
+    shards[1]["model.norm.weight"] = gen.values("other", (gen.HIDDEN,))
+    gen.write_sharded(tmp_path, shards)
+    write_file(tmp_path / "model.safetensors", {**tensors, "lm_head.weight": tensors["model.embed_tokens.weight"]})
+    gen.write_json(tmp_path / "config.json", gen.config("qwen2", "Qwen2ForCausalLM", tie_word_embeddings=False))
+    assert codes(tmp_path) == {"TC007", "TC104"}
+    result = fix(str(tmp_path), "--tie-head", "--format", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [k["code"] for k in report["plan"]["kept"]] == ["TC007"]
+    assert "decide by hand" in report["plan"]["kept"][0]["reason"]
+    assert codes(tmp_path) == {"TC007"}
+    assert (tmp_path / "model.safetensors.index.json").exists()
