@@ -447,3 +447,15 @@ def test_a_shadowed_shard_that_differs_is_kept_and_other_repairs_go_on(gen: Any,
     assert "decide by hand" in report["plan"]["kept"][0]["reason"]
     assert codes(tmp_path) == {"TC007"}
     assert (tmp_path / "model.safetensors.index.json").exists()
+
+
+def test_one_shard_scanned_alone_is_scanned_with_its_folder(fixtures_dir: Path) -> None:
+    """A shard its index references is read as the checkpoint it belongs to, not as a headless model."""
+    from tiecheck import scan
+
+    folder = fixtures_dir / "clean-llama-sharded"
+    shard = sorted(folder.glob("model-*.safetensors"))[0]
+    alone = scan(shard)
+    assert {f.code for f in alone.findings} == {f.code for f in scan(folder).findings}
+    assert not [f for f in alone.findings if f.severity.label == "error"]
+    assert len(alone.checkpoint.files) > 1

@@ -41,10 +41,26 @@ def store_for(path: str | Path) -> CheckpointStore:
     if target.name.endswith((INDEX_SUFFIX, PICKLE_INDEX_SUFFIX)):
         return LocalStore(target.parent)
     if target.suffix in (".safetensors", *PICKLE_SUFFIXES):
+        if _indexed_beside(target):
+            # One shard of a sharded checkpoint is not a model: its index makes loaders read the folder.
+            return LocalStore(target.parent)
         return LocalStore(target.parent, only=target.name)
     raise TiecheckError(
         f"{target}: not a checkpoint (expected a folder, a .safetensors or .bin/.pt/.pth file, or an index)"
     )
+
+
+def _indexed_beside(target: Path) -> bool:
+    """Whether an index in the same folder maps tensors to ``target`` (a shard named on its own)."""
+    for entry in target.parent.iterdir():
+        if entry.name.endswith((INDEX_SUFFIX, PICKLE_INDEX_SUFFIX)) and entry.is_file():
+            try:
+                index = parse_index(entry.read_text(encoding="utf-8"), entry.name)
+            except (FormatError, OSError, UnicodeDecodeError):
+                continue
+            if target.name in index.weight_map.values():
+                return True
+    return False
 
 
 def load_checkpoint(store: CheckpointStore) -> Checkpoint:
