@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import mmap
 import os
 import stat
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import xxhash
 
@@ -65,6 +67,8 @@ class _Copier:
 
     def copy(self, src: int, record: TensorRecord, dst: int, label: str) -> str:
         """Append ``record``'s bytes, in C order, to ``dst``; the xxh3-128 of what was copied."""
+        if not record.contiguous and record.numel > 0:
+            return self._gather(src, record, dst, label)
         digest = xxhash.xxh3_128()
         done = 0
         for start, length in record.byte_runs(len(self.buffer)):
@@ -80,6 +84,42 @@ class _Copier:
                 self.run.advance(got)
             done += length
             self.run.step(f"copy {label} {done}/{record.nbytes}")
+        return digest.hexdigest()
+
+    def _gather(self, src: int, record: TensorRecord, dst: int, label: str) -> str:
+        """A strided view (a saved transpose) gathered into C order a block of about one chunk at a time.
+
+        The source is memory-mapped and viewed with the record's strides; each block of whole
+        trailing rows is copied out contiguous by numpy, hashed and written. One element per
+        system call would take minutes for a 64 MB transpose.
+        """
+        import numpy as np
+
+        assert record.stride is not None
+        itemsize = record.nbytes // record.numel
+        element = np.dtype((np.void, itemsize))
+        source = mmap.mmap(src, 0, access=mmap.ACCESS_READ)
+        digest = xxhash.xxh3_128()
+        try:
+            view = np.ndarray(
+                record.shape,
+                element,
+                buffer=source,
+                offset=record.start,
+                strides=tuple(s * itemsize for s in record.stride),
+            )
+            done = 0
+            for block in _blocks(view, max(1, len(self.buffer) // itemsize)):
+                data = np.ascontiguousarray(block).data.cast("B")
+                digest.update(data)
+                _write_all(dst, data)
+                done += len(data)
+                self.run.advance(len(data))
+                self.run.step(f"copy {label} {done}/{record.nbytes}")
+            del view
+        finally:
+            with contextlib.suppress(BufferError):
+                source.close()
         return digest.hexdigest()
 
     def _put(self, src: int, offset: int, chunk: memoryview, dst: int) -> None:
@@ -100,6 +140,26 @@ class _Copier:
                 return
             chunk = chunk[copied:]
         _write_all(dst, chunk)
+
+
+def _blocks(view: Any, elements: int) -> Iterator[Any]:
+    """Sub-arrays of ``view`` that together are its elements in C order, each at most ``elements`` large
+    (or one innermost row, when a row alone is larger)."""
+    if view.size <= elements or view.ndim <= 1:
+        if view.ndim <= 1 and view.size > elements:
+            for i in range(0, view.shape[0], elements):
+                yield view[i : i + elements]
+            return
+        yield view
+        return
+    row = view[0].size
+    if row <= elements:
+        step = elements // row
+        for i in range(0, view.shape[0], step):
+            yield view[i : i + step]
+        return
+    for i in range(view.shape[0]):
+        yield from _blocks(view[i], elements)
 
 
 def write_shard(
