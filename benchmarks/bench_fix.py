@@ -12,10 +12,17 @@ process's peak RSS, from ``wait4``):
   byte, re-scan), switch atomically, index and totals included.
 
 The checkpoint (a Gemma2-shaped config, tied, with the embedding copied into the last shard
-as ``lm_head.weight`` the way merge tools do) is written streamed, never held in memory, and
-deleted at the end. The page cache is warm for every method (the data was just written).
+as ``lm_head.weight`` the way merge tools do, by default in the middle of that shard) is
+written streamed, never held in memory, under ``.bench-tmp/`` (git-ignored), and deleted at
+the end. Every method runs warm (the data was just written) and cold (the checkpoint's and the
+copy's pages dropped from the page cache with ``posix_fadvise(DONTNEED)`` before the run, so
+the machine's other users keep theirs). ``fix - start-up`` subtracts the median start-up of
+the interpreter with tiecheck's CLI imported (``python -m tiecheck --version``).
 
-    python benchmarks/bench_fix.py [--gb 4] [--repeat 5] [--dir PATH]
+``--strided`` instead times ``fix --to-safetensors`` of a pickle holding one 64 MB float32
+tensor saved as a transpose, against the same tensor saved contiguous.
+
+    python benchmarks/bench_fix.py [--gb 4] [--repeat 5] [--head middle|end] [--dir PATH] [--strided]
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ def _fill(out: object, nbytes: int, seed: int, block: bytes) -> None:
         written += n
 
 
-def generate(folder: Path, gb: float) -> tuple[str, int]:
+def generate(folder: Path, gb: float, head: str = "middle") -> tuple[str, int]:
     """A sharded checkpoint of about ``gb`` GB; returns the shard holding the duplicated head and its size."""
     block = os.urandom(BLOCK)
     embed = ("model.embed_tokens.weight", (VOCAB, HIDDEN))
@@ -79,7 +86,8 @@ def generate(folder: Path, gb: float) -> tuple[str, int]:
             size = 0
         shards[-1].append(t)
         size += 2 * _numel(t[1])
-    shards[-1].append(("lm_head.weight", embed[1]))
+    middle = len(shards[-1]) // 2 if head == "middle" else len(shards[-1])
+    shards[-1].insert(middle, ("lm_head.weight", embed[1]))
     seeds = {name: i for i, (name, _) in enumerate(tensors)}
     seeds["lm_head.weight"] = seeds[embed[0]]  # byte-identical to the embedding
 
@@ -142,6 +150,10 @@ def measure(cmd: list[str]) -> tuple[float, int, int]:
 
 
 CP = "cp (the shard the fix rewrites)"
+CP_SYNC = "cp + sync of the copy (durable, as tiecheck is)"
+FIX = "tiecheck fix --drop-duplicates"
+STARTUP = "start-up (python -m tiecheck --version)"
+COLD = " (cold)"
 HANDWRITTEN = """
 import sys
 from safetensors.torch import load_file, save_file
@@ -152,18 +164,71 @@ save_file(tensors, path, metadata={"format": "pt"})
 """
 
 
+def drop_cache(paths: list[Path]) -> None:
+    """Evict these files' pages from the page cache (cold start for them only)."""
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+STRIDED = """
+import sys, torch
+n = int(sys.argv[2])
+w = torch.randn(n, n)
+torch.save({"w": w.t() if sys.argv[3] == "transposed" else w}, sys.argv[1])
+"""
+
+
+def strided(base: Path, repeat: int) -> None:
+    n = 4096  # 64 MB of float32
+    times: dict[str, list[float]] = {}
+    for kind in ("contiguous", "transposed"):
+        folder = base / kind
+        folder.mkdir()
+        subprocess.run([sys.executable, "-c", STRIDED, str(folder / "pytorch_model.bin"), str(n), kind], check=True)
+        times[kind] = []
+        for i in range(repeat):
+            out = base / f"{kind}-out-{i}"
+            cmd = [sys.executable, "-m", "tiecheck", "fix", "--to-safetensors", "-o", str(out), str(folder)]
+            seconds, _, code = measure(cmd)
+            assert code == 0, code
+            times[kind].append(seconds)
+            shutil.rmtree(out)
+    print("\n`fix --to-safetensors` of one 64 MB float32 tensor (warm)\n")
+    print("| saved as | median | min - max |")
+    print("| --- | ---: | ---: |")
+    for kind, values in times.items():
+        print(f"| {kind} | {statistics.median(values):.2f} s | {min(values):.2f} - {max(values):.2f} s |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gb", type=float, default=4.0)
     parser.add_argument("--repeat", type=int, default=5, help="interleaved runs per method")
-    parser.add_argument("--dir", type=Path, default=None, help="where to generate the data (deleted afterwards)")
+    parser.add_argument("--head", choices=("middle", "end"), default="middle", help="where the head sits in its shard")
+    parser.add_argument("--dir", type=Path, default=Path(".bench-tmp"), help="where to generate the data (deleted)")
+    parser.add_argument("--strided", action="store_true", help="time the conversion of a transposed pickle tensor")
+    parser.add_argument("--no-handwritten", action="store_true", help="skip the load_file/save_file script")
     args = parser.parse_args()
+    args.dir.mkdir(exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="tiecheck-bench-", dir=args.dir))
+    if args.strided:
+        try:
+            strided(base, args.repeat)
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+        return
     try:
         folder = base / "ckpt"
         folder.mkdir()
         t0 = time.perf_counter()
-        shard, shard_size = generate(folder, args.gb)
+        shard, shard_size = generate(folder, args.gb, args.head)
         total = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
         print(f"generated {total / 1e9:.2f} GB in {time.perf_counter() - t0:.0f} s; head in {shard}", file=sys.stderr)
         pristine_shard = base / "pristine.safetensors"
@@ -181,14 +246,14 @@ def main() -> None:
 
         runs = {
             CP: ["cp", str(folder / shard), str(base / "copy.safetensors")],
-            "cp + sync of the copy (durable, as tiecheck is)": [
+            CP_SYNC: [
                 "sh",
                 "-c",
                 'cp "$0" "$1" && sync "$1"',
                 str(folder / shard),
                 str(base / "copy.safetensors"),
             ],
-            "tiecheck fix --drop-duplicates": [
+            FIX: [
                 sys.executable,
                 "-m",
                 "tiecheck",
@@ -198,32 +263,45 @@ def main() -> None:
                 "--yes",
             ],
             "hand-written (load_file, del, save_file)": [sys.executable, "-c", HANDWRITTEN, str(folder / shard)],
+            STARTUP: [sys.executable, "-m", "tiecheck", "--version"],
         }
+        if args.no_handwritten:
+            del runs["hand-written (load_file, del, save_file)"]
+        runs = {f"{label}{mode}": cmd for mode in ("", COLD) for label, cmd in runs.items()}
         times: dict[str, list[float]] = {label: [] for label in runs}
         peaks: dict[str, int] = dict.fromkeys(runs, 0)
         codes: dict[str, int] = dict.fromkeys(runs, 0)
         for _ in range(args.repeat):
             for label, cmd in runs.items():  # interleaved, so background load hits every method alike
                 restore()
+                if label.endswith(COLD):
+                    drop_cache([*folder.iterdir(), base / "copy.safetensors"])
                 seconds, rss, code = measure(cmd)
                 (base / "copy.safetensors").unlink(missing_ok=True)
                 os.sync()
                 times[label].append(seconds)
                 peaks[label] = max(peaks[label], rss)
                 codes[label] = codes[label] or code
-        cp_median = statistics.median(times[CP])
         print(
-            f"\nIn-place fix of a {total / 1e9:.1f} GB checkpoint; rewritten shard {shard_size / 1e9:.2f} GB; "
-            f"{args.repeat} interleaved run(s) per method\n"
+            f"\nIn-place fix of a {total / 1e9:.1f} GB checkpoint; rewritten shard {shard_size / 1e9:.2f} GB, head in "
+            f"the {args.head} of it; {args.repeat} interleaved run(s) per method\n"
         )
-        print("| method | median wall time | min - max | median vs cp | peak RSS | exit |")
+        print("| method | median wall time | min - max | median vs cp + sync | peak RSS | exit |")
         print("| --- | ---: | ---: | ---: | ---: | ---: |")
-        for label in runs:
-            median = statistics.median(times[label])
-            spread = f"{min(times[label]):.2f} - {max(times[label]):.2f} s"
+        for mode in ("", COLD):
+            floor = statistics.median(times[CP_SYNC + mode])
+            startup = statistics.median(times[STARTUP + mode])
+            for label in [name for name in runs if name.endswith(mode) and (mode or not name.endswith(COLD))]:
+                median = statistics.median(times[label])
+                spread = f"{min(times[label]):.2f} - {max(times[label]):.2f} s"
+                print(
+                    f"| {label} | {median:.2f} s | {spread} | {median / floor:.2f}x | "
+                    f"{peaks[label] / 1e6:.0f} MB | {codes[label]} |"
+                )
+            fix = [t - startup for t in times[FIX + mode]]
             print(
-                f"| {label} | {median:.2f} s | {spread} | {median / cp_median:.2f}x | "
-                f"{peaks[label] / 1e6:.0f} MB | {codes[label]} |"
+                f"| **fix - start-up{mode}** | {statistics.median(fix):.2f} s | {min(fix):.2f} - {max(fix):.2f} s | "
+                f"**{statistics.median(fix) / floor:.2f}x** | | |"
             )
     finally:
         shutil.rmtree(base, ignore_errors=True)

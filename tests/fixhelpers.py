@@ -1,9 +1,19 @@
-"""Helpers shared by the fix tests: folder snapshots and a 'does it load' check."""
+"""Helpers shared by the fix tests: folder snapshots, a 'does it load' check, and a fix runner with hooks.
+
+Run as a script (``python tests/fixhelpers.py FOLDER [--kill-at N] [--trace FILE] [--chunk N] FLAGS``),
+it fixes FOLDER in place with injected hooks: each named step is appended to the trace file,
+and at step N the process SIGKILLs itself. Production code has no such hook.
+"""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -51,3 +61,52 @@ def as_bytes(tensor: torch.Tensor) -> bytes:
 def codes(folder: Path) -> set[str]:
     """Finding codes, less TC203 (info): freshly initialised models have all-ones norms, and no fix touches them."""
     return {f.code for f in scan(folder).findings} - {"TC203"}
+
+
+class KillHooks:
+    """Injected into ``run_fix``: number the steps, trace them, SIGKILL the process at one of them."""
+
+    def __init__(self, trace: Path | None, kill_at: int | None) -> None:
+        self.count = 0
+        self.trace = trace
+        self.kill_at = kill_at
+
+    def step(self, name: str) -> None:
+        self.count += 1
+        if self.trace is not None:
+            with self.trace.open("a", encoding="utf-8") as out:
+                out.write(f"{self.count} {name}\n")
+        if self.count == self.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+RUNNER = Path(__file__).resolve()
+
+
+def run_hooked(
+    folder: Path, flags: list[str], *, chunk: int, trace: Path | None = None, kill_at: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Fix ``folder`` in a child process with :class:`KillHooks` (see the module docstring)."""
+    args = [sys.executable, str(RUNNER), str(folder), "--chunk", str(chunk), *flags]
+    args += ["--trace", str(trace)] if trace is not None else []
+    args += ["--kill-at", str(kill_at)] if kill_at is not None else []
+    return subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
+
+
+def _main() -> None:
+    from tiecheck.fix import Options, run_fix
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--chunk", type=int, default=8 << 20)
+    parser.add_argument("--trace", type=Path)
+    parser.add_argument("--kill-at", type=int)
+    for flag in ("drop-duplicates", "tie-head", "to-safetensors"):
+        parser.add_argument(f"--{flag}", action="store_true")
+    ns = parser.parse_args()
+    options = Options(drop_duplicates=ns.drop_duplicates, tie_head=ns.tie_head, to_safetensors=ns.to_safetensors)
+    run_fix(ns.folder, options, hooks=KillHooks(ns.trace, ns.kill_at), chunk=ns.chunk)
+
+
+if __name__ == "__main__":
+    _main()

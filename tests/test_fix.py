@@ -16,14 +16,15 @@ from typer.testing import CliRunner
 from fixhelpers import codes, loadable, snapshot
 from tiecheck.cli import app
 from tiecheck.fix import Options, run_fix
-from tiecheck.fix.apply import JOURNAL, tmp_name
+from tiecheck.fix.journal import JOURNAL, tmp_name
 from tiecheck.formats.safetensors import write_file
 
 runner = CliRunner()
 
 
 def fix(*args: str) -> Any:
-    return runner.invoke(app, ["fix", *args])
+    """``tiecheck fix --yes ARGS``: consent given (there is no terminal to ask on under the test runner)."""
+    return runner.invoke(app, ["fix", "--yes", *args])
 
 
 @pytest.fixture
@@ -93,7 +94,7 @@ def test_differing_tied_head_is_kept(fixtures_dir: Path, tmp_path: Path) -> None
     folder = copy_fixture(fixtures_dir, "gemma-tie-mismatch", tmp_path)
     before = snapshot(folder)
     result = fix(str(folder), "--drop-duplicates", "--format", "json")
-    assert result.exit_code == 0
+    assert result.exit_code == 1, "an error fix cannot repair remains (TC102): non-zero, like ruff --fix"
     kept = json.loads(result.stdout)["plan"]["kept"]
     assert kept == [
         {
@@ -309,7 +310,7 @@ def test_broken_checkpoint_is_refused(fixtures_dir: Path, tmp_path: Path) -> Non
 
 def test_leftover_temp_files_are_cleaned_and_reported(merged: Path) -> None:
     (merged / tmp_name("model-00002-of-00002.safetensors")).write_bytes(b"partial")
-    assert codes(merged) == {"TC101"}, "temp files are invisible to loaders"
+    assert codes(merged) == {"TC101", "TC020"}, "temp files are invisible to loaders, reported by TC020"
     result = fix(str(merged), "--drop-duplicates")
     assert result.exit_code == 0
     assert "removed 1 temporary file(s)" in result.stdout
@@ -416,3 +417,45 @@ def test_a_corrupted_copy_is_caught_and_discarded(merged: Path, monkeypatch: pyt
     result = fix(str(merged), "--drop-duplicates")
     assert result.exit_code == 2 and "verification failed" in result.stderr, result.output
     assert snapshot(merged) == before
+
+
+def test_single_file_beside_a_stale_index_and_its_shards(gen: Any, tmp_path: Path) -> None:
+    """TC007 naming several files: the shadowed index and shards go when model.safetensors holds all of it."""
+    tensors = gen.llama_like()
+    gen.write_sharded(tmp_path, gen.split(tensors, 2))
+    write_file(tmp_path / "model.safetensors", tensors, {"format": "pt"})
+    gen.write_json(tmp_path / "config.json", gen.config("gemma2", "Gemma2ForCausalLM"))
+    assert codes(tmp_path) == {"TC007"}
+    result = fix(str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+    assert codes(tmp_path) == set()
+
+
+def test_a_shadowed_shard_that_differs_is_kept_and_other_repairs_go_on(gen: Any, tmp_path: Path) -> None:
+    tensors = gen.llama_like()
+    shards = gen.split(tensors, 2)
+    shards[1]["model.norm.weight"] = gen.values("other", (gen.HIDDEN,))
+    gen.write_sharded(tmp_path, shards)
+    write_file(tmp_path / "model.safetensors", {**tensors, "lm_head.weight": tensors["model.embed_tokens.weight"]})
+    gen.write_json(tmp_path / "config.json", gen.config("qwen2", "Qwen2ForCausalLM", tie_word_embeddings=False))
+    assert codes(tmp_path) == {"TC007", "TC104"}
+    result = fix(str(tmp_path), "--tie-head", "--format", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [k["code"] for k in report["plan"]["kept"]] == ["TC007"]
+    assert "decide by hand" in report["plan"]["kept"][0]["reason"]
+    assert codes(tmp_path) == {"TC007"}
+    assert (tmp_path / "model.safetensors.index.json").exists()
+
+
+def test_one_shard_scanned_alone_is_scanned_with_its_folder(fixtures_dir: Path) -> None:
+    """A shard its index references is read as the checkpoint it belongs to, not as a headless model."""
+    from tiecheck import scan
+
+    folder = fixtures_dir / "clean-llama-sharded"
+    shard = sorted(folder.glob("model-*.safetensors"))[0]
+    alone = scan(shard)
+    assert {f.code for f in alone.findings} == {f.code for f in scan(folder).findings}
+    assert not [f for f in alone.findings if f.severity.label == "error"]
+    assert len(alone.checkpoint.files) > 1

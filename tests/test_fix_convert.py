@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from fixhelpers import as_bytes, codes, loadable, snapshot
+from fixhelpers import as_bytes, codes, loadable, run_hooked, snapshot
 from pickle_helpers import glob, write_torch_zip
 from tiecheck import Severity, scan
 from tiecheck.fix import Options, RefusedError, run_fix
@@ -207,13 +207,11 @@ def test_kill_at_every_step_of_a_conversion(tmp_path: Path, shards: int) -> None
     pristine = tmp_path / "pristine"
     save_pickle(m, pristine, shards=shards)
     old = state_of(pristine)
-    env = {**os.environ, "TIECHECK_FIX_CHUNK": "1024"}
-    args = [sys.executable, "-m", "tiecheck", "fix", "--yes", "--to-safetensors"]
 
     reference = tmp_path / "reference"
     shutil.copytree(pristine, reference)
     trace = tmp_path / "trace.txt"
-    done = subprocess.run([*args, str(reference)], env={**env, "TIECHECK_FIX_TRACE": str(trace)}, check=False)
+    done = run_hooked(reference, ["--to-safetensors"], chunk=1024, trace=trace)
     assert done.returncode == 0
     new = state_of(reference)
     assert new == old
@@ -226,7 +224,7 @@ def test_kill_at_every_step_of_a_conversion(tmp_path: Path, shards: int) -> None
             continue  # of the many alike chunk copies, the first of each tensor is enough
         folder = tmp_path / f"kill-{number}"
         shutil.copytree(pristine, folder)
-        killed = subprocess.run([*args, str(folder)], env={**env, "TIECHECK_FIX_KILL_AT": str(number)}, check=False)
+        killed = run_hooked(folder, ["--to-safetensors"], chunk=1024, kill_at=number)
         assert killed.returncode == -signal.SIGKILL, line
         assert state_of(folder) == old, f"after a kill at {line!r} the folder does not load the same tensors"
         run_fix(folder, CONVERT)
@@ -276,3 +274,43 @@ def test_pickle_weights_win_over_an_adapter_beside_them(tmp_path: Path) -> None:
     write_file(folder / "adapter_model.safetensors", {"lora_A.weight": ("F32", (2, 2), bytes(16))})
     report = scan(folder)
     assert [f.name for f in report.checkpoint.files] == ["pytorch_model.bin"]
+
+
+@pytest.mark.parametrize("chunk", [64, 4096, 1 << 20])
+def test_strided_views_are_gathered_in_blocks(tmp_path: Path, chunk: int) -> None:
+    """Transposes and permutes, converted a block at a time (not an element per call), in C order."""
+    from tiecheck.fix.hooks import Run
+    from tiecheck.fix.writer import write_shard
+    from tiecheck.formats.torch_pickle import read_torch_file
+    from tiecheck.io.source import LocalFileSource
+
+    torch.manual_seed(0)
+    base = torch.randn(6, 70, 33)
+    views = {
+        "t": base[0].t(),
+        "permuted": base.permute(2, 0, 1),
+        "sliced": base[:, ::2, 1:],
+        "half": base.to(torch.bfloat16).transpose(0, 2),
+    }
+    torch.save({**views, "base": base}, tmp_path / "w.pt")
+    with LocalFileSource(tmp_path / "w.pt") as source:
+        records = [t for t in read_torch_file(source, "w.pt").tensors if t.name in views]
+    assert records and not any(r.contiguous for r in records)
+    steps: list[str] = []
+
+    class Hooks:
+        def step(self, name: str) -> None:
+            steps.append(name)
+
+    fd = os.open(tmp_path / "w.pt", os.O_RDONLY)
+    try:
+        write_shard(tmp_path / "out.safetensors", records, None, lambda _: fd, Run(hooks=Hooks(), chunk=chunk))
+    finally:
+        os.close(fd)
+    from safetensors.torch import load_file
+
+    out = load_file(tmp_path / "out.safetensors")
+    for name, view in views.items():
+        assert torch.equal(out[name], view.contiguous()), name
+    elements = sum(r.numel for r in records)
+    assert len(steps) < elements / 4, "gathered in blocks, not element by element"

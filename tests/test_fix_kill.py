@@ -1,27 +1,25 @@
 """SIGKILL `tiecheck fix` at its named steps: the folder always loads (old or new), and the next run finishes.
 
-The fix runs as a subprocess (``python -m tiecheck fix``). ``TIECHECK_FIX_TRACE`` lists its
-steps on a first run; then, for each step N, a fresh copy is fixed with
-``TIECHECK_FIX_KILL_AT=N``, which makes the process SIGKILL itself there. A small
-``TIECHECK_FIX_CHUNK`` makes each tensor copy take several chunks, so kills land mid-file too.
+The fix runs as a subprocess (``fixhelpers.run_hooked``) with injected hooks: a first run
+traces its steps; then, for each step N, a fresh copy is fixed with a hook that makes the
+process SIGKILL itself at step N. A small copy chunk makes each tensor copy take several
+chunks, so kills land mid-file too.
 Every step that changes the folder is killed at; of the many chunk-copy steps (all alike: a
 temp file partly written), the first of each file is.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fixhelpers import codes, loadable
+from fixhelpers import codes, loadable, run_hooked
 from tiecheck.fix import Options, run_fix
 from tiecheck.formats.safetensors import write_file
 
@@ -72,15 +70,10 @@ SCENARIOS: dict[str, Callable[[Any, Path], Options]] = {
 }
 
 
-def cli_args(folder: Path, options: Options) -> list[str]:
+def run(folder: Path, options: Options, **hooks: Any) -> subprocess.CompletedProcess[str]:
     flags = ["--drop-duplicates"] if options.drop_duplicates else []
     flags += ["--tie-head"] if options.tie_head else []
-    return [sys.executable, "-m", "tiecheck", "fix", str(folder), "--yes", *flags]
-
-
-def run(folder: Path, options: Options, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "TIECHECK_FIX_CHUNK": str(CHUNK), **env}
-    return subprocess.run(cli_args(folder, options), capture_output=True, text=True, env=environment, timeout=120)
+    return run_hooked(folder, flags, chunk=CHUNK, **hooks)
 
 
 def chosen_steps(trace: list[str]) -> list[int]:
@@ -106,7 +99,7 @@ def test_kill_at_every_step(gen: Any, tmp_path: Path, scenario: str) -> None:
     reference = tmp_path / "reference"
     shutil.copytree(pristine, reference)
     trace_file = tmp_path / "trace.txt"
-    done = run(reference, options, TIECHECK_FIX_TRACE=str(trace_file))
+    done = run(reference, options, trace=trace_file)
     assert done.returncode == 0, done.stderr
     new = loadable(reference)
     assert new != old and all(old[n] == b for n, b in new.items())
@@ -122,7 +115,7 @@ def test_kill_at_every_step(gen: Any, tmp_path: Path, scenario: str) -> None:
     for number in steps:
         folder = tmp_path / f"kill-{number}"
         shutil.copytree(pristine, folder)
-        killed = run(folder, options, TIECHECK_FIX_KILL_AT=str(number))
+        killed = run(folder, options, kill_at=number)
         assert killed.returncode == -signal.SIGKILL, (number, killed.stderr)
         state = loadable(folder)
         assert state in (old, new), f"step {trace[number - 1]}: the folder holds neither checkpoint"

@@ -17,6 +17,7 @@ from tiecheck.cli import app
 from tiecheck.diff import Status, diff
 from tiecheck.errors import FormatError
 from tiecheck.fix import writer
+from tiecheck.fix.hooks import Run
 from tiecheck.fix.jsonedit import set_value
 from tiecheck.formats.safetensors import read_header, write_file
 from tiecheck.io.source import LocalFileSource
@@ -58,7 +59,7 @@ def test_set_value_nested_keeps_formatting() -> None:
 def test_writer_streams_exact_bytes(
     tmp_path: Path, gen: Any, monkeypatch: pytest.MonkeyPatch, kernel_copy: bool
 ) -> None:
-    monkeypatch.setattr(writer, "CHUNK", 1000)
+    run = Run(chunk=1000)
     tensors = gen.llama_like(head=True)
     source = tmp_path / "source.safetensors"
     write_file(source, tensors, {"format": "pt"})
@@ -68,7 +69,7 @@ def test_writer_streams_exact_bytes(
         monkeypatch.setattr(writer, "_copy_file_range", None)
     fd = os.open(source, os.O_RDONLY)
     try:
-        written = writer.write_shard(tmp_path / "out.safetensors", records, {"format": "pt"}, lambda _: fd)
+        written = writer.write_shard(tmp_path / "out.safetensors", records, {"format": "pt"}, lambda _: fd, run)
     finally:
         os.close(fd)
     expected = tmp_path / "expected.safetensors"
@@ -76,7 +77,7 @@ def test_writer_streams_exact_bytes(
     assert (tmp_path / "out.safetensors").read_bytes() == expected.read_bytes()
     assert written.size == expected.stat().st_size and set(written.digests) == {r.name for r in records}
     with pytest.raises(FileExistsError):
-        writer.write_shard(tmp_path / "out.safetensors", records, None, lambda _: fd)
+        writer.write_shard(tmp_path / "out.safetensors", records, None, lambda _: fd, run)
 
 
 def test_diff_reports_every_kind_of_change(tmp_path: Path, gen: Any) -> None:

@@ -63,3 +63,83 @@ def test_fix_keeps_what_loaders_read(layout: dict[str, Any]) -> None:
         assert outcome.applied is not None or outcome.plan.empty
     finally:
         shutil.rmtree(folder)
+
+
+# --- random damage of a clean checkpoint: fix with every flag leaves it clean, or refuses up front -------------
+
+DAMAGES = (
+    "stale-totals",
+    "redundant-orphan",
+    "duplicate-key",
+    "unindexed-tied-copy",
+    "tieable-head",
+    "leftover-temp",
+    "shadowing-single-file",
+    "truncated-shard",
+    "missing-shard",
+)
+BLOCKED_BY = {"truncated-shard": "TC001", "missing-shard": "TC002"}
+
+
+def damaged(folder: Path, damages: list[str]) -> None:
+    import json
+
+    tensors = gen.llama_like()
+    head = tensors["model.embed_tokens.weight"]
+    tied = "tieable-head" not in damages
+    if not tied:
+        tensors["lm_head.weight"] = head
+    shards = gen.split(tensors, 3)
+    if "duplicate-key" in damages:
+        name = next(iter(shards[0]))
+        shards[1][name] = shards[0][name]
+    gen.write_sharded(folder, shards, {"metadata": {"total_size": 7}} if "stale-totals" in damages else None)
+    index = folder / "model.safetensors.index.json"
+    if "duplicate-key" in damages:
+        document = json.loads(index.read_text())
+        document["weight_map"][next(iter(shards[0]))] = "model-00001-of-00003.safetensors"
+        gen.write_json(index, document)
+    model = ("gemma2", "Gemma2ForCausalLM") if tied else ("qwen2", "Qwen2ForCausalLM")
+    gen.write_json(folder / "config.json", gen.config(*model, tie_word_embeddings=tied))
+    if "unindexed-tied-copy" in damages and tied:
+        last = folder / "model-00003-of-00003.safetensors"
+        gen.write_file(last, {**shards[2], "lm_head.weight": head}, {"format": "pt"})
+    if "redundant-orphan" in damages:
+        shutil.copy(folder / "model-00002-of-00003.safetensors", folder / "model-00002-of-00004.safetensors")
+    if "leftover-temp" in damages:
+        (folder / ".tiecheck-tmp-model-00001-of-00003.safetensors.part").write_bytes(b"partial")
+    if "shadowing-single-file" in damages:
+        gen.write_file(folder / "model.safetensors", dict(tensors), {"format": "pt"})
+    if "truncated-shard" in damages:
+        shard = folder / "model-00001-of-00003.safetensors"
+        shard.write_bytes(shard.read_bytes()[:-10])
+    if "missing-shard" in damages:
+        (folder / "model-00003-of-00003.safetensors").unlink()
+
+
+@settings(max_examples=30, deadline=None)
+@given(damages=st.lists(st.sampled_from(DAMAGES), min_size=1, max_size=4, unique=True))
+def test_random_damage_is_fixed_or_refused_up_front(damages: list[str]) -> None:
+    """scan -> fix (every flag) -> scan: clean of fixable findings (or each kept one explained in the plan),
+    or the fix refuses before changing anything and names a finding of the scan that blocks it."""
+    from tiecheck import scan
+    from tiecheck.fix import RefusedError
+
+    folder = Path(tempfile.mkdtemp())
+    try:
+        damaged(folder, damages)
+        before = scan(folder)
+        try:
+            outcome = run_fix(folder, Options(drop_duplicates=True, tie_head=True))
+        except RefusedError as exc:
+            blocking = {BLOCKED_BY[d] for d in damages if d in BLOCKED_BY}
+            assert blocking, (damages, str(exc))
+            assert any(f.code in str(exc) for f in before.findings), str(exc)
+            return
+        after = scan(folder)
+        # A fixable finding the fix keeps must come with the reason why (a kept note with its code).
+        explained = {note.code for note in outcome.plan.kept}
+        left = [f for f in after.findings if f.fixable and f.code not in explained]
+        assert not left, (damages, [(f.code, f.message) for f in left])
+    finally:
+        shutil.rmtree(folder)

@@ -5,17 +5,16 @@ unexpected key and identical logits."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fixhelpers import codes, loadable
+from fixhelpers import codes, loadable, run_hooked
 from tiecheck.fix import Options, run_fix
+from tiecheck.fix.hooks import CHUNK
 from tiecheck.formats.safetensors import read_header
 from tiecheck.io.source import LocalFileSource
 
@@ -109,15 +108,12 @@ def test_killed_after_commit_still_loads_with_transformers(tmp_path: Path) -> No
     expected = logits(model)
     save_with_merged_head(model, tmp_path)
     trace = tmp_path.parent / "trace.txt"
-    env = {**os.environ, "TIECHECK_FIX_TRACE": str(trace)}
     reference = tmp_path.parent / "reference"
     subprocess.run(["cp", "-r", str(tmp_path), str(reference)], check=True)
-    args = [sys.executable, "-m", "tiecheck", "fix", "--drop-duplicates", "--yes"]
-    assert subprocess.run([*args, str(reference)], env=env, capture_output=True).returncode == 0
+    assert run_hooked(reference, ["--drop-duplicates"], chunk=CHUNK, trace=trace).returncode == 0
     steps = trace.read_text().splitlines()
     commit = next(int(line.split()[0]) for line in steps if line.endswith("replace model.safetensors.index.json"))
-    env = {**os.environ, "TIECHECK_FIX_KILL_AT": str(commit)}
-    killed = subprocess.run([*args, str(tmp_path)], env=env, capture_output=True)
+    killed = run_hooked(tmp_path, ["--drop-duplicates"], chunk=CHUNK, kill_at=commit)
     assert killed.returncode == -signal.SIGKILL
     assert (tmp_path / ".tiecheck-fix.json").exists(), "killed mid-switch: the journal is still there"
     last = sorted(tmp_path.glob("model-*.safetensors"))[-1]

@@ -15,6 +15,7 @@ from tiecheck.errors import FormatError, TiecheckError
 from tiecheck.formats.jsonfiles import parse_config, parse_index
 from tiecheck.formats.safetensors import read_header
 from tiecheck.formats.torch_pickle import UnsafePickleError, read_torch_file
+from tiecheck.io.paths import within
 from tiecheck.io.source import ByteSource, CheckpointStore, LocalStore
 
 SINGLE_FILE = "model.safetensors"
@@ -54,15 +55,32 @@ def store_for(path: str | Path) -> CheckpointStore:
     if target.name.endswith((INDEX_SUFFIX, PICKLE_INDEX_SUFFIX)):
         return LocalStore(target.parent)
     if target.suffix in (".safetensors", *PICKLE_FORMAT_SUFFIXES):
+        if _indexed_beside(target):
+            # One shard of a sharded checkpoint is not a model: its index makes loaders read the folder.
+            return LocalStore(target.parent)
         return LocalStore(target.parent, only=target.name)
     raise TiecheckError(
         f"{target}: not a checkpoint (expected a folder, a .safetensors or .bin/.pt/.pth/.ckpt/.pkl file, or an index)"
     )
 
 
+def _indexed_beside(target: Path) -> bool:
+    """Whether an index in the same folder maps tensors to ``target`` (a shard named on its own)."""
+    for entry in target.parent.iterdir():
+        if entry.name.endswith((INDEX_SUFFIX, PICKLE_INDEX_SUFFIX)) and entry.is_file():
+            try:
+                index = parse_index(entry.read_text(encoding="utf-8"), entry.name)
+            except (FormatError, OSError, UnicodeDecodeError):
+                continue
+            if target.name in index.weight_map.values():
+                return True
+    return False
+
+
 def load_checkpoint(store: CheckpointStore) -> Checkpoint:
     names = store.list_files()
     issues: list[LoadIssue] = []
+    _leftovers(names, issues)
     config, config_file = _read_config(store, names, issues)
     pickle = _pickle_only(names)
     single, index_suffix, shard_pattern = (
@@ -104,6 +122,10 @@ def load_checkpoint(store: CheckpointStore) -> Checkpoint:
     if not weight_names and index_name is None and not side:
         raise TiecheckError(f"{store.location}: not a checkpoint (no .safetensors or pytorch_model*.bin weights found)")
 
+    outside = _outside(store, [*weight_names, *([index_name] if index_name else [])])
+    for name in outside:
+        issues.append(LoadIssue("TC008", name, "resolves outside the checkpoint folder (a symlink); not read"))
+    weight_names = [n for n in weight_names if n not in outside]
     files = tuple(_read_weight_file(store, n) for n in weight_names)
     issues += [issue for n in side if (issue := _side_pickle(store, n)) is not None]
     return Checkpoint(
@@ -117,6 +139,22 @@ def load_checkpoint(store: CheckpointStore) -> Checkpoint:
         missing_files=tuple(missing),
         issues=tuple(issues),
     )
+
+
+def _outside(store: CheckpointStore, names: list[str]) -> set[str]:
+    """Names of a local folder that lead out of it through a symlink (a Hugging Face cache's blobs/ excepted)."""
+    if not isinstance(store, LocalStore):
+        return set()
+    return {n for n in names if not within(store.root, store.root / n)}
+
+
+def _leftovers(names: list[str], issues: list[LoadIssue]) -> None:
+    """Files an interrupted ``tiecheck fix`` left: a pending journal, or temp files."""
+    if ".tiecheck-fix.json" in names:
+        issues.append(LoadIssue("TC020", ".tiecheck-fix.json", "a pending fix journal: a fix was interrupted"))
+    temps = [n for n in names if n.startswith(".tiecheck-tmp-")]
+    if temps:
+        issues.append(LoadIssue("TC020", temps[0], f"{len(temps)} temporary file(s) of an interrupted fix"))
 
 
 def _is_weight_name(name: str, pickle: bool = False) -> bool:

@@ -1,4 +1,11 @@
-"""``tiecheck fix``: plan, then apply (in place or to --output), verified; ``--dry-run`` only plans."""
+"""``tiecheck fix``: plan, then apply (in place or to --output), verified; ``--dry-run`` only plans.
+
+Exit codes: 0 fixed (or nothing to fix) and no error-level finding remains; 1 the prompt was
+declined, or error-level findings remain that fix cannot repair (like ``ruff --fix``); 2 fix
+refused or could not run (nothing changed, or the message says what did); 130 interrupted
+(Ctrl-C, also at the prompt). An in-place change needs consent: a prompt on a terminal, else
+``--yes``.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +18,13 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from tiecheck.cli.app import EXIT_OK, app, fail
+from tiecheck.cli.app import EXIT_FINDINGS, EXIT_OK, app, fail, stderr
+from tiecheck.cli.progress import progress_for
 from tiecheck.errors import TiecheckError
-from tiecheck.fix import FixOutcome, Options, Plan, VerificationError, run_fix
+from tiecheck.findings import Severity
+from tiecheck.fix import CommittedError, FixOutcome, Options, Pending, Plan, RefusedError, VerificationError, run_fix
 from tiecheck.output.json import finding_dict
 from tiecheck.rules.base import human_bytes
 
@@ -53,18 +63,52 @@ def fix_command(
     console = Console()
     as_json = output_format is FixFormat.json
     shown: list[Plan] = []
+    # Consent needs a prompt someone can see and answer: stdin and stdout on a terminal, not JSON.
+    can_ask = not as_json and sys.stdin.isatty() and sys.stdout.isatty()
+
+    def ask(question: str) -> bool:
+        if not can_ask:
+            raise RefusedError(
+                "no terminal to ask for consent before changing files in place; pass --yes to apply, "
+                "--dry-run to see the plan, or --output DIR to write a fixed copy"
+            )
+        try:
+            answer = console.input(Text(f"{question} [y/N]: "))
+        except EOFError:
+            return False
+        return answer.strip().lower() in ("y", "yes")
 
     def confirm(plan: Plan) -> bool:
-        render_plan(plan, console)
-        shown.append(plan)
-        return typer.confirm("Apply these changes in place?", default=False)
+        if not as_json:
+            render_plan(plan, console)
+            shown.append(plan)
+        return yes or ask("Apply these changes in place?")
 
-    ask = not yes and not as_json and sys.stdin.isatty() and sys.stdout.isatty()
+    def confirm_recovery(pending: Pending) -> bool:
+        if not as_json:
+            console.print("An interrupted fix left this folder mid-way; recovering will:", highlight=False)
+            for line in pending.describe():
+                console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
+        return yes or ask("Recover?")
+
     options = Options(drop_duplicates=drop_duplicates, tie_head=tie_head, to_safetensors=to_safetensors)
     try:
-        outcome = run_fix(path, options, output=output, dry_run=dry_run, confirm=confirm if ask else None)
+        outcome = run_fix(
+            path,
+            options,
+            output=output,
+            dry_run=dry_run,
+            confirm=confirm,
+            confirm_recovery=confirm_recovery,
+            progress=progress_for(quiet=as_json),
+        )
+    except KeyboardInterrupt:
+        stderr.print("tiecheck: interrupted", highlight=False)
+        raise typer.Exit(130) from None
     except VerificationError as exc:
         fail(f"verification failed, the staged files were discarded and nothing was changed: {exc}")
+    except CommittedError as exc:
+        fail(str(exc))
     except TiecheckError as exc:
         fail(str(exc))
     except OSError as exc:
@@ -74,8 +118,12 @@ def fix_command(
         sys.stdout.write(json.dumps(outcome_dict(outcome, dry_run, output), indent=2) + "\n")
     else:
         render_outcome(outcome, console, dry_run, plan_shown=bool(shown))
-    if not dry_run and not outcome.plan.empty and outcome.applied is None:
-        fail("aborted: nothing was changed")
+    if outcome.declined:
+        stderr.print("tiecheck: aborted: nothing was changed", highlight=False)
+        raise typer.Exit(EXIT_FINDINGS)
+    remaining = outcome.applied.final.findings if outcome.applied else outcome.before.findings
+    if any(f.severity >= Severity.ERROR for f in remaining):
+        raise typer.Exit(EXIT_FINDINGS)
     raise typer.Exit(EXIT_OK)
 
 
@@ -99,8 +147,10 @@ def render_plan(plan: Plan, console: Console) -> None:
 def render_outcome(outcome: FixOutcome, console: Console, dry_run: bool, plan_shown: bool) -> None:
     if outcome.recovery is not None and outcome.recovery.happened:
         console.print(f"Recovered: {outcome.recovery.describe()}.", highlight=False)
-    if outcome.pending_recovery:
-        console.print("An interrupted fix is pending: the next run without --dry-run completes it.", highlight=False)
+    if outcome.pending is not None and outcome.pending.any:
+        console.print("An interrupted fix is pending; the next in-place run would:", highlight=False)
+        for line in outcome.pending.describe():
+            console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
     if not plan_shown:
         render_plan(outcome.plan, console)
     applied = outcome.applied
@@ -135,6 +185,8 @@ def outcome_dict(outcome: FixOutcome, dry_run: bool, output: Path | None) -> dic
             "removed_temps": list(recovery.removed_temps),
         },
         "pending_recovery": outcome.pending_recovery,
+        "pending_steps": [list(s) for s in outcome.pending.steps or ()] if outcome.pending else [],
+        "declined": outcome.declined,
         "plan": {
             "bytes_saved": plan.bytes_saved,
             "actions": [

@@ -12,10 +12,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tiecheck.content import ProgressSink
 from tiecheck.errors import TiecheckError
-from tiecheck.fix.apply import Applied, Recovery, apply_in_place, apply_to_output, ensure_writable, pending, recover
+from tiecheck.fix.apply import Applied, CommittedError, apply_in_place, apply_to_output, ensure_writable
+from tiecheck.fix.hooks import CHUNK, NO_HOOKS, FixHooks, Run
+from tiecheck.fix.journal import Pending, Recovery, read_pending, recover
 from tiecheck.fix.plan import Action, ActionKind, KeptNote, Options, Plan, RefusedError, build_plan
 from tiecheck.fix.verify import Verification, VerificationError
+from tiecheck.io.paths import in_cache_snapshot
 from tiecheck.io.source import LocalStore
 from tiecheck.scan import Report, scan_store
 
@@ -28,8 +32,14 @@ class FixOutcome:
     plan: Plan
     applied: Applied | None
     """None for a dry run, an empty plan or a declined confirmation."""
-    pending_recovery: bool = False
-    """Dry run only: an interrupted fix is waiting to be completed by the next real run."""
+    pending: Pending | None = None
+    """Dry run and --output: what an interrupted fix left, which the next in-place run completes."""
+    declined: bool = False
+    """The user said no (to the recovery or to the plan): nothing was changed."""
+
+    @property
+    def pending_recovery(self) -> bool:
+        return self.pending is not None and self.pending.any
 
 
 def checkpoint_root(path: str | Path) -> Path:
@@ -50,14 +60,37 @@ def run_fix(
     output: Path | None = None,
     dry_run: bool = False,
     confirm: Callable[[Plan], bool] | None = None,
+    confirm_recovery: Callable[[Pending], bool] | None = None,
+    hooks: FixHooks = NO_HOOKS,
+    progress: ProgressSink | None = None,
+    chunk: int = CHUNK,
 ) -> FixOutcome:
+    """Fix the checkpoint at ``path``. ``hooks`` observe its named steps; ``chunk``: bytes per copy step."""
     root = checkpoint_root(path)
+    run = Run(hooks=hooks, progress=progress, chunk=chunk)
     if output is None and not dry_run:
+        if in_cache_snapshot(root):
+            raise RefusedError(
+                f"{root}: a Hugging Face cache snapshot (its files are symlinks into blobs/); fixing it in place "
+                "would replace the links and leave the blobs, saving nothing. Use --output DIR"
+            )
         with folder_lock(root):
             ensure_writable(root)
-            recovery = recover(root)
-            return _fix(path, root, options, recovery, None, False, confirm)
-    return _fix(path, root, options, None, output, dry_run, confirm)
+            waiting = read_pending(root)
+            recovery = None
+            if waiting.any:
+                if confirm_recovery is not None and not confirm_recovery(waiting):
+                    before = scan_store(LocalStore(root), target=str(path))
+                    empty = build_plan_or_empty(before)
+                    return FixOutcome(root, None, before, empty, None, waiting, declined=True)
+                recovery = recover(root, waiting, run.step)
+            return _fix(path, root, options, recovery, None, False, confirm, run)
+    return _fix(path, root, options, None, output, dry_run, confirm, run)
+
+
+def build_plan_or_empty(before: Report) -> Plan:
+    """An empty plan for ``before`` (an outcome needs one when nothing was planned)."""
+    return Plan(before.checkpoint.location, Options(), (), None, None, None, None, (), (), (), ())
 
 
 @contextlib.contextmanager
@@ -87,26 +120,33 @@ def _fix(
     output: Path | None,
     dry_run: bool,
     confirm: Callable[[Plan], bool] | None,
+    run: Run,
 ) -> FixOutcome:
-    waiting = recovery is None and pending(root)
+    waiting = read_pending(root) if recovery is None else None
     store = LocalStore(root)
-    before = scan_store(store, target=str(path))
+    before = scan_store(store, target=str(path), progress=run.progress)
     plan = build_plan(before, store, options)
     if dry_run or plan.empty:
         return FixOutcome(root, recovery, before, plan, None, waiting)
     if output is None and confirm is not None and not confirm(plan):
-        return FixOutcome(root, recovery, before, plan, None)
-    applied = apply_in_place(root, plan, before) if output is None else apply_to_output(root, plan, before, output)
-    return FixOutcome(root, recovery, before, plan, applied)
+        return FixOutcome(root, recovery, before, plan, None, declined=True)
+    if output is None:
+        applied = apply_in_place(root, plan, before, run)
+    else:
+        applied = apply_to_output(root, plan, before, output, run)
+    return FixOutcome(root, recovery, before, plan, applied, waiting)
 
 
 __all__ = [
     "Action",
     "ActionKind",
     "Applied",
+    "CommittedError",
+    "FixHooks",
     "FixOutcome",
     "KeptNote",
     "Options",
+    "Pending",
     "Plan",
     "Recovery",
     "RefusedError",

@@ -26,17 +26,23 @@ In place, the folder holds a loadable checkpoint at every instant, the old one o
 
    The directory is fsynced after the switch.
 
-The next ``tiecheck fix`` first calls :func:`recover`: a journal means a committed-to fix that
-was interrupted, so its steps are run again (roll forward); temp files without a journal come
-from an interrupted staging and are deleted (roll back). Both are reported.
+The next ``tiecheck fix`` first reads what is pending (:mod:`tiecheck.fix.journal`, which
+validates the journal as hostile input): a journal means a committed-to fix that was
+interrupted, so its steps are run again (roll forward); temp files without a journal come from
+an interrupted staging and are deleted (roll back). Both are shown and asked for, then reported.
+
+The fix never writes through, replaces or deletes a symlink, nor a read-only file; a rewritten
+file keeps the mode, owner and extended attributes of the file it replaces.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
+import stat
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -45,95 +51,18 @@ from typing import Any
 
 from tiecheck import __version__
 from tiecheck.errors import TiecheckError
+from tiecheck.fix.hooks import Run
+from tiecheck.fix.journal import JOURNAL, is_fix_artifact, run_steps, tmp_name
 from tiecheck.fix.plan import Plan, RefusedError
 from tiecheck.fix.verify import MappedStore, Verification, verify
-from tiecheck.fix.writer import WrittenFile, fsync_dir, fsync_file, step, write_shard, write_text
+from tiecheck.fix.writer import WrittenFile, fsync_dir, fsync_file, write_shard, write_text
+from tiecheck.io.paths import within
 from tiecheck.io.source import LocalStore
-from tiecheck.scan import Report, scan_store
-
-JOURNAL = ".tiecheck-fix.json"
-TMP_PREFIX = ".tiecheck-tmp-"
-TMP_SUFFIX = ".part"
+from tiecheck.scan import Report
 
 
-def _names(root: Path) -> list[str]:
-    return [p.name for p in root.iterdir()]
-
-
-def tmp_name(final: str) -> str:
-    return f"{TMP_PREFIX}{final}{TMP_SUFFIX}"
-
-
-def is_fix_artifact(name: str) -> bool:
-    return name == JOURNAL or name.startswith(TMP_PREFIX)
-
-
-@dataclass(frozen=True)
-class Recovery:
-    rolled_forward: bool
-    """A journal was found: the interrupted fix was completed."""
-    steps_redone: int
-    removed_temps: tuple[str, ...]
-
-    @property
-    def happened(self) -> bool:
-        return self.rolled_forward or bool(self.removed_temps)
-
-    def describe(self) -> str:
-        parts = []
-        if self.rolled_forward:
-            parts.append(f"completed an interrupted fix ({self.steps_redone} step(s) redone)")
-        if self.removed_temps:
-            parts.append(f"removed {len(self.removed_temps)} temporary file(s) left by an interrupted fix")
-        return "; ".join(parts)
-
-
-def pending(root: Path) -> bool:
-    """Whether an interrupted fix left a journal or temp files in ``root``."""
-    return any(is_fix_artifact(n) for n in _names(root))
-
-
-def recover(root: Path) -> Recovery:
-    journal = root / JOURNAL
-    rolled, redone = False, 0
-    if journal.exists():
-        try:
-            steps = json.loads(journal.read_text(encoding="utf-8"))["steps"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise TiecheckError(f"{journal}: unreadable fix journal ({exc}); inspect the folder by hand") from None
-        redone = _run_steps(root, steps)
-        journal.unlink()
-        fsync_dir(root)
-        rolled = True
-    temps = sorted(n for n in _names(root) if is_fix_artifact(n))
-    for name in temps:
-        (root / name).unlink()
-    if temps:
-        fsync_dir(root)
-    return Recovery(rolled, redone, tuple(temps))
-
-
-def _run_steps(root: Path, steps: list[list[str]]) -> int:
-    """Run journal steps; each is idempotent, so a second run after a kill finishes the job."""
-    done = 0
-    for entry in steps:
-        if entry[0] == "replace":
-            source, final = root / entry[1], root / entry[2]
-            if source.exists():
-                source.replace(final)
-                fsync_dir(root)
-                done += 1
-            step(f"replace {entry[2]}")
-        elif entry[0] == "delete":
-            target = root / entry[1]
-            if target.exists():
-                target.unlink()
-                done += 1
-            step(f"delete {entry[1]}")
-        else:
-            raise TiecheckError(f"{root / JOURNAL}: unknown journal step {entry[0]!r}")
-    fsync_dir(root)
-    return done
+class CommittedError(TiecheckError):
+    """The fix failed after its commit point: the journal is in place and the next run completes it."""
 
 
 def ensure_writable(root: Path) -> None:
@@ -153,7 +82,7 @@ class Applied:
     destination: Path
     verification: Verification
     final: Report
-    """Scan of the committed checkpoint."""
+    """Scan of the committed checkpoint (the verification's scan of the staged one: same files)."""
 
 
 class _Sources:
@@ -183,12 +112,27 @@ def _sources(root: Path) -> Iterator[_Sources]:
         sources.close()
 
 
+def _refuse_unsafe_target(root: Path, name: str, verb: str) -> None:
+    """A file the fix replaces or deletes must be a plain, writable file: never a symlink, never read-only."""
+    try:
+        st = os.lstat(root / name)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise RefusedError(f"{name}: is a symlink; fix never {verb}s through one. Use --output DIR")
+    if not stat.S_ISREG(st.st_mode):
+        raise RefusedError(f"{name}: is not a regular file; fix will not {verb} it")
+    if not st.st_mode & stat.S_IWUSR:
+        raise RefusedError(f"{name}: is read-only; fix will not {verb} it (make it writable, or use --output DIR)")
+
+
 def _check_in_place(plan: Plan, root: Path) -> None:
     """Refuse layouts the switch cannot make atomic, or that would overwrite a file the fix keeps."""
     sources = {f.source for f in plan.files}
     for out in plan.files:
         if out.source == out.name:
             continue
+        _refuse_unsafe_target(root, out.name, "replace")
         if out.name in plan.old_index_files:
             if any(t.file != out.name for t in out.tensors):
                 raise RefusedError(
@@ -200,16 +144,31 @@ def _check_in_place(plan: Plan, root: Path) -> None:
                 f"{out.name}: the renumbered shard would overwrite this file, which the fix keeps; "
                 "move it away or use --output DIR"
             )
+    for name in (plan.index_name, plan.config_name):
+        if name is not None:
+            _refuse_unsafe_target(root, name, "replace")
+    for name in plan.removed:
+        _refuse_unsafe_target(root, name, "delete")
 
 
-def apply_in_place(root: Path, plan: Plan, before: Report) -> Applied:
+def _like(root: Path, out_name: str, source: str | None) -> Path | None:
+    """The file whose mode, owner and extended attributes a new file takes: the one it replaces, else its source."""
+    for name in (out_name, source):
+        if name is not None and (root / name).is_file() and not (root / name).is_symlink():
+            return root / name
+    return None
+
+
+def apply_in_place(root: Path, plan: Plan, before: Report, run: Run) -> Applied:
     _check_in_place(plan, root)
     ensure_writable(root)
     staged: dict[str, Path] = {}
     written: dict[str, WrittenFile] = {}
     linked: dict[str, Path] = {}
+    journal_tmp = root / tmp_name(JOURNAL)
     try:
         with _sources(root) as sources:
+            run.begin("copy", sum(t.nbytes for out in plan.changed_files() for t in out.tensors))
             for out in plan.files:
                 if out.source == out.name:
                     continue
@@ -217,11 +176,13 @@ def apply_in_place(root: Path, plan: Plan, before: Report) -> Applied:
                 staged[out.name] = tmp
                 if out.source is not None and _link(root / out.source, tmp):
                     linked[out.name] = tmp
+                    run.advance(sum(t.nbytes for t in out.tensors))
                 else:
-                    written[out.name] = write_shard(tmp, out.tensors, out.metadata, sources, sync=False)
-                step(f"staged {out.name}")
-            _stage_texts(root, plan, staged)
-            step("staged all")
+                    like = _like(root, out.name, out.tensors[0].file)
+                    written[out.name] = write_shard(tmp, out.tensors, out.metadata, sources, run, False, like)
+                run.step(f"staged {out.name}")
+            _stage_texts(root, root, plan, staged, run)
+            run.step("staged all")
             # The written shards reach the disk while verification reads them back (both mostly
             # wait on I/O); the journal below is written only once both are done.
             with ThreadPoolExecutor(max_workers=1) as pool:
@@ -233,28 +194,44 @@ def apply_in_place(root: Path, plan: Plan, before: Report) -> Applied:
                 }
                 files.update(staged)
                 mapped = MappedStore(str(root), files)
-                verification = verify(plan, before, LocalStore(root), mapped, written, linked)
+                verification = verify(plan, before, LocalStore(root), mapped, written, linked, run)
                 flushed.result()
             fsync_dir(root)
+            run.step("verified")
+            steps = _switch_steps(plan, staged)
+            document: dict[str, Any] = {"tiecheck": __version__, "location": plan.location, "steps": steps}
+            write_text(journal_tmp, json.dumps(document, indent=2) + "\n")
     except BaseException:
-        for path in staged.values():
+        for path in (*staged.values(), journal_tmp):
             with contextlib.suppress(OSError):
                 path.unlink()
+        run.end()
         raise
-    step("verified")
-
-    steps = _switch_steps(plan, staged)
-    journal_tmp = root / tmp_name(JOURNAL)
-    document: dict[str, Any] = {"tiecheck": __version__, "location": plan.location, "steps": steps}
-    write_text(journal_tmp, json.dumps(document, indent=2) + "\n")
-    journal_tmp.replace(root / JOURNAL)
-    fsync_dir(root)
-    step("journal written")
-    _run_steps(root, steps)
-    (root / JOURNAL).unlink()
-    fsync_dir(root)
-    step("journal removed")
-    return Applied(root, verification, scan_store(LocalStore(root), target=plan.location))
+    try:
+        journal_tmp.replace(root / JOURNAL)
+    except BaseException:
+        for path in (*staged.values(), journal_tmp):
+            with contextlib.suppress(OSError):
+                path.unlink()
+        run.end()
+        raise
+    try:
+        fsync_dir(root)
+        run.step("journal written")
+        run_steps(root, tuple(tuple(s) for s in steps), run.step)
+        (root / JOURNAL).unlink()
+        fsync_dir(root)
+        run.step("journal removed")
+    except OSError as exc:
+        raise CommittedError(
+            f"{root}: the fix was committed but could not finish switching files "
+            f"({exc.strerror.lower() if exc.strerror else exc}); the folder loads, and the next "
+            "`tiecheck fix` completes the switch from its journal"
+        ) from exc
+    finally:
+        run.end()
+    final = dataclasses.replace(verification.after, target=before.target)
+    return Applied(root, verification, final)
 
 
 def _fsync_all(paths: list[Path]) -> None:
@@ -262,14 +239,14 @@ def _fsync_all(paths: list[Path]) -> None:
         fsync_file(path)
 
 
-def _stage_texts(root: Path, plan: Plan, staged: dict[str, Path]) -> None:
+def _stage_texts(root: Path, dest: Path, plan: Plan, staged: dict[str, Path], run: Run) -> None:
     for name, text in ((plan.index_name, plan.index_text), (plan.config_name, plan.config_text)):
         if name is None or text is None:
             continue
-        tmp = root / tmp_name(name)
-        write_text(tmp, text)
+        tmp = dest / tmp_name(name)
+        write_text(tmp, text, like=_like(root, name, None))
         staged[name] = tmp
-        step(f"staged {name}")
+        run.step(f"staged {name}")
 
 
 def _switch_steps(plan: Plan, staged: dict[str, Path]) -> list[list[str]]:
@@ -287,6 +264,8 @@ def _switch_steps(plan: Plan, staged: dict[str, Path]) -> list[list[str]]:
 
 
 def _link(source: Path, dest: Path) -> bool:
+    if source.is_symlink():
+        return False
     try:
         os.link(source, dest)
     except OSError:
@@ -294,7 +273,7 @@ def _link(source: Path, dest: Path) -> bool:
     return True
 
 
-def apply_to_output(root: Path, plan: Plan, before: Report, output: Path) -> Applied:
+def apply_to_output(root: Path, plan: Plan, before: Report, output: Path, run: Run) -> Applied:
     """Write the fixed checkpoint to a new folder; the source folder is only read."""
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise RefusedError(f"{output}: already exists and is not an empty folder")
@@ -306,23 +285,29 @@ def apply_to_output(root: Path, plan: Plan, before: Report, output: Path) -> App
         staged: dict[str, Path] = {}
         written: dict[str, WrittenFile] = {}
         with _sources(root) as sources:
+            run.begin("copy", sum(t.nbytes for out in plan.files for t in out.tensors))
             for out in plan.files:
                 tmp = output / tmp_name(out.name)
-                written[out.name] = write_shard(tmp, out.tensors, out.metadata, sources)
+                like = _like(root, out.source or out.name, out.tensors[0].file)
+                written[out.name] = write_shard(tmp, out.tensors, out.metadata, sources, run, True, like)
                 staged[out.name] = tmp
-            _stage_texts(output, plan, staged)
+            _stage_texts(root, output, plan, staged, run)
             config = before.checkpoint.config_file
             if config is not None and config not in staged:
                 tmp = output / tmp_name(config)
                 shutil.copyfile(root / config, tmp)
                 staged[config] = tmp
-            verification = verify(plan, before, LocalStore(root), MappedStore(str(output), staged), written, {})
+            store = MappedStore(str(output), staged)
+            verification = verify(plan, before, LocalStore(root), store, written, {}, run)
         for name, tmp in staged.items():
             tmp.replace(output / name)
         skip = {f.name for f in before.checkpoint.files} | set(plan.removed) | set(staged)
         for entry in os.scandir(root):
-            copy = entry.is_file() and entry.name not in skip and not is_fix_artifact(entry.name)
-            if copy and not _link(Path(entry.path), output / entry.name):
+            if entry.name in skip or is_fix_artifact(entry.name) or not entry.is_file():
+                continue
+            if entry.is_symlink() and not within(root, Path(entry.path)):
+                continue  # never copy what a symlink out of the folder points to
+            if not _link(Path(entry.path), output / entry.name):
                 shutil.copy2(entry.path, output / entry.name)
         fsync_dir(output)
     except BaseException:
@@ -333,4 +318,7 @@ def apply_to_output(root: Path, plan: Plan, before: Report, output: Path) -> App
                 with contextlib.suppress(OSError):
                     child.unlink()
         raise
-    return Applied(output, verification, scan_store(LocalStore(output), target=str(output)))
+    finally:
+        run.end()
+    final = dataclasses.replace(verification.after, target=str(output))
+    return Applied(output, verification, final)

@@ -258,7 +258,39 @@ class _Planner:
         self.fixed.add(finding_key(f))
 
     def _on_tc007(self, f: Finding) -> None:
+        shards = [n for n in f.files if not n.endswith(".json")]
+        if len(f.files) > 1:
+            self._on_shadowed(f, shards)
+            return
         orphan = f.files[0]
+        verdict, header = self._classify_orphan(orphan)
+        if header is None or verdict not in ("redundant", "new"):
+            self.kept.append(KeptNote(orphan, "TC007", verdict))
+            return
+        if verdict == "new":
+            self.orphans_indexed.append((orphan, header.tensors, header.metadata))
+        else:
+            self.orphans_deleted.append((orphan, "every tensor in it is stored, byte-identical, in the indexed shards"))
+        self.fixed.add(finding_key(f))
+
+    def _on_shadowed(self, f: Finding, shards: list[str]) -> None:
+        """``model.safetensors`` beside an index and its shards: loaders read only the single file.
+
+        The index and its shards go when every tensor they hold is stored, byte-identical, in the
+        file loaders read; otherwise all of them stay (deciding which copy is stale is the user's).
+        """
+        for shard in shards:
+            verdict, _ = self._classify_orphan(shard)
+            if verdict != "redundant":
+                why = verdict if verdict.startswith("kept") else f"kept: {shard} holds tensors the loaded file lacks"
+                self.kept.append(KeptNote(", ".join(f.files), "TC007", f"{why}; decide by hand which copy is stale"))
+                return
+        why = f"shadowed by {self.ckpt.shadowed_by}, which loaders read and which holds every tensor, byte-identical"
+        self.orphans_deleted += [(name, why) for name in f.files]
+        self.fixed.add(finding_key(f))
+
+    def _classify_orphan(self, orphan: str) -> tuple[str, Any]:
+        """("redundant" | "new" | a "kept: ..." reason, the orphan's header or None)."""
         try:
             source = self.store.open(orphan)
             try:
@@ -266,8 +298,7 @@ class _Planner:
             finally:
                 source.close()
         except (FormatError, OSError) as exc:
-            self.kept.append(KeptNote(orphan, "TC007", f"kept: the orphan cannot be read ({exc}); delete it by hand"))
-            return
+            return f"kept: the orphan cannot be read ({exc}); delete it by hand", None
         redundant: list[str] = []
         new: list[str] = []
         conflicts: list[str] = []
@@ -283,13 +314,8 @@ class _Planner:
                 new.append(record.name)
         if conflicts or (redundant and new):
             what = f"holds {conflicts[0]}, which differs from the copy loaders read" if conflicts else "mixes copies"
-            self.kept.append(KeptNote(orphan, "TC007", f"kept: the orphan {what}; decide by hand"))
-            return
-        if new:
-            self.orphans_indexed.append((orphan, header.tensors, header.metadata))
-        else:
-            self.orphans_deleted.append((orphan, "every tensor in it is stored, byte-identical, in the indexed shards"))
-        self.fixed.add(finding_key(f))
+            return f"kept: the orphan {what}; decide by hand", header
+        return ("new" if new else "redundant"), header
 
     def _on_tc101(self, f: Finding) -> None:
         restored, kept = f.tensors[0], f.tensors[1]

@@ -1,32 +1,42 @@
 """Proving a staged fix lost nothing, before it is committed.
 
-Three checks, all on the staged files seen through a :class:`MappedStore` (the fixed
+Four checks, all on the staged files seen through a :class:`MappedStore` (the fixed
 checkpoint as loaders will see it, temp files under their final names):
 
 1. every written file's header is re-read and lists exactly the planned tensors, and every
    tensor's bytes hash to what was hashed while copying from the source;
-2. every dropped tensor is restorable: its partner is byte-identical (compared again, on the
-   source) and, for a tie, the fixed checkpoint's config declares the tie;
-3. a re-scan of the fixed checkpoint: the findings the plan resolves are gone and no finding
+2. **nothing was lost**, whatever the plan says: every tensor name a loader reads from the old
+   checkpoint is read from the new one with the same dtype, shape and bytes (the hash taken
+   while copying that very source range, or the same untouched range of a kept file), or it
+   is gone and a tie in the new config restores it from a partner that is compared, on the
+   source, with the bytes loaders used to read;
+3. every dropped tensor the plan lists is restorable the same way;
+4. a re-scan of the fixed checkpoint: the findings the plan resolves are gone and no finding
    appears that was not there before.
+
+Check 2 depends on no rule and no planner decision: a plan that drops a tensor without a
+partner, names a wrong partner, or forgets a tie is refused here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from tiecheck.checkpoint import TensorRecord
 from tiecheck.content import ContentReader
 from tiecheck.errors import TiecheckError
 from tiecheck.findings import Finding
+from tiecheck.fix.hooks import Run
 from tiecheck.fix.plan import Plan, finding_key
-from tiecheck.fix.writer import CHUNK, WrittenFile, hash_record
+from tiecheck.fix.writer import WrittenFile, hash_record
 from tiecheck.formats.safetensors import read_header
 from tiecheck.io.source import CheckpointStore, LocalFileSource
 from tiecheck.scan import Report, scan_store
-from tiecheck.ties.resolve import resolve_ties
+from tiecheck.ties.resolve import ResolvedTie, resolve_ties
 
 
 class VerificationError(TiecheckError):
@@ -76,9 +86,11 @@ def verify(
     staged: MappedStore,
     written: Mapping[str, WrittenFile],
     linked: Mapping[str, Path],
+    run: Run,
 ) -> Verification:
     tensors_hashed = bytes_hashed = 0
-    buffer = memoryview(bytearray(CHUNK))
+    buffer = memoryview(bytearray(run.chunk))
+    run.begin("verify", sum(t.nbytes for name, w in written.items() for t in _planned(plan, name)))
     for out in plan.files:
         path = written[out.name].path if out.name in written else linked.get(out.name)
         if path is None:
@@ -100,13 +112,16 @@ def verify(
                     )
                 tensors_hashed += 1
                 bytes_hashed += record.nbytes
+                run.advance(record.nbytes)
         finally:
             os.close(fd)
 
-    after = scan_store(staged, target=plan.location)
+    run.end()
+    after = scan_store(staged, target=plan.location, progress=run.progress)
     new_map = after.checkpoint.tensor_map()
     ties = resolve_ties(after.checkpoint, set(new_map) | plan.dropped_names)
     with ContentReader(source_store) as content:
+        _nothing_lost(plan, before, after, written, ties, content)
         for d in plan.dropped:
             if d.partner.name not in new_map:
                 raise VerificationError(
@@ -139,3 +154,92 @@ def verify(
         after=after,
         resolved=resolved,
     )
+
+
+def _planned(plan: Plan, name: str) -> tuple[TensorRecord, ...]:
+    return next((out.tensors for out in plan.files if out.name == name), ())
+
+
+def _same_range(a: TensorRecord, b: TensorRecord) -> bool:
+    return (a.file, a.start, a.end, a.dtype, a.shape, a.stride) == (b.file, b.start, b.end, b.dtype, b.shape, b.stride)
+
+
+def _origin(plan: Plan, new: TensorRecord, written: Mapping[str, WrittenFile]) -> TensorRecord | None:
+    """The source range whose bytes the fixed checkpoint holds for ``new``, if the fix proves one.
+
+    A written file: the range the writer copied and hashed (check 1 compared the staged bytes
+    with that hash). A whole file kept or renamed by hard link: the same range of its source.
+    A file the plan does not list: left as it is.
+    """
+    out = next((o for o in plan.files if o.name == new.file), None)
+    if out is None:
+        return new
+    if new.file in written:
+        if new.name not in written[new.file].digests:
+            return None
+        return next((t for t in out.tensors if t.name == new.name), None)
+    if out.source is not None:
+        return dataclasses.replace(new, file=out.source)
+    return None
+
+
+def _unreadable_kept_as_is(plan: Plan, before: Report, after: Report, written: Mapping[str, WrittenFile]) -> None:
+    """A name the old index maps to a file tiecheck could not read: the fix must leave both exactly as they were.
+
+    Its bytes cannot be compared, so the only proof that it is not lost is that nothing about it changed.
+    """
+    old_index, new_index = before.checkpoint.index, after.checkpoint.index
+    if old_index is None:
+        unread = [f.name for f in before.checkpoint.files if f.problem is not None]
+        if unread:
+            raise VerificationError(f"{unread[0]}: tiecheck could not read it, so the fix cannot prove it keeps it")
+        return
+    old_map = before.checkpoint.tensor_map()
+    changed = set(plan.removed) | set(written) | {o.name for o in plan.files if o.source != o.name}
+    for name, file in sorted(old_index.weight_map.items()):
+        if name in old_map:
+            continue
+        kept = new_index is not None and new_index.weight_map.get(name) == file and file not in changed
+        if not kept:
+            raise VerificationError(
+                f"{name}: loaders read it from {file}, which tiecheck could not read; the fix would change or drop "
+                "it without being able to prove nothing is lost"
+            )
+
+
+def _nothing_lost(
+    plan: Plan,
+    before: Report,
+    after: Report,
+    written: Mapping[str, WrittenFile],
+    ties: tuple[ResolvedTie, ...],
+    content: ContentReader,
+) -> None:
+    """Every tensor loaders read before is read after with the same bytes, or restored from a verified partner."""
+    old_map = before.checkpoint.tensor_map()
+    new_map = after.checkpoint.tensor_map()
+    _unreadable_kept_as_is(plan, before, after, written)
+    for name, old in sorted(old_map.items()):
+        new = new_map.get(name)
+        if new is not None:
+            if (new.dtype, new.shape) != (old.dtype, old.shape):
+                raise VerificationError(f"{name}: the fixed checkpoint reads it as {new.dtype} {list(new.shape)}")
+            origin = _origin(plan, new, written)
+            if origin is None:
+                raise VerificationError(f"{name}: {new.file} holds it, but no copy of it was planned and hashed")
+            if not _same_range(origin, old) and not content.equal(origin, old):
+                raise VerificationError(
+                    f"{name}: the fixed checkpoint reads other bytes than loaders read before (in {old.file})"
+                )
+            continue
+        partners = [t.group.kept for t in ties if t.tied and name in t.group.restored]
+        partner = next((p for p in partners if p in new_map), None)
+        if partner is None:
+            raise VerificationError(
+                f"{name} would be lost: the fixed checkpoint neither stores it nor ties it to a stored tensor"
+            )
+        source = old_map.get(partner)
+        if source is None or not content.equal(old, source):
+            raise VerificationError(
+                f"{name} would be lost: the tie restores it from {partner}, which does not hold the same bytes"
+            )

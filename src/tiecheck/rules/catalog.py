@@ -39,6 +39,7 @@ _RULES = (
     Rule("TC008", "invalid-index", ERR, "The shard index is not valid JSON, lacks weight_map, or is missing.", False),
     Rule("TC009", "invalid-config", ERR, "config.json is unreadable or invalid.", False),
     Rule("TC010", "missing-config", INFO, "No config.json beside the weights: ties guessed, dtype unchecked.", False),
+    Rule("TC020", "interrupted-fix", WARN, "A pending fix journal or temp files left by an interrupted fix.", True),
     Rule("TC101", "redundant-tied-tensor", WARN, "A stored tensor that the config ties to an identical one.", True),
     Rule("TC102", "tie-mismatch", ERR, "The config ties two tensors but their stored values differ.", False),
     Rule(

@@ -110,6 +110,17 @@ DOCS: dict[str, RuleDoc] = {
         example="A single model.safetensors downloaded without the rest of its repository.",
         fix="Not fixed automatically: add the model's config.json, or ignore TC010 for bare weight files.",
     ),
+    "TC020": RuleDoc(
+        detects="The folder holds .tiecheck-fix.json (the journal of a fix interrupted after its commit point) or "
+        ".tiecheck-tmp-*.part files (staged by a fix interrupted before it).",
+        why="Loaders ignore these files, so the checkpoint loads, but it may be half-way between its old and new "
+        "layout, and the temp files can be as large as a shard. A journal shipped with a downloaded repo is not "
+        "to be trusted: it says which files to move and delete.",
+        example="A `tiecheck fix` was killed by an out-of-memory killer while switching shards.",
+        fix="`tiecheck fix` validates the journal (it may only move its own temp files onto plain names in the "
+        "folder, or delete plain files in it; anything else is refused whole), shows the steps (`--dry-run`), "
+        "asks, then completes the interrupted fix and removes the temp files.",
+    ),
     "TC101": RuleDoc(
         detects="A tensor stored although the config (or the architecture) ties it to another, and the two are "
         "byte-identical: typically lm_head.weight next to model.embed_tokens.weight with tie_word_embeddings true.",

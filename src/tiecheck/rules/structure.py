@@ -30,7 +30,14 @@ def check_files(ctx: ScanContext) -> Iterator[Finding]:
 
 def check_load_issues(ctx: ScanContext) -> Iterator[Finding]:
     for issue in ctx.checkpoint.issues:
-        if issue.rule == "TC008":
+        if issue.rule == "TC020":
+            yield finding(
+                "TC020",
+                f"{issue.file}: {issue.detail}. Loaders ignore these files; `tiecheck fix` shows and completes "
+                "the interrupted fix (or removes its temp files).",
+                files=[issue.file],
+            )
+        elif issue.rule == "TC008":
             yield finding(
                 "TC008",
                 f"{issue.file}: {issue.detail}. Loaders cannot map tensors to shards; regenerate the index.",

@@ -1,0 +1,222 @@
+"""What a checkpoint folder cannot make `tiecheck fix` do: follow its journal or symlinks out, change modes,
+replace read-only files, or run in place without consent."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from fixhelpers import codes, loadable, snapshot
+from tiecheck import scan
+from tiecheck.cli import app
+from tiecheck.fix import Options, RefusedError, run_fix
+from tiecheck.fix.journal import JOURNAL, tmp_name
+
+runner = CliRunner()
+SHARD2 = "model-00002-of-00002.safetensors"
+INDEX = "model.safetensors.index.json"
+
+
+@pytest.fixture
+def merged(tmp_path: Path, fixtures_dir: Path) -> Path:
+    folder = tmp_path / "merged"
+    shutil.copytree(fixtures_dir / "gemma2-merge-duplicated-head", folder)
+    return folder
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    folder = tmp_path / "outside"
+    folder.mkdir()
+    (folder / "precious.txt").write_text("do not touch")
+    (folder / ".tiecheck-tmp-precious.txt.part").write_text("attacker")
+    return folder
+
+
+def hostile_journals(outside: Path) -> dict[str, list[list[str]]]:
+    precious = str(outside / "precious.txt")
+    return {
+        "absolute-delete": [["delete", precious]],
+        "dotdot-delete": [["delete", "../outside/precious.txt"]],
+        "absolute-replace": [["replace", str(outside / ".tiecheck-tmp-precious.txt.part"), precious]],
+        "dotdot-replace": [["replace", "../outside/.tiecheck-tmp-precious.txt.part", "../outside/precious.txt"]],
+        "source-not-a-temp": [["replace", "config.json", INDEX]],
+        "temp-of-another-name": [["replace", tmp_name("config.json"), INDEX]],
+        "unknown-step": [["chmod", "config.json"]],
+        "extra-argument": [["delete", "config.json", "x"]],
+        "symlinked-delete": [["delete", "link.txt"]],
+        "symlinked-source": [["replace", tmp_name("config.json"), "config.json"]],
+        "not-a-list": "delete everything",  # type: ignore[dict-item]
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    sorted(hostile_journals(Path("/x"))),
+)
+def test_hostile_journal_is_refused_and_nothing_changes(merged: Path, outside: Path, case: str) -> None:
+    steps = hostile_journals(outside)[case]
+    (merged / "link.txt").symlink_to(outside / "precious.txt")
+    (merged / tmp_name("config.json")).symlink_to(outside / "precious.txt")
+    (merged / JOURNAL).write_text(json.dumps({"steps": steps}))
+    inside, there = snapshot(merged), snapshot(outside)
+    links = sorted(p.name for p in merged.iterdir() if p.is_symlink())
+    for dry_run in (True, False):
+        with pytest.raises(RefusedError, match="journal"):
+            run_fix(merged, Options(drop_duplicates=True), dry_run=dry_run)
+    result = runner.invoke(app, ["fix", "--yes", "--drop-duplicates", str(merged)])
+    assert result.exit_code == 2 and "nothing was changed" in result.stderr, result.output
+    assert snapshot(merged) == inside and snapshot(outside) == there
+    assert sorted(p.name for p in merged.iterdir() if p.is_symlink()) == links
+
+
+def test_journal_that_is_a_symlink_is_refused(merged: Path, outside: Path) -> None:
+    (outside / "journal.json").write_text(json.dumps({"steps": []}))
+    (merged / JOURNAL).symlink_to(outside / "journal.json")
+    with pytest.raises(RefusedError, match="symlink"):
+        run_fix(merged, Options())
+    assert (merged / JOURNAL).is_symlink()
+
+
+def test_recovery_is_shown_in_dry_run_and_asked_for(merged: Path) -> None:
+    staged = merged / tmp_name(INDEX)
+    index = json.loads((merged / INDEX).read_text())
+    index["metadata"]["total_size"] -= 1
+    staged.write_text(json.dumps(index))
+    (merged / JOURNAL).write_text(json.dumps({"steps": [["replace", staged.name, INDEX]]}))
+    assert "TC020" in codes(merged), "scan reports the pending journal"
+    before = snapshot(merged)
+
+    dry = runner.invoke(app, ["fix", "--dry-run", str(merged)])
+    assert dry.exit_code == 0, dry.output
+    assert f"move {staged.name} -> {INDEX}" in dry.stdout
+    assert snapshot(merged) == before
+
+    no_terminal = runner.invoke(app, ["fix", str(merged)])
+    assert no_terminal.exit_code == 2 and "--yes" in no_terminal.stderr
+    assert snapshot(merged) == before
+
+    asked: list[Any] = []
+    outcome = run_fix(merged, Options(), confirm_recovery=lambda p: asked.append(p) is not None)
+    assert outcome.declined and len(asked) == 1 and asked[0].steps == (("replace", staged.name, INDEX),)
+    assert snapshot(merged) == before
+
+    outcome = run_fix(merged, Options(), confirm_recovery=lambda p: True)
+    assert outcome.recovery is not None and outcome.recovery.rolled_forward
+    assert "TC020" not in codes(merged)
+
+
+def test_leftover_temp_files_are_reported_by_scan(merged: Path) -> None:
+    (merged / tmp_name(SHARD2)).write_bytes(b"partial")
+    assert {f.code for f in scan(merged).findings} >= {"TC020"}
+
+
+# --- consent -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("extra", [[], ["--format", "json"]])
+def test_no_change_in_place_without_a_prompt_or_yes(merged: Path, extra: list[str]) -> None:
+    """Under the test runner stdin/stdout are not terminals (like `| tee log` or `< /dev/null`)."""
+    before = snapshot(merged)
+    result = runner.invoke(app, ["fix", "--drop-duplicates", *extra, str(merged)], input="y\n")
+    assert result.exit_code == 2 and "no terminal to ask" in result.stderr
+    assert snapshot(merged) == before
+    assert runner.invoke(app, ["fix", "--drop-duplicates", "--yes", *extra, str(merged)]).exit_code == 0
+    assert codes(merged) == set()
+
+
+def test_output_needs_no_consent(merged: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["fix", "--drop-duplicates", "-o", str(tmp_path / "out"), str(merged)])
+    assert result.exit_code == 0, result.output
+
+
+# --- symlinks ------------------------------------------------------------------------------
+
+
+def test_shard_symlinked_out_of_the_folder_is_tc008_and_never_unlinked(merged: Path, outside: Path) -> None:
+    target = outside / SHARD2
+    shutil.move(merged / SHARD2, target)
+    (merged / SHARD2).symlink_to(target)
+    report = scan(merged)
+    assert any(f.code == "TC008" and SHARD2 in f.files for f in report.findings)
+    result = runner.invoke(app, ["fix", "--yes", "--drop-duplicates", str(merged)])
+    assert result.exit_code == 2 and "TC008" in result.stderr
+    assert (merged / SHARD2).is_symlink() and target.exists()
+
+
+def test_directory_symlink_in_the_index_is_tc008(merged: Path, outside: Path) -> None:
+    (merged / "sub").symlink_to(outside)
+    shutil.move(merged / SHARD2, outside / SHARD2)
+    index = json.loads((merged / INDEX).read_text())
+    index["weight_map"] = {k: (f"sub/{SHARD2}" if v == SHARD2 else v) for k, v in index["weight_map"].items()}
+    (merged / INDEX).write_text(json.dumps(index))
+    before, there = snapshot(merged), snapshot(outside)
+    assert any(f.code == "TC008" for f in scan(merged).findings)
+    with pytest.raises(RefusedError, match="TC008"):
+        run_fix(merged, Options(drop_duplicates=True))
+    assert snapshot(merged) == before and snapshot(outside) == there
+
+
+def test_output_never_copies_a_symlink_target_from_outside(merged: Path, outside: Path, tmp_path: Path) -> None:
+    (merged / "README.md").symlink_to(outside / "precious.txt")
+    out = tmp_path / "out"
+    run_fix(merged, Options(drop_duplicates=True), output=out)
+    assert not (out / "README.md").exists()
+
+
+def test_hugging_face_cache_snapshot_is_refused_in_place(merged: Path, tmp_path: Path) -> None:
+    repo = tmp_path / "models--org--name"
+    blobs, snap = repo / "blobs", repo / "snapshots" / "0123abcd"
+    blobs.mkdir(parents=True)
+    snap.mkdir(parents=True)
+    for i, path in enumerate(sorted(merged.iterdir())):
+        shutil.copy(path, blobs / f"blob{i}")
+        (snap / path.name).symlink_to(Path("../../blobs") / f"blob{i}")
+    assert codes(snap) == {"TC101"}, "cache symlinks into blobs/ are the checkpoint's own files"
+    blobs_before = snapshot(blobs)
+    result = runner.invoke(app, ["fix", "--yes", "--drop-duplicates", str(snap)])
+    assert result.exit_code == 2 and "--output" in result.stderr and "cache" in result.stderr
+    assert all(p.is_symlink() for p in snap.iterdir()) and snapshot(blobs) == blobs_before
+    out = tmp_path / "fixed"
+    assert runner.invoke(app, ["fix", "--drop-duplicates", "-o", str(out), str(snap)]).exit_code == 0
+    assert not any(p.is_symlink() for p in out.iterdir()) and codes(out) == set()
+    assert loadable(out)
+
+
+# --- modes, owner, extended attributes, read-only files ------------------------------------
+
+
+def test_rewritten_files_keep_mode_owner_and_xattrs(merged: Path) -> None:
+    shard, index = merged / SHARD2, merged / INDEX
+    shard.chmod(0o600)
+    index.chmod(0o640)
+    xattrs = True
+    try:
+        os.setxattr(shard, "user.origin", b"hub")
+    except OSError:
+        xattrs = False  # the filesystem has no user xattrs
+    owner = (shard.stat().st_uid, shard.stat().st_gid)
+    inode = shard.stat().st_ino
+    assert runner.invoke(app, ["fix", "--yes", "--drop-duplicates", str(merged)]).exit_code == 0
+    assert shard.stat().st_ino != inode, "the shard was rewritten"
+    assert stat.S_IMODE(shard.stat().st_mode) == 0o600
+    assert stat.S_IMODE(index.stat().st_mode) == 0o640
+    assert (shard.stat().st_uid, shard.stat().st_gid) == owner
+    if xattrs:
+        assert os.getxattr(shard, "user.origin") == b"hub"
+
+
+def test_read_only_shard_is_not_replaced(merged: Path) -> None:
+    (merged / SHARD2).chmod(0o444)
+    before = snapshot(merged)
+    result = runner.invoke(app, ["fix", "--yes", "--drop-duplicates", str(merged)])
+    assert result.exit_code == 2 and "read-only" in result.stderr, result.output
+    assert snapshot(merged) == before
+    assert stat.S_IMODE((merged / SHARD2).stat().st_mode) == 0o444
