@@ -161,11 +161,13 @@ class PickleWalk:
     """Every storage a persistent id declares, by key (also those outside the state dict)."""
     exhausted: bool = False
     """The walk stopped at :data:`MAX_OPCODES`; later imports are unknown."""
+    stopped: bool = False
+    """The walk reached the STOP opcode (even if the machine lost track before): ``end`` is where it was."""
 
 
-#: Opcodes walked before a pickle is refused: a real state dict needs about 32 a tensor (a 60,000-tensor
-#: file fits); a hostile stream of trivial opcodes would otherwise run for minutes and fill memory.
-MAX_OPCODES = 2_000_000
+#: Opcodes walked before a pickle is refused (about 1.5 s): ``torch.save`` writes about 32 a tensor, so
+#: a file of 30,000 tensors fits; a hostile stream of trivial opcodes would run for minutes and fill memory.
+MAX_OPCODES = 1_000_000
 #: Integers wider than this are no size, offset or count torch writes (the legacy magic number has 77
 #: bits); a 20,000-bit one would not even print.
 MAX_INT_BITS = 128
@@ -202,6 +204,7 @@ def walk_pickle(stream: BinaryIO | bytes) -> PickleWalk:
             else:
                 machine.note_global_only(opcode.name, arg)
             if opcode.name == "STOP":
+                walk.stopped = True
                 break
     except (ValueError, struct.error, EOFError, UnicodeDecodeError, OverflowError) as exc:
         if machine.broken is None:

@@ -170,9 +170,10 @@ def read_torch_file(source: ByteSource, file_name: str) -> TorchFile:
     # Legacy and bare pickles: walk the leading pickles (unsafe globals first), then read or refuse.
     stream = _SourceFile(source, end=MAX_PICKLE_SIZE)
     walks: list[PickleWalk] = []
-    for _ in range(len(LEGACY_PICKLES) if kind == "legacy" else 1):
+    for _ in LEGACY_PICKLES:  # torch.load reads any non-zip file as these (a bare pickle: the first runs)
         walks.append(walk_pickle(stream))  # type: ignore[arg-type]
-        if walks[-1].broken or walks[-1].exhausted or stream.peek_byte() != b"\x80":
+        # A walk that lost track but reached STOP goes on: later pickles may still name imports.
+        if not walks[-1].stopped or walks[-1].exhausted or stream.peek_byte() != b"\x80":
             break
     unsafe = [g for walk in walks for g in walk.unsafe]
     if unsafe:
