@@ -520,7 +520,7 @@ def _key(value: object) -> object:
     Hashing a tuple nested a million levels deep recurses in C and crashes the process; torch's
     state dicts are keyed by strings, so nothing is lost.
     """
-    return value if type(value) in _SCALARS else _Opaque(f"{_describe(value)} key")
+    return value if type(value) in _SCALARS else _Opaque(_describe(value))
 
 
 def _tensor(func: str, args: tuple[object, ...], dtype_arg: object) -> _Tensor:

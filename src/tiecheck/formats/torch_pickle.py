@@ -374,7 +374,9 @@ def _state_dict(value: object) -> tuple[list[tuple[str, _Tensor]], str | None]:
 
 def _tensors_in(holder: dict[object, object]) -> Iterator[tuple[str, _Tensor]]:
     for key, value in holder.items():
-        name = key if isinstance(key, str) else str(key) if isinstance(key, int) else f"<{_describe(key)[1:-1]} key>"
+        if isinstance(key, _Opaque):
+            raise _unreadable(f"the state dict has a key that is {key.what}, not a name")
+        name = key if isinstance(key, str) else str(key) if isinstance(key, int) else f"<{_describe(key)} key>"
         if isinstance(value, _Tensor):
             yield name, value
         elif isinstance(value, _Opaque) and value.what.startswith(("torch._utils._rebuild", "torch._tensor")):
