@@ -175,9 +175,10 @@ def test_selection_is_a_pure_function_on_reports(fixtures_dir: Path) -> None:
 
 
 @pytest.fixture
-def project(tmp_path: Path, fixtures_dir: Path) -> Path:
-    """A project folder with the drift checkpoint two levels down."""
+def project(tmp_path: Path, fixtures_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project folder, the working directory, with the drift checkpoint two levels down."""
     shutil.copytree(fixtures_dir / DRIFT, tmp_path / "models" / "drift")
+    monkeypatch.chdir(tmp_path)
     return tmp_path
 
 
@@ -194,7 +195,7 @@ def test_pyproject_settings_apply_and_flags_win(project: Path) -> None:
     assert codes(target, "--isolated") == ["TC002", "TC003", "TC004", "TC005", "TC007"]
 
 
-def test_tiecheck_toml_wins_and_the_nearest_config_wins(project: Path) -> None:
+def test_tiecheck_toml_wins_and_the_nearest_config_wins(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (project / "pyproject.toml").write_text('[tool.tiecheck]\nselect = ["TC002"]\n')
     target = project / "models" / "drift"
     assert codes(str(target)) == ["TC002"]
@@ -203,7 +204,9 @@ def test_tiecheck_toml_wins_and_the_nearest_config_wins(project: Path) -> None:
     (project / "models" / "pyproject.toml").write_text('[project]\nname = "no-tiecheck-table"\n')
     assert find_config(target) == project / "tiecheck.toml"  # a pyproject without [tool.tiecheck] is passed over
     (project / "models" / "tiecheck.toml").write_text('ignore = ["TC0"]\n[severity]\nTC007 = "error"\n')
-    assert codes(str(target)) == []
+    assert codes(str(target)) == ["TC003"]  # a config below the working directory is not the project's
+    monkeypatch.chdir(project / "models")
+    assert codes(str(target)) == []  # run from there, it is
     explicit = project / "explicit.toml"
     explicit.write_text('select = ["TC007"]\n[severity]\nTC007 = "info"\n')
     assert codes(str(target), "--config", str(explicit)) == ["TC007"]

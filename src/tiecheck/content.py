@@ -31,7 +31,7 @@ import xxhash
 
 from tiecheck.checkpoint import TensorRecord
 from tiecheck.formats.dtypes import DTYPES
-from tiecheck.io.source import ByteSource, CheckpointStore, Closing
+from tiecheck.io.source import ByteSource, CheckpointStore, Closing, SourcePool
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -288,7 +288,7 @@ class ContentReader(Closing):
         self, store: CheckpointStore, progress: ProgressSink | None = None, workers: int | None = None
     ) -> None:
         self._store = store
-        self._sources: dict[str, ByteSource] = {}
+        self._sources = SourcePool(store)
         self._progress = progress
         self._workers = workers or max(1, min(4, os.cpu_count() or 1))
         self._lock = threading.Lock()
@@ -301,9 +301,7 @@ class ContentReader(Closing):
         self.bytes_read = 0
 
     def source(self, file: str) -> ByteSource:
-        if file not in self._sources:
-            self._sources[file] = self._store.open(file)
-        return self._sources[file]
+        return self._sources.get(file)
 
     # -- plumbing
 
@@ -352,8 +350,6 @@ class ContentReader(Closing):
         jobs: dict[object, list[tuple[TensorRecord, ...]]] = defaultdict(list)
         for i, unit in enumerate(units):
             jobs[unit[0].file if len(unit) == 1 else i].append(unit)
-            for t in unit:
-                self.source(t.file)  # open in this thread
         if not jobs:
             return
         total = sum(size(t) for us in jobs.values() for u in us for t in u)
@@ -361,14 +357,20 @@ class ContentReader(Closing):
             self._progress.begin(label, total)
 
         def run(key: object) -> None:
-            for unit in sorted(jobs[key], key=lambda u: u[0].start):
-                if self._cancelled.is_set():
-                    raise _Cancelled
-                work(unit)
+            files = sorted({t.file for u in jobs[key] for t in u})
+            # Open files stay bounded (a pool): a job's files are open, and pinned, only while it runs.
+            with self._sources.pinned(files):
+                for file in files:
+                    _access(self.source(file), random_access)
+                try:
+                    for unit in sorted(jobs[key], key=lambda u: u[0].start):
+                        if self._cancelled.is_set():
+                            raise _Cancelled
+                        work(unit)
+                finally:
+                    for file in files:
+                        _access(self.source(file), False)
 
-        sources = {t.file: self.source(t.file) for us in jobs.values() for u in us for t in u}
-        for src in sources.values():
-            _access(src, random_access)
         try:
             if len(jobs) == 1 or self._workers == 1:
                 for key in jobs:
@@ -386,8 +388,6 @@ class ContentReader(Closing):
                     raise
                 pool.shutdown(wait=True)
         finally:
-            for src in sources.values():
-                _access(src, False)
             if self._progress is not None:
                 self._progress.end()
 
@@ -598,9 +598,7 @@ class ContentReader(Closing):
     # -- lifetime
 
     def close(self) -> None:
-        for source in self._sources.values():
-            source.close()
-        self._sources.clear()
+        self._sources.close()
 
 
 class _Cancelled(Exception):

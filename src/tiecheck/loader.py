@@ -100,9 +100,11 @@ def load_checkpoint(store: CheckpointStore) -> Checkpoint:
         orphans = [n for n in names if n.endswith(index_suffix) or shard_pattern.match(n)]
     elif index is not None:
         referenced = sorted(set(index.weight_map.values()))
-        weight_names = [n for n in referenced if store.exists(n)]
-        missing = [n for n in referenced if not store.exists(n)]
-        orphans = [n for n in names if _is_weight_name(n, pickle) and n not in referenced]
+        listed = set(names)  # one listing, not a stat per name: an index may name a million shards
+        present = {n for n in referenced if n in listed or ("/" in n and store.exists(n))}
+        weight_names = [n for n in referenced if n in present]
+        missing = [n for n in referenced if n not in present]
+        orphans = [n for n in names if _is_weight_name(n, pickle) and n not in present]
     elif index_name is not None:
         # The index is broken: read every shard-looking file so the rest can still be checked.
         weight_names = [n for n in names if _is_weight_name(n, pickle)]

@@ -9,7 +9,10 @@ Selection is a pure function on a :class:`~tiecheck.scan.Report` (:func:`apply_s
 library and every output format see the same findings.
 
 Config files: the first ``tiecheck.toml`` (top-level keys) or ``pyproject.toml`` with a
-``[tool.tiecheck]`` table found from the scanned folder upward (``tiecheck.toml`` wins in the same folder).
+``[tool.tiecheck]`` table found from the working directory upward (``tiecheck.toml`` wins in the same
+folder), or the one ``--config`` names. Never from inside a scanned checkpoint: its author must not
+choose how it is checked. A config file cannot deselect or lower the unsafe-pickle rules
+(:data:`PROTECTED`); only the command line can.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ ALL = "ALL"
 
 
 COMMAND_LINE = "command line"
+#: Rules a config file can neither deselect nor lower: a pickle that runs code, or that cannot be read
+#: (and so cannot be shown not to), must not pass a gate because of a settings file.
+PROTECTED = frozenset({"TC401", "TC403"})
 
 
 def _where(source: str, key: str) -> str:
@@ -94,6 +100,8 @@ class Selection:
     fail_on: Severity | None = None
     source: str = "settings"
     """Where the layer comes from, for messages."""
+    from_file: bool = False
+    """A config file's layer: it cannot deselect or lower the :data:`PROTECTED` rules."""
 
     def __post_init__(self) -> None:
         """Validate and upper-case the selectors, so a layer built directly behaves like a parsed one."""
@@ -115,6 +123,7 @@ class Selection:
         severity: Iterable[str] | Mapping[str, str] = (),
         fail_on: str | Severity | None = None,
         source: str = "settings",
+        from_file: bool = False,
     ) -> Selection:
         """Build a layer from strings as a user writes them (``"TC1,TC301"``, ``"TC104=error"``)."""
         items = [f"{k}={v}" for k, v in severity.items()] if isinstance(severity, Mapping) else list(severity)
@@ -126,6 +135,7 @@ class Selection:
             if isinstance(fail_on, Severity) or fail_on is None
             else parse_severity(fail_on, _where(source, "fail-on")),
             source=source,
+            from_file=from_file,
         )
 
 
@@ -137,8 +147,12 @@ class Settings:
     severity: tuple[tuple[str, Severity], ...] = ()
     fail_on: Severity = Severity.WARNING
     sources: tuple[str, ...] = field(default=())
+    protected_severity: tuple[tuple[str, Severity], ...] = ()
+    """The overrides that apply to the :data:`PROTECTED` rules: none from a config file."""
 
     def severity_for(self, code: str, default: Severity) -> Severity:
+        if code in PROTECTED:
+            return _longest(code, self.protected_severity, default)
         return _longest(code, self.severity, default)
 
 
@@ -146,17 +160,21 @@ def resolve(*layers: Selection | None) -> Settings:
     """Apply the layers in order (defaults: every rule, catalogue severities, fail on warning)."""
     enabled = set(RULES)
     overrides: dict[str, Severity] = {}
+    protected: dict[str, Severity] = {}
     fail_on = Severity.WARNING
     sources: list[str] = []
     for layer in layers:
         if layer is None:
             continue
         sources.append(layer.source)
-        enabled = {code for code in RULES if _enabled(code, code in enabled, layer.select, layer.ignore)}
+        kept = {code for code in RULES if _enabled(code, code in enabled, layer.select, layer.ignore)}
+        enabled = kept | (enabled & PROTECTED) if layer.from_file else kept
         overrides.update(layer.severity)
+        if not layer.from_file:
+            protected.update(layer.severity)
         if layer.fail_on is not None:
             fail_on = layer.fail_on
-    return Settings(frozenset(enabled), tuple(overrides.items()), fail_on, tuple(sources))
+    return Settings(frozenset(enabled), tuple(overrides.items()), fail_on, tuple(sources), tuple(protected.items()))
 
 
 def apply_selection(report: Report, settings: Settings) -> Report:
@@ -200,7 +218,10 @@ def _longest(code: str, pairs: Iterable[tuple[str, Severity]], default: Severity
 
 
 def find_config(start: str | Path) -> Path | None:
-    """The config file that governs ``start`` (a folder or file), searching upward; None if there is none."""
+    """The config file that governs ``start`` (a folder or file), searching upward; None if there is none.
+
+    The command line passes the working directory, never a scanned target: see the module docstring.
+    """
     folder = Path(start).resolve()
     if not folder.is_dir():
         folder = folder.parent
@@ -248,6 +269,7 @@ def load_config(path: str | Path) -> Selection:
         severity=severity,
         fail_on=fail_on,
         source=where,
+        from_file=True,
     )
 
 

@@ -183,7 +183,7 @@ def scan_command(
         if config is not None:
             return resolve(fixed_config, cli_layer)
         try:
-            found = find_config(target.folder)
+            found = find_config(Path.cwd())  # never from inside the scanned target: its author is untrusted
             if found not in configs:
                 configs[found] = None if found is None else load_config(found)
         except SelectionError as exc:

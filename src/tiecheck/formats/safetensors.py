@@ -7,10 +7,11 @@ so that a file tiecheck accepts is one ``safe_open`` accepts too.
 from __future__ import annotations
 
 import json
-import math
 import os
+import re
+import reprlib
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -21,6 +22,8 @@ from tiecheck.formats.dtypes import DTYPES, nbytes
 from tiecheck.io.source import ByteSource
 
 MAX_HEADER_SIZE = 100_000_000
+#: Dimensions a shape may have (torch's own limit); a header of 200,000 huge dimensions is refused, not multiplied.
+MAX_RANK = 64
 #: First read: the length prefix and, for typical files, the whole header.
 FIRST_READ = 1 << 16
 METADATA_KEY = "__metadata__"
@@ -59,7 +62,7 @@ def parse_header(raw: bytes, file_size: int, file_name: str) -> SafetensorsHeade
     if not text.startswith("{"):
         raise FormatError("header-json", "header does not start with '{'")
     try:
-        document = json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+        document = json.loads(text, object_pairs_hook=_pairs_hook(text), parse_constant=_reject_constant)
     except _DuplicateName as dup:
         raise FormatError("duplicate-name", "the same name appears twice in the header", dup.name) from None
     except (ValueError, RecursionError) as exc:
@@ -79,7 +82,9 @@ def parse_header(raw: bytes, file_size: int, file_name: str) -> SafetensorsHeade
             if begin == expected:
                 what = "ends before it starts"
             raise FormatError("offsets", f"data_offsets [{begin}, {end}] {what}", name)
-        numel = math.prod(shape)
+        numel = _checked_numel(shape, file_size)
+        if numel is None:
+            raise FormatError("tensor-size", f"shape of {len(shape)} dimensions holds more bytes than the file", name)
         size = nbytes(dtype, numel)
         if size is None:
             raise FormatError("misaligned", f"{numel} elements of {dtype} do not fill whole bytes", name)
@@ -103,6 +108,23 @@ class _DuplicateName(ValueError):
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self.name = name
+
+
+#: A lone surrogate can only enter through a ``\\uD800``-style escape: without one, no string needs checking.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _pairs_hook(text: str) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    """The JSON object hook: a C-speed ``dict`` when nothing needs a closer look (a million entries parse fast)."""
+    careful = _SURROGATE_ESCAPE.search(text) is not None
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        result = dict(pairs)
+        if careful or len(result) != len(pairs):
+            return _reject_duplicates(pairs)
+        return result
+
+    return hook
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -141,6 +163,27 @@ def _is_count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**64
 
 
+_BRIEF = reprlib.Repr()
+_BRIEF.maxlevel, _BRIEF.maxlist, _BRIEF.maxdict, _BRIEF.maxstring, _BRIEF.maxother = 3, 8, 4, 80, 40
+
+
+def _brief(value: object) -> str:
+    """A header value for a message: bounded, whatever its size or nesting."""
+    return _BRIEF.repr(value)
+
+
+def _checked_numel(shape: tuple[int, ...], file_size: int) -> int | None:
+    """The product of the dimensions, or None once it exceeds what the file could hold (no huge products)."""
+    if 0 in shape:
+        return 0
+    numel = 1
+    for d in shape:
+        numel *= d
+        if numel > 8 * file_size:  # more elements than even 1-bit elements of the whole file
+            return None
+    return numel
+
+
 def _parse_entry(name: str, value: object) -> tuple[str, str, int, int, tuple[int, ...]]:
     if not isinstance(value, dict):
         raise FormatError("tensor-entry", "entry is not an object", name)
@@ -148,11 +191,15 @@ def _parse_entry(name: str, value: object) -> tuple[str, str, int, int, tuple[in
     shape = value.get("shape")
     offsets = value.get("data_offsets")
     if not isinstance(dtype, str) or dtype not in DTYPES:
-        raise FormatError("dtype", f"unknown dtype {dtype!r}", name)
+        raise FormatError("dtype", f"unknown dtype {_brief(dtype)}", name)
+    if isinstance(shape, list) and len(shape) > MAX_RANK:
+        raise FormatError("shape", f"shape has {len(shape):,} dimensions, more than {MAX_RANK}", name)
     if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
-        raise FormatError("shape", f"shape {shape!r} is not a list of non-negative integers", name)
+        raise FormatError("shape", f"shape {_brief(shape)} is not a list of non-negative integers", name)
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(o) for o in offsets)):
-        raise FormatError("data_offsets", f"data_offsets {offsets!r} is not a pair of non-negative integers", name)
+        raise FormatError(
+            "data_offsets", f"data_offsets {_brief(offsets)} is not a pair of non-negative integers", name
+        )
     return name, dtype, offsets[0], offsets[1], tuple(shape)
 
 

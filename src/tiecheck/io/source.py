@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
-from collections.abc import Iterator
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -124,6 +126,66 @@ class LocalFileSource(Closing):
             with contextlib.suppress(BufferError):
                 self._map.close()
         self._file.close()
+
+
+#: Open sources a scan keeps at most (a local file costs two descriptors: the file and its map).
+#: A checkpoint of thousands of shards must scan under a low ``ulimit -n``.
+MAX_OPEN_SOURCES = 24
+
+
+class SourcePool(Closing):
+    """The sources of one store, at most ``limit`` open: the least recently used idle one is closed first.
+
+    Sources in use by a worker thread are pinned (:meth:`pinned`) and never closed under it; a
+    single-threaded caller holding two sources at once (a pair compared in lockstep) is safe because
+    the two most recently used are never the ones closed.
+    """
+
+    def __init__(self, store: CheckpointStore, limit: int = MAX_OPEN_SOURCES) -> None:
+        self._store = store
+        self._limit = max(2, limit)
+        self._lock = threading.Lock()
+        self._open: OrderedDict[str, ByteSource] = OrderedDict()
+        self._pins: Counter[str] = Counter()
+
+    def get(self, name: str) -> ByteSource:
+        with self._lock:
+            source = self._open.get(name)
+            if source is None:
+                self._evict(self._limit - 1)
+                source = self._open[name] = self._store.open(name)
+            else:
+                self._open.move_to_end(name)
+            return source
+
+    @contextlib.contextmanager
+    def pinned(self, names: Iterable[str]) -> Iterator[None]:
+        names = list(names)
+        with self._lock:
+            self._pins.update(names)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._pins.subtract(names)
+                self._evict(self._limit)
+
+    @property
+    def open_count(self) -> int:
+        return len(self._open)
+
+    def _evict(self, keep: int) -> None:
+        for name in list(self._open):
+            if len(self._open) <= keep:
+                break
+            if self._pins[name] <= 0:
+                self._open.pop(name).close()
+
+    def close(self) -> None:
+        with self._lock:
+            for source in self._open.values():
+                source.close()
+            self._open.clear()
 
 
 class LocalStore:

@@ -6,6 +6,7 @@ Paths are relative to the working directory (the workspace in Actions), so annot
 from __future__ import annotations
 
 from tiecheck.findings import Severity
+from tiecheck.output._escape import visible
 from tiecheck.output.sarif import primary_files, stable_location
 from tiecheck.targets import MultiReport
 
@@ -13,7 +14,7 @@ COMMANDS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO:
 
 
 def escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return visible(text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A"))
 
 
 def escape_property(text: str) -> str:

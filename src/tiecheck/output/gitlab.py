@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from tiecheck.findings import Severity
+from tiecheck.output._escape import visible
 from tiecheck.output.sarif import fingerprint, primary_files, stable_location
 from tiecheck.targets import MultiReport
 
@@ -28,7 +29,7 @@ def gitlab_issues(multi: MultiReport) -> list[dict[str, Any]]:
             path = files[0] if files else "."
             issues.append(
                 {
-                    "description": f"{f.code} {f.name}: {f.message}",
+                    "description": f"{f.code} {f.name}: {visible(f.message)}",
                     "check_name": f.code,
                     "fingerprint": fingerprint(result, f, seen[plain]),
                     "severity": SEVERITIES[f.severity],

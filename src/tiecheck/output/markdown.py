@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tiecheck.findings import Finding, Severity
+from tiecheck.output._escape import markdown, visible
 from tiecheck.rules.base import human_bytes
 from tiecheck.targets import MultiReport
 
@@ -13,11 +14,14 @@ ICONS = {Severity.ERROR: "🔴 error", Severity.WARNING: "🟡 warning", Severit
 
 
 def _cell(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    """Prose from a checkpoint (messages quote its names) for a table cell: inert, one line."""
+    return markdown(text)
 
 
 def _code(text: str) -> str:
-    return f"`{_cell(text.replace('`', ''))}`"
+    """A name as inline code (nothing inside is Markdown); backticks dropped, pipes escaped for the table."""
+    inner = visible(text).replace("`", "").replace("|", "\\|")
+    return f"`{inner}`"
 
 
 def _names(items: tuple[str, ...]) -> str:

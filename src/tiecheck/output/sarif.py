@@ -13,9 +13,11 @@ import hashlib
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from tiecheck import __version__
 from tiecheck.findings import Finding, Severity
+from tiecheck.output._escape import sarif as sarif_text
 from tiecheck.rules.catalog import RULES, Rule
 from tiecheck.rules.docs import explain_markdown, explain_text
 from tiecheck.targets import MultiReport, Result
@@ -68,7 +70,7 @@ def _base(folder: Path) -> Path:
 
 def _uri(result: Result, name: str) -> str:
     folder = result.target.relative_folder
-    return f"{folder}/{name}" if folder else name
+    return quote(f"{folder}/{name}" if folder else name, safe="/")  # a URI: "#", "?", " " in a name are escaped
 
 
 def primary_files(result: Result, finding: Finding) -> tuple[str, ...]:
@@ -112,7 +114,7 @@ def sarif_dict(multi: MultiReport) -> dict[str, Any]:
             entry: dict[str, Any] = {
                 "ruleId": finding.code,
                 "level": LEVELS[finding.severity],
-                "message": {"text": finding.message},
+                "message": {"text": sarif_text(finding.message)},
                 "locations": [
                     {"physicalLocation": {"artifactLocation": {"uri": _uri(result, name), "uriBaseId": base_id}}}
                     for name in primary_files(result, finding)
@@ -132,7 +134,7 @@ def sarif_dict(multi: MultiReport) -> dict[str, Any]:
     invocation: dict[str, Any] = {"executionSuccessful": not multi.failures}
     if multi.failures:
         invocation["toolExecutionNotifications"] = [
-            {"level": "error", "message": {"text": f.message}, "descriptor": {"id": "could-not-scan"}}
+            {"level": "error", "message": {"text": sarif_text(f.message)}, "descriptor": {"id": "could-not-scan"}}
             for f in multi.failures
         ]
     return {

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tiecheck.findings import Finding, Severity
+from tiecheck.output._escape import terminal
 from tiecheck.rules.base import human_bytes
 from tiecheck.scan import Report
 
@@ -18,7 +19,7 @@ MAX_NAMES = 4
 
 
 def _names(items: tuple[str, ...]) -> str:
-    shown = ", ".join(items[:MAX_NAMES])
+    shown = ", ".join(terminal(i) for i in items[:MAX_NAMES])
     return shown + (f" (+{len(items) - MAX_NAMES} more)" if len(items) > MAX_NAMES else "")
 
 
@@ -31,7 +32,8 @@ def _params(n: int) -> str:
 
 def summary_table(report: Report) -> Table:
     s = report.summary
-    table = Table(title=f"tiecheck scan: {report.target}", show_header=False, title_justify="left", box=None)
+    title = Text(f"tiecheck scan: {terminal(report.target)}")
+    table = Table(title=title, show_header=False, title_justify="left", box=None)
     table.add_column(style="bold")
     table.add_column()
     table.add_row("files", str(s.files))
@@ -45,7 +47,7 @@ def summary_table(report: Report) -> Table:
     config = report.checkpoint.config
     if config is not None:
         arch = ", ".join(config.architectures) or "-"
-        table.add_row("model", f"{config.model_type or '?'} / {arch}")
+        table.add_row("model", Text(terminal(f"{config.model_type or '?'} / {arch}")))
         # as JSON and config.json spell it: true, false, null
         table.add_row("tie_word_embeddings", f"{json.dumps(config.tie_word_embeddings)} ({config.tie_basis})")
     return table
@@ -67,7 +69,7 @@ def findings_group(findings: tuple[Finding, ...]) -> Group | Text:
                 line.append(f"  {human_bytes(f.bytes)}")
             if f.fixable:
                 line.append("  [fixable]", style="green")
-            details = [Text(f.message)]
+            details = [Text(terminal(f.message))]
             if f.files:
                 details.append(Text(f"files: {_names(f.files)}", style="dim"))
             if f.tensors:

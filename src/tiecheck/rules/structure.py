@@ -10,6 +10,9 @@ from tiecheck.findings import Finding
 from tiecheck.rules.base import ScanContext, human_bytes
 from tiecheck.rules.catalog import finding
 
+#: Missing shards reported one finding each up to this many; beyond, one finding names the first ones.
+MAX_MISSING_FINDINGS = 20
+
 
 def check_files(ctx: ScanContext) -> Iterator[Finding]:
     for file in ctx.checkpoint.files:
@@ -67,7 +70,21 @@ def check_index(ctx: ScanContext) -> Iterator[Finding]:
     for tensor, shard in index.weight_map.items():
         by_shard[shard].append(tensor)
 
-    for shard in ckpt.missing_files:
+    missing = ckpt.missing_files
+    if len(missing) > MAX_MISSING_FINDINGS:
+        # One finding, not one per shard: a hostile index can name a million shards.
+        shown = missing[:MAX_MISSING_FINDINGS]
+        count = sum(len(by_shard[s]) for s in missing)
+        yield finding(
+            "TC002",
+            f"{index.name} maps {count:,} tensor(s) to {len(missing):,} shards that do not exist "
+            f"({', '.join(shown)} and {len(missing) - len(shown):,} more): loading fails. "
+            "Restore the shards or regenerate the index.",
+            tensors=sorted(n for s in shown for n in by_shard[s]),
+            files=[index.name, *shown],
+        )
+        missing = ()
+    for shard in missing:
         names = sorted(by_shard[shard])
         yield finding(
             "TC002",

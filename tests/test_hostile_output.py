@@ -1,0 +1,103 @@
+"""Reports are not a channel for the checkpoint's author: hostile names render inert in every text format."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from tiecheck.cli import app
+from tiecheck.output._escape import markdown, terminal, visible
+
+HOSTILE = {
+    "link": "[click me](https://evil.example/phish)",
+    "image": "![pixel](https://evil.example/track.png)",
+    "html": "<img src=x onerror=alert(1)><details open>",
+    "backticks": "a`b``c",
+    "newline": "w\n::error file=setup.py::pwned",
+    "ansi": "\x1b[2J\x1b[31mred\x1b]8;;https://evil.example\x07link\x1b]8;;\x07",
+    "workflow": "::add-mask::secret ::stop-commands::token",
+    "mention": "@octo-org/security-team www.evil.example https://evil.example/a",
+    "bidi": "safe\u202egnp.exe",
+    "pipe": "col|umn",
+}
+
+
+@pytest.fixture
+def hostile(tmp_path: Path) -> Path:
+    """Shard 1 holds tensors the index does not list: TC004 quotes every one of their names."""
+    folder = tmp_path / "ck"
+    folder.mkdir()
+    save_file({n: torch.ones(2) for n in [*HOSTILE.values(), "kept"]}, str(folder / "model-00001-of-00002.safetensors"))
+    save_file({"other": torch.ones(2)}, str(folder / "model-00002-of-00002.safetensors"))
+    weight_map = {"kept": "model-00001-of-00002.safetensors", "other": "model-00002-of-00002.safetensors"}
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    return folder
+
+
+def render(folder: Path, fmt: str) -> str:
+    result = CliRunner().invoke(app, ["scan", str(folder), "--format", fmt], env={"COLUMNS": "60"})
+    assert result.exit_code == 1, result.output
+    assert "TC004" in result.stdout
+    return result.stdout
+
+
+def test_the_names_reach_the_report(hostile: Path) -> None:
+    """The test is only meaningful if the findings quote the hostile names (escaped or not)."""
+    data = json.loads(render(hostile, "json"))
+    messages = " ".join(f["message"] + " ".join(f["tensors"]) for f in data["findings"])
+    for name in HOSTILE.values():
+        assert name in messages  # JSON keeps them exact: it is data, not rendered
+
+
+def test_markdown_renders_them_inert(hostile: Path) -> None:
+    out = render(hostile, "markdown")
+    assert out.count("`") % 2 == 0
+    out = re.sub(r"`[^`\n]*`", "CODE", out)  # code spans are literal text: links or HTML inside them are inert
+    assert not re.search(r"(?<!\\)\[[^\]]*(?<!\\)\]\(", out)  # no [text](url): links or images
+    assert not re.search(r"(?<!\\)<(?!br>)[a-z/!]", out)  # no raw HTML tag but tiecheck's own <br>
+    assert not re.search(r"(?<![\\:/])https?://", out)  # no bare autolink
+    assert not re.search(r"(?<!\\)@octo", out)  # no mention
+    assert "\x1b" not in out and "\u202e" not in out
+    for line in out.splitlines():
+        assert not line.startswith("::")
+        if line.startswith("|"):
+            assert len(re.findall(r"(?<!\\)\|", line)) in (5, 7)  # the table keeps its columns
+
+
+def test_github_annotations_cannot_inject_commands(hostile: Path) -> None:
+    out = render(hostile, "github")
+    lines = out.splitlines()
+    assert all(re.match(r"^::(error|warning|notice) ", line) for line in lines)
+    assert "\x1b" not in out and "\u202e" not in out
+    assert not any(line.startswith(("::add-mask", "::stop-commands", "::error file=setup.py")) for line in lines)
+
+
+def test_table_shows_control_characters_visibly(hostile: Path) -> None:
+    out = render(hostile, "table")
+    assert "\x1b" not in out and "\u202e" not in out and "\x07" not in out
+    assert "\\x1b[2J" in out
+    for line in out.splitlines():
+        assert not line.lstrip().startswith("::")  # a wrapped line cannot start a workflow command
+    assert "::" not in out
+
+
+def test_sarif_messages_have_no_embedded_links(hostile: Path) -> None:
+    data = json.loads(render(hostile, "sarif"))
+    for result in data["runs"][0]["results"]:
+        text = result["message"]["text"]
+        assert not re.search(r"(?<!\\)\[", text) and "\x1b" not in text
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_helpers_make_each_name_inert(name: str) -> None:
+    value = HOSTILE[name]
+    for escaped in (visible(value), terminal(value), markdown(value)):
+        assert not re.search("[\x00-\x1f\x7f\u202e]", escaped)
+    assert "::" not in terminal(value)
+    assert not re.search(r"(?<!\\)[\[\]<>`|@]", markdown(value))
