@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -205,3 +208,36 @@ def test_offline_scans_the_local_cache_without_a_request(
     assert [f.code for f in scan("hf://org/repo").findings] == ["TC101"]
     with pytest.raises(TiecheckError, match="offline, and the repo is not in the local Hugging Face cache"):
         open_hub("hf://org/absent", offline=True)
+
+
+def _cli(hub: FakeHub, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_ENDPOINT": hub.hub_url, "HF_TOKEN": hub.token, "HF_HUB_DISABLE_TELEMETRY": "1"}
+    env.pop("HF_HUB_OFFLINE", None)
+    command = [sys.executable, "-m", "tiecheck", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+
+
+def test_cli_scans_repo_ids_beside_folders(hub: FakeHub, fixtures_dir: Path, tmp_path: Path) -> None:
+    hub.add_folder("org/merge", fixtures_dir / "gemma2-merge-duplicated-head")
+    hub.add_folder("org/clean", fixtures_dir / "clean-llama-sharded")
+    done = _cli(hub, "scan", "hf://org/merge", "org/clean@main", str(fixtures_dir / "llama-missing-head"), "-f", "json")
+    assert done.returncode == 1, done.stderr
+    document = json.loads(done.stdout)
+    codes = {r["target"]: sorted({f["code"] for f in r["findings"]}) for r in document["reports"]}
+    assert codes == {
+        "hf://org/merge": ["TC101"],
+        "hf://org/clean@main": [],
+        str(fixtures_dir / "llama-missing-head"): ["TC103"],
+    }
+    assert set(hub.cdn.authorizations) == {None} and "Bearer hf_test_token" in hub.hub.authorizations
+
+
+def test_cli_hub_errors_are_one_line_and_exit_2(hub: FakeHub, tmp_path: Path) -> None:
+    done = _cli(hub, "scan", "hf://org/absent", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "tiecheck: error: hf://org/absent: repository not found, or private without access "
+        "(log in with `hf auth login` or set HF_TOKEN)"
+    ]
+    done = _cli(hub, "scan", "-f", "json", "hf://org/absent", cwd=tmp_path)
+    assert done.returncode == 2 and json.loads(done.stdout)["errors"][0]["target"] == "hf://org/absent"

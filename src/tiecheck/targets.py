@@ -67,6 +67,13 @@ class Target:
     """What to scan: a checkpoint folder or file, as the user named it (or found below it)."""
     base: Path
     """The folder named on the command line: artifact paths in reports are relative to it."""
+    remote: str | None = None
+    """A Hub repo, ``hf://ORG/NAME[@REVISION]``: scanned by range requests instead of ``path``."""
+
+    @property
+    def display(self) -> str:
+        """The target as the user named it: a path, or ``hf://ORG/NAME[@REV]``."""
+        return self.remote or str(self.path)
 
     @property
     def folder(self) -> Path:
@@ -80,6 +87,8 @@ class Target:
     @property
     def relative_folder(self) -> str:
         """The checkpoint folder relative to the base, posix, ``""`` for the base itself."""
+        if self.remote is not None:
+            return ""
         rel = os.path.relpath(self.folder, self.base_folder)
         return "" if rel == "." else Path(rel).as_posix()
 
@@ -120,7 +129,10 @@ def expand_targets(paths: Sequence[Path], *, recursive: bool = False, base: Path
     """
     targets: list[Target] = []
     for path in paths:
-        if recursive and path.is_dir():
+        remote = hub_repo(path)
+        if remote is not None:
+            targets.append(Target(path, base or Path.cwd(), remote=remote))
+        elif recursive and path.is_dir():
             found = find_checkpoints(path)
             if not found:
                 raise TiecheckError(f"{path}: no checkpoint folders found (looked for weight files below it)")
@@ -128,6 +140,27 @@ def expand_targets(paths: Sequence[Path], *, recursive: bool = False, base: Path
         else:
             targets.append(Target(path, base or path))
     return targets
+
+
+def hub_repo(path: Path | str) -> str | None:
+    """``hf://ORG/NAME[@REV]`` when ``path`` names a Hub repo: written so, or ``ORG/NAME`` with no such local path.
+
+    A shell or ``pathlib`` folds ``hf://`` to ``hf:/``; both spellings are accepted.
+    """
+    from tiecheck.io.hub import parse_hub_target
+
+    text = str(path)
+    if text.startswith("hf:/") and not text.startswith("hf://"):
+        text = "hf://" + text[len("hf:/") :]
+    explicit = text.startswith("hf://")
+    if not explicit and Path(text).exists():
+        return None
+    target = parse_hub_target(text, bare=not explicit)
+    if target is None:
+        if explicit:
+            raise TiecheckError(f"{text}: not a Hub repo id (expected hf://ORG/NAME or hf://ORG/NAME@REVISION)")
+        return None
+    return f"hf://{target.repo_id}" + (f"@{target.revision}" if target.revision else "")
 
 
 def scan_many(
@@ -145,7 +178,8 @@ def scan_many(
     for target in targets:
         try:
             settings = settings_for(target) if settings_for else resolve()
-            report = apply_selection(scan(target.path, deep=deep, progress=progress, rules=settings.enabled), settings)
+            what = target.remote or target.path
+            report = apply_selection(scan(what, deep=deep, progress=progress, rules=settings.enabled), settings)
         except TiecheckError as exc:
             failure = Failure(target, str(exc))
             failures.append(failure)

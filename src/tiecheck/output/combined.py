@@ -30,7 +30,7 @@ def multi_dict(multi: MultiReport) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "tiecheck_version": __version__,
         "reports": [report_dict(r.report) for r in multi.results],
-        "errors": [{"target": str(f.target.path), "message": f.message} for f in multi.failures],
+        "errors": [{"target": f.target.display, "message": f.message} for f in multi.failures],
     }
 
 

@@ -58,7 +58,7 @@ def render_markdown(multi: MultiReport, max_chars: int = MAX_CHARS) -> str:
             f"{c[Severity.INFO]} | {human_bytes(r.report.summary.redundant_bytes)} |"
         )
     for failure in multi.failures:
-        lines.append(f"| {_code(str(failure.target.path))} | ⛔ could not scan: {_cell(failure.message)} | | | | |")
+        lines.append(f"| {_code(failure.target.display)} | ⛔ could not scan: {_cell(failure.message)} | | | | |")
 
     size = sum(len(line) + 1 for line in lines)
     hidden = 0
