@@ -230,6 +230,11 @@ def test_cli_scans_repo_ids_beside_folders(hub: FakeHub, fixtures_dir: Path, tmp
         str(fixtures_dir / "llama-missing-head"): ["TC103"],
     }
     assert set(hub.cdn.authorizations) == {None} and "Bearer hf_test_token" in hub.hub.authorizations
+    schema = json.loads((Path(__file__).resolve().parents[1] / "schemas" / "tiecheck-report.schema.json").read_text())
+    jsonschema.validate(document, schema)
+    remote = next(r for r in document["reports"] if r["target"] == "hf://org/merge")
+    assert remote["transferred"]["requests"] > 0 and remote["transferred"]["bytes"] > 0
+    assert all("transferred" not in r for r in document["reports"] if not r["target"].startswith("hf://"))
 
 
 def test_cli_hub_errors_are_one_line_and_exit_2(hub: FakeHub, tmp_path: Path) -> None:

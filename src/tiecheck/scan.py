@@ -42,6 +42,14 @@ class Summary:
 
 
 @dataclass(frozen=True)
+class Transferred:
+    """What a scan of a remote store cost on the network: requests made and file bytes received."""
+
+    requests: int
+    bytes: int
+
+
+@dataclass(frozen=True)
 class Report:
     """The outcome of a scan: the checkpoint as read, the ties that apply, the findings and a summary."""
 
@@ -54,6 +62,8 @@ class Report:
     """Tensor bytes read to answer content questions (headers not counted)."""
     contents: Mapping[str, TensorContent] | None = None
     """With ``deep``: every tensor's content hash and NaN/Inf counts, by name (the copy a loader reads)."""
+    transferred: Transferred | None = None
+    """Remote stores only (``hf://``): requests and bytes this scan transferred."""
 
     def worst(self) -> Severity | None:
         return max((f.severity for f in self.findings), default=None)
@@ -138,6 +148,7 @@ def scan_checkpoint(
         summary=summary,
         bytes_read=bytes_read,
         contents=contents,
+        transferred=_transferred(store),
     )
 
 
@@ -169,3 +180,8 @@ def _summarise(checkpoint: Checkpoint, findings: list[Finding]) -> Summary:
         dtypes=MappingProxyType(dict(sorted(dtypes.items()))),
         load_memory=MappingProxyType({k: unique * w for k, w in LOAD_WIDTHS.items()}),
     )
+
+
+def _transferred(store: CheckpointStore) -> Transferred | None:
+    counters = getattr(store, "transfer", None)  # remote stores count their requests
+    return None if counters is None else Transferred(counters.requests, counters.bytes)

@@ -34,7 +34,7 @@ def finding_dict(f: Finding) -> dict[str, Any]:
 def report_dict(report: Report) -> dict[str, Any]:
     s = report.summary
     config = report.checkpoint.config
-    document = {
+    document: dict[str, Any] = {
         "target": report.target,
         "summary": {
             "files": s.files,
@@ -62,6 +62,8 @@ def report_dict(report: Report) -> dict[str, Any]:
         ],
         "findings": [finding_dict(f) for f in report.findings],
     }
+    if report.transferred is not None:
+        document["transferred"] = {"requests": report.transferred.requests, "bytes": report.transferred.bytes}
     if report.contents is not None:
         document["tensors"] = tensor_dicts(report)
     return document

@@ -44,6 +44,9 @@ def summary_table(report: Report) -> Table:
     table.add_row("redundant bytes", human_bytes(s.redundant_bytes))
     table.add_row("parameters by dtype", ", ".join(f"{d} {_params(n)}" for d, n in s.dtypes.items()) or "-")
     table.add_row("memory to load", ", ".join(f"{k} {human_bytes(v)}" for k, v in s.load_memory.items()))
+    if report.transferred is not None:
+        sent = report.transferred
+        table.add_row("transferred", f"{human_bytes(sent.bytes)} in {sent.requests:,} requests")
     config = report.checkpoint.config
     if config is not None:
         arch = ", ".join(config.architectures) or "-"
