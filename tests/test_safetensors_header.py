@@ -150,7 +150,9 @@ def test_a_header_larger_than_the_first_read_is_completed(tmp_path: Path) -> Non
 
 CASES = {
     "short-file": (b"\x01\x02", "header-length"),
-    "length-past-eof": (struct.pack("<Q", 1000) + b"{}", "header-length"),
+    # A header that starts well and runs past the end: a cut-off transfer (TC012), not a corrupt file.
+    "length-past-eof": (struct.pack("<Q", 1000) + b"{}", "truncated"),
+    "length-past-eof-not-json": (struct.pack("<Q", 1000) + b"xx", "header-length"),
     "too-large": (struct.pack("<Q", 100_000_001) + b"{}", "header-too-large"),
     "not-utf8": (struct.pack("<Q", 2) + b"\xff\xfe", "header-utf8"),
     "not-an-object": (header_bytes([1, 2]), "header-json"),
@@ -203,7 +205,7 @@ CASES = {
     ),
     "missing-bytes": (
         header_bytes({"a": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]}}) + bytes(2),
-        "data-end",
+        "truncated",
     ),
 }
 

@@ -13,10 +13,14 @@ from pathlib import Path
 from tiecheck.checkpoint import Checkpoint, FileFormat, FileProblem, LoadIssue, ModelConfig, ShardIndex, WeightFile
 from tiecheck.errors import FormatError, TiecheckError
 from tiecheck.formats.jsonfiles import parse_config, parse_index
+from tiecheck.formats.lfs import MAX_POINTER_SIZE, parse_lfs_pointer
 from tiecheck.formats.safetensors import read_header
 from tiecheck.formats.torch_pickle import UnsafePickleError, read_torch_file
 from tiecheck.io.paths import within
 from tiecheck.io.source import ByteSource, CheckpointStore, LocalStore
+
+#: The problem of a weight file that is a Git LFS pointer (TC011), for the rules.
+LFS_POINTER = "lfs-pointer"
 
 SINGLE_FILE = "model.safetensors"
 INDEX_SUFFIX = ".safetensors.index.json"
@@ -218,6 +222,12 @@ def _read_weight_file(store: CheckpointStore, name: str) -> WeightFile:
         source = store.open(name)
     except OSError as exc:
         return WeightFile(name, kind, 0, problem=FileProblem("io", f"cannot be read ({_os_reason(exc)})"))
+    if source.size <= MAX_POINTER_SIZE:  # a Git LFS pointer where the weights should be?
+        pointer = parse_lfs_pointer(bytes(source.read(0, source.size)))
+        if pointer is not None:
+            source.close()
+            detail = f"a Git LFS pointer to a {pointer.size:,}-byte file (sha256 {pointer.oid[:12]}...)"
+            return WeightFile(name, kind, source.size, problem=FileProblem(LFS_POINTER, detail))
     if kind is FileFormat.PICKLE:
         return _read_pickle_file(source, name)
     try:

@@ -25,6 +25,10 @@ from tiecheck.formats.safetensors import write_file
 
 __all__ = [
     "CASES",
+    "FFN",
+    "HIDDEN",
+    "VOCAB",
+    "Tensor",
     "config",
     "decoder_layers",
     "llama_like",
@@ -38,6 +42,7 @@ __all__ = [
 
 #: A tensor to write: (safetensors dtype, shape, raw little-endian bytes).
 Tensor = tuple[str, tuple[int, ...], bytes]
+#: The tiny shapes every case uses: vocabulary, hidden size, feed-forward size.
 VOCAB, HIDDEN, FFN = 32, 8, 16
 
 

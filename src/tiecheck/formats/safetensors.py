@@ -36,6 +36,10 @@ class SafetensorsHeader:
     data_start: int
 
 
+#: The problem of a file whose complete header declares more data than the file holds (TC012).
+TRUNCATED = "truncated"
+
+
 def read_header(source: ByteSource, file_name: str) -> SafetensorsHeader:
     """Parse and validate the header of ``source``; raises :class:`FormatError`."""
     size = source.size
@@ -45,6 +49,12 @@ def read_header(source: ByteSource, file_name: str) -> SafetensorsHeader:
     (length,) = struct.unpack("<Q", head[:8])
     if length > MAX_HEADER_SIZE:
         raise FormatError("header-too-large", f"header length {length:,} exceeds the {MAX_HEADER_SIZE:,}-byte limit")
+    if 8 + length > size and head[8:9] == b"{":  # a header that starts well and stops: the file was cut short
+        raise FormatError(
+            TRUNCATED,
+            f"the header alone needs {8 + length:,} bytes but the file has {size:,}: at least "
+            f"{8 + length - size:,} bytes are missing",
+        )
     if 8 + length > size:
         raise FormatError("header-length", f"header length {length:,} runs past the end of the {size:,}-byte file")
     raw = head[8 : 8 + length]
@@ -96,6 +106,12 @@ def parse_header(raw: bytes, file_size: int, file_name: str) -> SafetensorsHeade
             )
         expected = end
         tensors.append(TensorRecord(name, dtype, shape, file_name, data_start + begin, data_start + end))
+    if data_start + expected > file_size:  # the header is whole, the data is not: a download or upload cut short
+        raise FormatError(
+            TRUNCATED,
+            f"the header declares {data_start + expected:,} bytes but the file has {file_size:,}: "
+            f"{data_start + expected - file_size:,} bytes are missing",
+        )
     if data_start + expected != file_size:
         raise FormatError(
             "data-end",

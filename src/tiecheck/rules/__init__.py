@@ -6,12 +6,14 @@ from tiecheck.rules.base import Check, ScanContext
 from tiecheck.rules.catalog import RULES, Rule
 from tiecheck.rules.content import check_content
 from tiecheck.rules.dtypes import check_dtypes
+from tiecheck.rules.incomplete import check_empty_tensors, check_incomplete_files, check_missing_dtype
 from tiecheck.rules.pickle import check_pickle, check_side_pickles
 from tiecheck.rules.structure import check_duplicate_keys, check_files, check_index, check_load_issues
 from tiecheck.rules.ties import check_base_model, check_ties
 
 CHECKS: tuple[Check, ...] = (
     check_files,
+    check_incomplete_files,
     check_pickle,
     check_side_pickles,
     check_load_issues,
@@ -21,6 +23,8 @@ CHECKS: tuple[Check, ...] = (
     check_base_model,
     check_content,
     check_dtypes,
+    check_missing_dtype,
+    check_empty_tensors,
 )
 
 __all__ = ["CHECKS", "RULES", "Check", "Rule", "ScanContext"]

@@ -39,6 +39,9 @@ _RULES = (
     Rule("TC008", "invalid-index", ERR, "The shard index is not valid JSON, lacks weight_map, or is missing.", False),
     Rule("TC009", "invalid-config", ERR, "config.json is unreadable or invalid.", False),
     Rule("TC010", "missing-config", INFO, "No config.json beside the weights: ties guessed, dtype unchecked.", False),
+    Rule("TC011", "lfs-pointer", ERR, "A weight file is a Git LFS pointer: the weights were never pulled.", False),
+    Rule("TC012", "truncated-file", ERR, "A weight file is shorter than its header says: a cut-off transfer.", False),
+    Rule("TC013", "empty-tensors", ERR, "Tensors with no elements where weights should be (ZeRO-3 saves).", False),
     Rule("TC020", "interrupted-fix", WARN, "A pending fix journal or temp files left by an interrupted fix.", True),
     Rule("TC101", "redundant-tied-tensor", WARN, "A stored tensor that the config ties to an identical one.", True),
     Rule("TC102", "tie-mismatch", ERR, "The config ties two tensors but their stored values differ.", False),
@@ -67,6 +70,7 @@ _RULES = (
     Rule(
         "TC301", "dtype-mismatch", WARN, "Weights are stored in another floating dtype than the config declares.", False
     ),
+    Rule("TC303", "missing-dtype", INFO, "config.json declares no dtype: loaders guess the load precision.", False),
     Rule("TC302", "mixed-dtypes", INFO, "Floating tensors are stored in more than one dtype.", False),
     Rule("TC401", "unsafe-pickle", ERR, "A pickle imports globals that torch.load(weights_only=True) refuses.", False),
     Rule("TC402", "pickle-checkpoint", INFO, "The weights are only available as pickle; convert to safetensors.", True),

@@ -110,6 +110,35 @@ DOCS: dict[str, RuleDoc] = {
         example="A single model.safetensors downloaded without the rest of its repository.",
         fix="Not fixed automatically: add the model's config.json, or ignore TC010 for bare weight files.",
     ),
+    "TC011": RuleDoc(
+        detects="A weight file that is a Git LFS pointer (a small text file starting `version "
+        "https://git-lfs.github.com/spec/v1`, with the real file's sha256 and size) instead of the weights.",
+        why="The repo was cloned without Git LFS (or with GIT_LFS_SKIP_SMUDGE): every loader fails on the file, "
+        "with errors about a header too large or an invalid pickle that send users to re-export the model.",
+        example="`git clone https://huggingface.co/org/model` on a machine without git-lfs: model.safetensors is "
+        "134 bytes.",
+        fix="Not fixed automatically: run `git lfs install && git lfs pull` in the clone, or download the files "
+        "again with `hf download`.",
+    ),
+    "TC012": RuleDoc(
+        detects="A safetensors file whose header is complete and valid but declares more tensor data than the "
+        "file holds; the finding says how many bytes are missing.",
+        why="Loaders refuse the file. The header being whole means the model was exported correctly and the "
+        "transfer stopped: a new download or upload of this one file repairs it.",
+        example="model-00003-of-00004.safetensors stopped at 2.1 GB of 4.9 GB when the connection dropped.",
+        fix="Not fixed automatically: download (or upload) the file again.",
+    ),
+    "TC013": RuleDoc(
+        detects="Tensors with a zero-size dimension (no elements). When half or more of the tensors are empty, "
+        "the checkpoint is a DeepSpeed ZeRO-3 save of partitioned parameters (error); a few empty ones are a "
+        "warning.",
+        why="ZeRO-3 keeps each parameter partitioned across ranks; saving the module's state dict without "
+        "gathering writes empty placeholders. Loaders fail on the shapes or initialise the weights at random.",
+        example="`torch.save(model.state_dict())` inside a ZeRO-3 run writes `model.layers.0.mlp.up_proj.weight` "
+        "with shape [0].",
+        fix="Not fixed automatically: rebuild the weights with `zero_to_fp32.py` from the ZeRO checkpoint, or "
+        "save with `stage3_gather_16bit_weights_on_model_save: true`.",
+    ),
     "TC020": RuleDoc(
         detects="The folder holds .tiecheck-fix.json (the journal of a fix interrupted after its commit point) or "
         ".tiecheck-tmp-*.part files (staged by a fix interrupted before it).",
@@ -215,6 +244,14 @@ DOCS: dict[str, RuleDoc] = {
         example="pytorch_model.bin of a tied GPT-2: lm_head.weight and transformer.wte.weight share storage 0.",
         fix="`tiecheck fix --to-safetensors` stores the group once, under the name the tie table keeps (the "
         "embedding), as save_pretrained does.",
+    ),
+    "TC303": RuleDoc(
+        detects="A config.json with neither `dtype` nor `torch_dtype` (at the top or in `text_config`).",
+        why="Loaders then guess the precision to load in, and they guess differently: transformers 5 uses the "
+        "stored dtype (the first floating tensor's), transformers 4 loads float32 unless told `dtype='auto'`, "
+        "doubling the memory of a bfloat16 model.",
+        example='A hand-written config.json for a converted checkpoint, without `"dtype": "bfloat16"`.',
+        fix="Not fixed automatically: add the dtype the weights are stored in to config.json.",
     ),
     "TC401": RuleDoc(
         detects="A pickle that imports a global outside what torch.load(weights_only=True) accepts: anything but "

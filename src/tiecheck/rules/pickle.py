@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from tiecheck.checkpoint import FileFormat, TensorRecord, WeightFile
 from tiecheck.findings import Finding
 from tiecheck.formats.torch_pickle import UNSAFE
+from tiecheck.loader import LFS_POINTER
 from tiecheck.rules.base import ScanContext, human_bytes
 from tiecheck.rules.catalog import finding
 
@@ -18,6 +19,8 @@ def check_pickle(ctx: ScanContext) -> Iterator[Finding]:
         problem = file.problem
         if problem is None:
             yield from _shared_storages(ctx, file)
+        elif problem.rule == LFS_POINTER:
+            continue  # TC011 names it
         elif problem.rule == UNSAFE:
             yield finding(
                 "TC401",

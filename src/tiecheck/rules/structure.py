@@ -9,6 +9,7 @@ from tiecheck.checkpoint import FileFormat
 from tiecheck.findings import Finding
 from tiecheck.rules.base import ScanContext, human_bytes
 from tiecheck.rules.catalog import finding
+from tiecheck.rules.incomplete import INCOMPLETE
 
 #: Missing shards reported one finding each up to this many; beyond, one finding names the first ones.
 MAX_MISSING_FINDINGS = 20
@@ -16,8 +17,8 @@ MAX_MISSING_FINDINGS = 20
 
 def check_files(ctx: ScanContext) -> Iterator[Finding]:
     for file in ctx.checkpoint.files:
-        if file.problem is None or file.format is not FileFormat.SAFETENSORS:
-            continue
+        if file.problem is None or file.format is not FileFormat.SAFETENSORS or file.problem.rule in INCOMPLETE:
+            continue  # an LFS pointer or a cut-off file has rules of its own (TC011, TC012)
         tensor = f", tensor {file.problem.tensor!r}" if file.problem.tensor else ""
         if file.problem.rule == "io":
             what = f"{file.name} cannot be read: {file.problem.detail}."
