@@ -157,6 +157,8 @@ class ModelConfig:
     """Declared dtype as a safetensors dtype name (``"BF16"``), or None."""
     dtype_declared: str | None
     quantized: bool = False
+    quant_method: str | None = None
+    """``quantization_config.quant_method`` (``gptq``, ``awq``, ``bitsandbytes``, ``fp8``...), lower case."""
 
 
 @dataclass(frozen=True)

@@ -87,8 +87,34 @@ def parse_config(text: str) -> ModelConfig:
         tie_key=key,
         dtype=from_torch_name(declared) if declared else None,
         dtype_declared=declared,
-        quantized="quantization_config" in document or "quantization_config" in text_config,
+        quantized=any(k in block for block in (document, text_config) for k in _QUANT_KEYS),
+        quant_method=_quant_method(document, text_config),
     )
+
+
+#: Where quantisers describe their format (compressed-tensors wrote ``compression_config`` before 0.8).
+_QUANT_KEYS = ("quantization_config", "compression_config")
+
+
+def _quant_method(document: dict[str, Any], text_config: dict[str, Any]) -> str | None:
+    """``quant_method`` (lower case) of the config's quantisation block; ``"unknown"`` when it names none.
+
+    A serialisation other than the method's own (GPTQ or AWQ saved in Marlin layout) is named with it,
+    ``gptq:marlin``, so that rules expecting the standard tensor names leave it alone.
+    """
+    block = next((b[k] for b in (document, text_config) for k in _QUANT_KEYS if b.get(k) is not None), None)
+    if block is None:
+        return None
+    if not isinstance(block, dict):
+        return "unknown"
+    if "compression_config" in document and "quantization_config" not in document:
+        return "compressed-tensors"
+    method = block.get("quant_method")
+    if not isinstance(method, str):
+        return "unknown"
+    layout = block.get("checkpoint_format") or block.get("version")
+    marlin = block.get("is_marlin_format") is True or (isinstance(layout, str) and "marlin" in layout.lower())
+    return f"{method.lower()}:marlin" if marlin else method.lower()
 
 
 def _tie_flag(

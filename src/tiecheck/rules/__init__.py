@@ -8,6 +8,7 @@ from tiecheck.rules.content import check_content
 from tiecheck.rules.dtypes import check_dtypes
 from tiecheck.rules.incomplete import check_empty_tensors, check_incomplete_files, check_missing_dtype
 from tiecheck.rules.pickle import check_pickle, check_side_pickles
+from tiecheck.rules.quantization import check_quantization
 from tiecheck.rules.structure import check_duplicate_keys, check_files, check_index, check_load_issues
 from tiecheck.rules.ties import check_base_model, check_ties
 
@@ -24,6 +25,7 @@ CHECKS: tuple[Check, ...] = (
     check_content,
     check_dtypes,
     check_missing_dtype,
+    check_quantization,
     check_empty_tensors,
 )
 

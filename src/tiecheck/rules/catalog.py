@@ -70,6 +70,7 @@ _RULES = (
     Rule(
         "TC301", "dtype-mismatch", WARN, "Weights are stored in another floating dtype than the config declares.", False
     ),
+    Rule("TC304", "quantization-mismatch", ERR, "quantization_config and the stored tensors disagree.", False),
     Rule("TC303", "missing-dtype", INFO, "config.json declares no dtype: loaders guess the load precision.", False),
     Rule("TC302", "mixed-dtypes", INFO, "Floating tensors are stored in more than one dtype.", False),
     Rule("TC401", "unsafe-pickle", ERR, "A pickle imports globals that torch.load(weights_only=True) refuses.", False),

@@ -253,6 +253,17 @@ DOCS: dict[str, RuleDoc] = {
         example='A hand-written config.json for a converted checkpoint, without `"dtype": "bfloat16"`.',
         fix="Not fixed automatically: add the dtype the weights are stored in to config.json.",
     ),
+    "TC304": RuleDoc(
+        detects="quantization_config names GPTQ, AWQ or MXFP4 but no tensor is stored in that layout; tensors in "
+        "a quantised layout (qweight, weight_packed, absmax, SCB...) with no quantization_config; or a tied head "
+        "stored quantised while its embedding is not. Formats that loaders can quantise at load time "
+        "(bitsandbytes, fp8) are never flagged for plain weights.",
+        why="Loaders read the layout the config names: plain weights under a GPTQ config are missing keys, "
+        "initialised at random; quantised tensors without a config are unexpected keys, ignored, and the layers "
+        "they stand for are random.",
+        example="A merge of a GPTQ model with a plain one keeps the GPTQ config.json over bfloat16 weights.",
+        fix="Not fixed automatically: restore the quantiser's config, or remove it, to match the weights.",
+    ),
     "TC401": RuleDoc(
         detects="A pickle that imports a global outside what torch.load(weights_only=True) accepts: anything but "
         "OrderedDict, torch storages and tensor rebuild functions, dtypes, torch.Size and a few builtins.",
