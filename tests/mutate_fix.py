@@ -106,7 +106,7 @@ MUTATIONS: list[tuple[str, str, str, str]] = [
     ),
     (
         "fix/plan.py",
-        'BLOCKING = ("TC001", "TC002", "TC003", "TC008")',
+        'BLOCKING = ("TC001", "TC002", "TC003", "TC008", "TC011", "TC012")',
         "BLOCKING = ()",
         "test_fix.py::test_broken_checkpoint_is_refused",
     ),

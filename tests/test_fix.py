@@ -137,6 +137,7 @@ def test_tie_head_in_text_config(gen: Any, tmp_path: Path) -> None:
     config = {
         "architectures": ["Mistral3ForConditionalGeneration"],
         "model_type": "mistral3",
+        "dtype": "bfloat16",
         "text_config": {"model_type": "mistral", "tie_word_embeddings": False, "vocab_size": 32},
         "vision_config": {"hidden_size": 8},
     }

@@ -18,7 +18,7 @@ EXPECTED = {
     "gpt2-head-without-embedding": {"TC106"},
     "index-drift": {"TC002", "TC003", "TC004", "TC005", "TC007"},
     "index-stale-totals": {"TC006"},
-    "invalid-safetensors": {"TC001"},
+    "invalid-safetensors": {"TC012"},
     "invalid-index": {"TC008"},
     "invalid-config": {"TC009"},
     "llama-base-model": {"TC105"},

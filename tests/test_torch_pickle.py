@@ -77,6 +77,7 @@ def _tiny_llama(tied: bool) -> tuple[torch.nn.Module, object]:
         num_attention_heads=2,
         num_key_value_heads=1,
         tie_word_embeddings=tied,
+        dtype="float32",  # as save_pretrained writes it (a config without one is TC303)
     )
     torch.manual_seed(0)
     return LlamaForCausalLM(config), config

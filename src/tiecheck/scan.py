@@ -19,7 +19,7 @@ from tiecheck.ties.resolve import ResolvedTie, resolve_ties
 
 #: Load errors for which ``tiecheck fix`` refuses a checkpoint (``fix.plan`` refuses on these codes): with one of
 #: them, no finding is marked fixable, since ``fix`` would not act.
-BLOCKS_FIX = frozenset({"TC001", "TC002", "TC003", "TC008", "TC009"})
+BLOCKS_FIX = frozenset({"TC001", "TC002", "TC003", "TC008", "TC009", "TC011", "TC012"})
 
 #: Bytes per parameter for the load-memory estimates of the summary.
 LOAD_WIDTHS = {"float32": 4, "bfloat16": 2, "float16": 2, "int8": 1}

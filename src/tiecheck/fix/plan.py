@@ -32,7 +32,7 @@ from tiecheck.scan import Report
 from tiecheck.ties.resolve import ResolvedTie
 
 #: Findings that mean the checkpoint cannot be laid out again safely: fix those by hand first.
-BLOCKING = ("TC001", "TC002", "TC003", "TC008")
+BLOCKING = ("TC001", "TC002", "TC003", "TC008", "TC011", "TC012")
 
 
 class RefusedError(TiecheckError):

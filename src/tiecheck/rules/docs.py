@@ -118,7 +118,7 @@ DOCS: dict[str, RuleDoc] = {
         example="`git clone https://huggingface.co/org/model` on a machine without git-lfs: model.safetensors is "
         "134 bytes.",
         fix="Not fixed automatically: run `git lfs install && git lfs pull` in the clone, or download the files "
-        "again with `hf download`.",
+        "again with `hf download`. " + _BLOCKS_FIX,
     ),
     "TC012": RuleDoc(
         detects="A safetensors file whose header is complete and valid but declares more tensor data than the "
@@ -126,7 +126,7 @@ DOCS: dict[str, RuleDoc] = {
         why="Loaders refuse the file. The header being whole means the model was exported correctly and the "
         "transfer stopped: a new download or upload of this one file repairs it.",
         example="model-00003-of-00004.safetensors stopped at 2.1 GB of 4.9 GB when the connection dropped.",
-        fix="Not fixed automatically: download (or upload) the file again.",
+        fix="Not fixed automatically: download (or upload) the file again. " + _BLOCKS_FIX,
     ),
     "TC013": RuleDoc(
         detects="Tensors with a zero-size dimension (no elements). When half or more of the tensors are empty, "
