@@ -196,6 +196,7 @@ def run(method: str, argv: list[str], bytes_read: int | None) -> Result:
         raise SystemExit(f"{method} failed with exit code {proc.returncode}")
     if bytes_read is None:  # tiecheck reports what it read
         document = json.loads(proc.stdout)
+        document = document["reports"][0] if "reports" in document else document  # the CLI's JSON document
         bytes_read = document["summary"]["bytes_read"]
         wall = document.get("elapsed", wall)
     return Result(method, wall, maxrss_kb * 1024, blocks * 512, bytes_read, proc.stdout)
@@ -275,6 +276,7 @@ def main() -> None:
         shard_bytes = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
         print(f"generated {fmt_bytes(shard_bytes)} in {time.perf_counter() - t:.1f} s at {folder}", file=sys.stderr)
         report = json.loads(run("probe", methods(folder, shard_bytes)[0][1], None).output)
+        report = report["reports"][0] if "reports" in report else report
         head = next(f["bytes"] for f in report["findings"] if f["code"] == "TC101")
         print(f"findings: {sorted({f['code'] for f in report['findings']})}", file=sys.stderr)
 

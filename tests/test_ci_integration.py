@@ -96,6 +96,8 @@ def test_pre_commit_hook_definition() -> None:
     pattern = re.compile(hook["files"])
     for name in ("model.safetensors", "model.safetensors.index.json", "config.json", "pytorch_model.bin"):
         assert pattern.search(name), name
+    for name in ("optimizer.pt", "rng_state_0.pth", "last.ckpt", "model.pkl"):  # pickles are read for imports
+        assert pattern.search(name), name
     assert not pattern.search("train.py")
 
 

@@ -40,6 +40,10 @@ def sparse_checkpoint(folder: Path) -> Path:
     return folder
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _read(fd: int, timeout: float) -> bytes:
     ready, _, _ = select.select([fd], [], [], timeout)
     if not ready:
@@ -58,7 +62,14 @@ def test_ctrl_c_stops_within_a_chunk_clears_the_bar_and_exits_130(tmp_path: Path
     env = {**os.environ, "COLUMNS": "80", "LINES": "24", "TERM": "xterm"}
     env.pop("NO_COLOR", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tiecheck", *args], stdin=child, stdout=child, stderr=child, env=env, close_fds=True
+        [sys.executable, "-m", "tiecheck", *args],
+        stdin=child,
+        stdout=child,
+        stderr=child,
+        env=env,
+        close_fds=True,
+        # as in a terminal: a test run started in the background (`pytest &`) hands its children SIGINT ignored
+        preexec_fn=_default_sigint,
     )
     os.close(child)
     output = b""

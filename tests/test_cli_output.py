@@ -89,3 +89,19 @@ def test_fixable_only_where_fix_would_act(fixtures_dir: Path, tmp_path: Path) ->
     refused = CliRunner().invoke(app, ["fix", str(tmp_path / "d"), "--dry-run"])
     assert refused.exit_code == 2, refused.output
     assert any(f.fixable for f in scan_api(fixtures_dir / MERGE).findings)
+
+
+def test_missing_and_unreadable_config_are_different_codes(fixtures_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from tiecheck import scan as scan_api
+
+    folder = tmp_path / "m"
+    shutil.copytree(fixtures_dir / CLEAN, folder)
+    (folder / "config.json").unlink()
+    missing = [(f.code, f.severity.label) for f in scan_api(folder).findings]
+    (folder / "config.json").write_bytes(b"\xff\xfe not text")
+    unreadable = [(f.code, f.severity.label) for f in scan_api(folder).findings]
+    assert missing == [("TC010", "info")] and unreadable == [("TC009", "error")]
+    explained = CliRunner().invoke(app, ["explain", "missing-config"])
+    assert explained.exit_code == 0 and "TC010" in explained.stdout

@@ -182,3 +182,9 @@ def test_fingerprints_are_distinct_for_alike_findings(fixtures_dir: Path) -> Non
     prints = _fingerprints(doc)
     assert [code for code, _ in prints].count("TC006") == 2
     assert len({fp for _, fp in prints}) == len(prints) == 7
+
+
+def test_a_target_that_cannot_be_scanned_still_gives_valid_sarif(validator: Any, tmp_path: Path) -> None:
+    code, document = sarif(str(tmp_path / "missing"))
+    assert code == 2
+    validator.validate(document)

@@ -180,10 +180,6 @@ def main() -> None:
         raise
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)
-    except BrokenPipeError:
-        with contextlib.suppress(OSError):
-            _to_devnull()
-        sys.exit(EXIT_OK)
     except Exception as exc:
         if os.environ.get("TIECHECK_DEBUG"):
             raise
