@@ -30,6 +30,7 @@ from tiecheck.formats._pickle_walk import (
     PickleWalk,
     _describe,
     _Opaque,
+    _reason,
     _short,
     _Storage,
     _Tensor,
@@ -156,8 +157,34 @@ def detect_format(head: bytes) -> str:
     return "unknown"
 
 
+#: What a reader bug on a hostile file could raise; it becomes TC403, never an internal error that
+#: aborts a multi-target run (the differential and fuzz tests keep this list from hiding anything).
+_UNEXPECTED = (
+    RecursionError,
+    MemoryError,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    OverflowError,
+    AssertionError,
+    EOFError,
+    ZipError,
+)
+
+
 def read_torch_file(source: ByteSource, file_name: str) -> TorchFile:
-    """Read the tensor table of a ``torch.save`` file; raises :class:`FormatError` (TC401/TC403)."""
+    """Read the tensor table of a ``torch.save`` file; raises :class:`FormatError` (TC401/TC403) or OSError."""
+    try:
+        return _read_torch_file(source, file_name)
+    except FormatError:
+        raise
+    except _UNEXPECTED as exc:
+        raise _unreadable(f"tiecheck could not make sense of it ({type(exc).__name__}: {_reason(exc)})") from None
+
+
+def _read_torch_file(source: ByteSource, file_name: str) -> TorchFile:
     kind = detect_format(bytes(source.read(0, 512)))
     if kind == "zip":
         return _read_zip(source, file_name)
