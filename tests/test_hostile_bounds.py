@@ -25,12 +25,13 @@ SECONDS = 5.0
 MEGABYTES = 400
 
 PROBE = r"""
-import json, resource, sys, time
+import json, sys, time
 from tiecheck import scan
 start = time.perf_counter()
 report = scan(sys.argv[1])
 elapsed = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM belongs to this process's memory map; ru_maxrss would carry the parent's peak across exec.
+peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024
 print(json.dumps({"codes": [f.code for f in report.findings], "messages": [f.message for f in report.findings],
                   "seconds": elapsed, "megabytes": peak}))
 """

@@ -195,17 +195,18 @@ def _read_torch_file(source: ByteSource, file_name: str) -> TorchFile:
     if kind == "unknown":
         raise _unreadable("not a PyTorch checkpoint (neither a zip archive nor a pickle)")
     # Legacy and bare pickles: walk the leading pickles (unsafe globals first), then read or refuse.
-    stream = _SourceFile(source, end=MAX_PICKLE_SIZE)
     walks: list[PickleWalk] = []
+    position = 0
     for _ in LEGACY_PICKLES:  # torch.load reads any non-zip file as these (a bare pickle: the first runs)
-        walks.append(walk_pickle(stream))  # type: ignore[arg-type]
+        walks.append(_walk_at(source, position))
+        position = walks[-1].end
         # A walk that lost track but reached STOP goes on: later pickles may still name imports.
-        if not walks[-1].stopped or walks[-1].exhausted or stream.peek_byte() != b"\x80":
+        if not walks[-1].stopped or walks[-1].exhausted or bytes(source.read(position, 1)) != b"\x80":
             break
     unsafe = [g for walk in walks for g in walk.unsafe]
     if unsafe:
         raise _unsafe(list(dict.fromkeys(unsafe)), walks)
-    if stream.tell() >= stream.end < source.size:
+    if position >= MAX_PICKLE_SIZE and not walks[-1].stopped:
         raise _unreadable(f"the leading pickles run past the {MAX_PICKLE_SIZE:,}-byte limit")
     budget = next((w.broken for w in walks if w.exhausted), None)
     if budget is not None:
@@ -214,8 +215,28 @@ def _read_torch_file(source: ByteSource, file_name: str) -> TorchFile:
         # torch.load tries the legacy tar format first: this file is a tar to torch, pickles to a scanner.
         raise _unreadable("the file is both a tar archive and a pickle; torch reads it as the legacy tar format")
     if kind == "legacy":
-        return _read_legacy(source, file_name, walks, stream.tell())
+        return _read_legacy(source, file_name, walks, position)
     raise _unreadable("a bare pickle, not a torch.save zip archive")
+
+
+_FIRST_PREFIX = 1 << 20
+
+
+def _walk_at(source: ByteSource, start: int) -> PickleWalk:
+    """Walk the pickle at ``start`` from an in-memory prefix of the file (genops reads an opcode at a time).
+
+    The prefix grows (1 MB, 8 MB, 64 MB) only while the walk runs out of it, never past
+    :data:`MAX_PICKLE_SIZE` from the start of the file; offsets in the result are the file's.
+    """
+    size = _FIRST_PREFIX
+    while True:
+        limit = max(0, min(size, MAX_PICKLE_SIZE - start, source.size - start))
+        walk = walk_pickle(bytes(source.read(start, limit)))
+        ran_out = not walk.stopped and not walk.exhausted and walk.end >= limit
+        if not ran_out or limit < size:
+            walk.end += start
+            return walk
+        size *= 8
 
 
 def _opens_as_tar(source: ByteSource) -> bool:
