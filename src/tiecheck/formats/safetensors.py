@@ -52,6 +52,8 @@ def read_header(source: ByteSource, file_name: str) -> SafetensorsHeader:
         raw += bytes(source.read(len(head), 8 + length - len(head)))
     try:
         return parse_header(raw, size, file_name)
+    except FormatError:
+        raise
     except (RecursionError, MemoryError, ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
         # A reader bug on a hostile header is a finding (TC001), never an internal error that stops the scan.
         raise FormatError("header", f"tiecheck could not make sense of it ({type(exc).__name__})") from None
