@@ -278,3 +278,12 @@ def test_one_stray_byte_makes_a_real_archive_unclean(tmp_path: Path, mutate: Cal
     torch.save({"a": torch.ones(3)}, path)
     path.write_bytes(mutate(path.read_bytes()))
     assert tiecheck_verdict(path) == "TC403"
+
+
+def test_an_unreadable_directory_still_names_an_unsafe_pickle(tmp_path: Path) -> None:
+    """Honest labels: with the end record gone, the local headers still show a data.pkl that runs code."""
+    data = torch_zip(payload(tmp_path / "never.marker"))
+    path = tmp_path / "cut.bin"
+    path.write_bytes(data[: data.rindex(b"PK\x01\x02")])  # directory and end record cut off
+    assert tiecheck_verdict(path) == "TC401"
+    assert not (tmp_path / "never.marker").exists()
