@@ -26,7 +26,6 @@ from types import MappingProxyType
 from tiecheck.checkpoint import TensorRecord
 from tiecheck.errors import FormatError
 from tiecheck.formats._pickle_walk import (
-    SAFE_GLOBALS,
     PickleWalk,
     _describe,
     _Opaque,
@@ -36,6 +35,7 @@ from tiecheck.formats._pickle_walk import (
     _Tensor,
     walk_pickle,
 )
+from tiecheck.formats._torch_globals import SAFE_GLOBALS
 from tiecheck.formats._zip import Archive, Entry, ZipError, read_archive, read_entry, scan_local_headers
 from tiecheck.formats.dtypes import DTYPES
 from tiecheck.io.source import ByteSource
@@ -75,71 +75,6 @@ def _unreadable(detail: str, tensor: str | None = None) -> FormatError:
 
 
 # --- the file ---------------------------------------------------------------------------------------
-
-
-class _SourceFile(io.RawIOBase):
-    """A read-only file object over a :class:`ByteSource`, for ``zipfile`` and ``genops``.
-
-    ``read`` and ``readline`` never allocate more than the file holds: a hostile length prefix
-    (BINBYTES8 of 2**60 bytes) costs nothing, unlike ``io.BufferedReader``, which allocates first.
-    """
-
-    def __init__(self, source: ByteSource, end: int | None = None) -> None:
-        self._source = source
-        self._pos = 0
-        self.end = source.size if end is None else min(end, source.size)
-        """Reads stop here, as at the end of the file (a budget for the leading pickles)."""
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self.end}[whence]
-        if base + offset < 0:
-            raise OSError("seek before the start of the file")
-        self._pos = base + offset
-        return self._pos
-
-    def read(self, size: int = -1) -> bytes:
-        room = max(0, self.end - self._pos)
-        size = room if size is None or size < 0 else min(size, room)
-        data = bytes(self._source.read(self._pos, size))
-        self._pos += len(data)
-        return data
-
-    def readline(self, size: int | None = -1) -> bytes:
-        room = max(0, self.end - self._pos)
-        limit = room if size is None or size < 0 else min(size, room)
-        line = bytearray()
-        while len(line) < limit:
-            chunk = bytes(self._source.read(self._pos, min(4096, limit - len(line))))
-            if not chunk:
-                break
-            end = chunk.find(b"\n")
-            if end >= 0:
-                chunk = chunk[: end + 1]
-            line += chunk
-            self._pos += len(chunk)
-            if end >= 0:
-                break
-        return bytes(line)
-
-    def peek_byte(self) -> bytes:
-        return bytes(self._source.read(self._pos, 1)) if self._pos < self.end else b""
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        view = memoryview(buffer).cast("B")
-        data = self._source.read(self._pos, min(len(view), max(0, self.end - self._pos)))
-        n = len(data)
-        view[:n] = data
-        self._pos += n
-        return n
 
 
 def detect_format(head: bytes) -> str:
@@ -241,7 +176,8 @@ def _walk_at(source: ByteSource, start: int) -> PickleWalk:
 
 def _opens_as_tar(source: ByteSource) -> bool:
     try:
-        with tarfile.open(fileobj=_SourceFile(source, end=1 << 20), mode="r:"):
+        # The first member's header is all tarfile reads on open; a 64 KB prefix holds it (and pax headers).
+        with tarfile.open(fileobj=io.BytesIO(bytes(source.read(0, 64 << 10))), mode="r:"):
             return True
     except (tarfile.TarError, OSError, ValueError, EOFError, UnicodeError, OverflowError):
         return False
