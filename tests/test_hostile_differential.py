@@ -140,6 +140,7 @@ def corpus(marker: Path) -> dict[str, bytes]:
         "pickle-after-stop": torch_zip(ok[:-1] + pickle.STOP + bad),
         "deflated-hostile": assemble([(pkl, bad), (ROOT + b"version", b"3\n")], method={0: 8}),
     }
+    cases["torchscript-look-alike"] = torch_zip(bad, (ROOT + b"CONSTANTS.PKL", b"\x80\x02)."))
     out = io.BytesIO()
     with warnings.catch_warnings(), zipfile.ZipFile(out, "w") as archive:
         warnings.simplefilter("ignore")  # "Duplicate name"
@@ -250,6 +251,7 @@ def test_nothing_in_the_corpus_is_clean(outcomes: dict[str, tuple[bool, str]]) -
         "legacy-hostile",
         "legacy-frame-shorter",
         "bare-hostile-protocol-4",
+        "torchscript-look-alike",
         "deflated-hostile",
     ],
 )

@@ -262,8 +262,9 @@ def _read_zip(source: ByteSource, file_name: str) -> TorchFile:
         raise _unreadable("the zip archive is empty")
     first = archive.entries[0].name
     root = first.split("/", 1)[0]
-    if archive.find(f"{root}/constants.pkl") or any(e.key.startswith(f"{root}/code/".lower()) for e in archive.entries):
-        # torch.load hands these to torch.jit.load, which never unpickles data.pkl with Python's pickle.
+    if any(e.name == f"{root}/constants.pkl" or e.name.startswith(f"{root}/code/") for e in archive.entries):
+        # torch.load hands these to torch.jit.load, which never unpickles data.pkl with Python's pickle. The
+        # test is torch's own, case-sensitive: a CONSTANTS.PKL beside a hostile data.pkl must not hide it.
         raise _unreadable("a TorchScript archive (torch.jit.save), not a state dict; tiecheck does not read it")
     candidates = archive.find(f"{root}/data.pkl")
     walks = [(entry, _walk_entry(source, entry)) for entry in candidates]
