@@ -25,12 +25,13 @@ SECONDS = 5.0
 MEGABYTES = 400
 
 PROBE = r"""
-import json, resource, sys, time
+import json, sys, time
 from tiecheck import scan
 start = time.perf_counter()
 report = scan(sys.argv[1])
 elapsed = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM belongs to this process's memory map; ru_maxrss would carry the parent's peak across exec.
+peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024
 print(json.dumps({"codes": [f.code for f in report.findings], "messages": [f.message for f in report.findings],
                   "seconds": elapsed, "megabytes": peak}))
 """
@@ -132,3 +133,34 @@ def test_an_unsafe_import_before_the_budget_is_still_tc401(tmp_path: Path) -> No
     (tmp_path / "pytorch_model.bin").write_bytes(b"")
     write_torch_zip(tmp_path / "pytorch_model.bin", data)
     assert "TC401" in scan_in_child(tmp_path)["codes"]  # type: ignore[operator]
+
+
+def _safetensors(path: Path, header: dict[str, object], data: bytes) -> Path:
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data)
+    return path
+
+
+def test_a_shape_of_200000_huge_dimensions_is_tc001_in_seconds(tmp_path: Path) -> None:
+    shape = [2**40] * 200_000
+    _safetensors(
+        tmp_path / "model.safetensors", {"w": {"dtype": "F32", "shape": shape, "data_offsets": [0, 4]}}, b"\0" * 4
+    )
+    result = scan_in_child(tmp_path)
+    assert "TC001" in result["codes"], result["messages"]  # type: ignore[operator]
+    assert result["seconds"] < SECONDS, result  # type: ignore[operator]
+
+
+def test_an_index_of_a_million_missing_shards_is_one_finding_in_seconds(tmp_path: Path) -> None:
+    _safetensors(
+        tmp_path / "model-00001-of-99999.safetensors",
+        {"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}},
+        b"\0" * 4,
+    )
+    weight_map = {"w": "model-00001-of-99999.safetensors"}
+    weight_map.update({f"t{i}": f"model-{i:07d}-of-99999.safetensors" for i in range(2, 1_000_001)})
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    result = scan_in_child(tmp_path)
+    assert result["codes"].count("TC002") == 1, result["messages"]  # type: ignore[union-attr]
+    assert result["seconds"] < 3 * SECONDS, result  # parsing a 50 MB index is most of it  # type: ignore[operator]

@@ -140,6 +140,7 @@ def corpus(marker: Path) -> dict[str, bytes]:
         "pickle-after-stop": torch_zip(ok[:-1] + pickle.STOP + bad),
         "deflated-hostile": assemble([(pkl, bad), (ROOT + b"version", b"3\n")], method={0: 8}),
     }
+    cases["torchscript-look-alike"] = torch_zip(bad, (ROOT + b"CONSTANTS.PKL", b"\x80\x02)."))
     out = io.BytesIO()
     with warnings.catch_warnings(), zipfile.ZipFile(out, "w") as archive:
         warnings.simplefilter("ignore")  # "Duplicate name"
@@ -250,6 +251,7 @@ def test_nothing_in_the_corpus_is_clean(outcomes: dict[str, tuple[bool, str]]) -
         "legacy-hostile",
         "legacy-frame-shorter",
         "bare-hostile-protocol-4",
+        "torchscript-look-alike",
         "deflated-hostile",
     ],
 )
@@ -278,3 +280,12 @@ def test_one_stray_byte_makes_a_real_archive_unclean(tmp_path: Path, mutate: Cal
     torch.save({"a": torch.ones(3)}, path)
     path.write_bytes(mutate(path.read_bytes()))
     assert tiecheck_verdict(path) == "TC403"
+
+
+def test_an_unreadable_directory_still_names_an_unsafe_pickle(tmp_path: Path) -> None:
+    """Honest labels: with the end record gone, the local headers still show a data.pkl that runs code."""
+    data = torch_zip(payload(tmp_path / "never.marker"))
+    path = tmp_path / "cut.bin"
+    path.write_bytes(data[: data.rindex(b"PK\x01\x02")])  # directory and end record cut off
+    assert tiecheck_verdict(path) == "TC401"
+    assert not (tmp_path / "never.marker").exists()

@@ -221,6 +221,9 @@ def count_nonfinite(data: memoryview | bytes, dtype: str) -> tuple[int, int] | N
     return nan, inf
 
 
+_ZEROS = memoryview(bytes(CHUNK))
+
+
 class _Accumulator:
     """Running state of one tensor's full read: hash, constancy, non-finite counts."""
 
@@ -247,6 +250,18 @@ class _Accumulator:
             else:
                 self.nan += counts[0]
                 self.inf += counts[1]
+
+    def feed_zeros(self, length: int) -> None:
+        """``length`` zero bytes (a hole of a sparse file), without reading or allocating them."""
+        for start in range(0, length, len(_ZEROS)):
+            self.hasher.update(_ZEROS[: min(len(_ZEROS), length - start)])
+        if self.check_constant:
+            width = element_width(self.dtype) or 1
+            pattern = constant_pattern(_ZEROS[: width * 16], self.dtype)  # what any run of zeros gives
+            if pattern is None or (self.pattern is not None and pattern != self.pattern):
+                self.check_constant, self.pattern = False, None
+            else:
+                self.pattern = pattern
 
     def result(self) -> TensorContent:
         return TensorContent(
@@ -318,12 +333,25 @@ class ContentReader(Closing):
 
     def _chunks(self, tensor: TensorRecord) -> Iterable[memoryview]:
         """The tensor's bytes in sequential chunks; each chunk's pages are dropped once consumed."""
+        for chunk in self._chunks_or_holes(tensor, holes=False):
+            assert not isinstance(chunk, int)
+            yield chunk
+
+    def _chunks_or_holes(self, tensor: TensorRecord, holes: bool = True) -> Iterable[memoryview | int]:
+        """Like :meth:`_chunks`, but a chunk lying wholly in a hole of a sparse file (zeros the file system
+        stores as nothing) comes as its length, unread: a 10 GB all-zero sparse tensor costs no I/O.
+        """
         src = self.source(tensor.file)
+        extents: Callable[[int, int], list[tuple[int, int]] | None] | None = getattr(src, "data_extents", None)
+        data = extents(tensor.start, tensor.nbytes) if holes and extents is not None else None
         prefetch: Callable[[int, int], None] | None = getattr(src, "prefetch", None)
         for offset in range(tensor.start, tensor.end, CHUNK):
             if self._cancelled.is_set():
                 raise _Cancelled
             length = min(CHUNK, tensor.end - offset)
+            if data is not None and not any(a < offset + length and offset < b for a, b in data):
+                yield length
+                continue
             if prefetch is not None and offset + length < tensor.end:
                 prefetch(offset + length, min(CHUNK, tensor.end - offset - length))  # read ahead while we hash
             chunk = memoryview(src.read(offset, length))
@@ -426,8 +454,11 @@ class ContentReader(Closing):
 
     def _read_full(self, tensor: TensorRecord, deep: bool) -> None:
         acc = _Accumulator(tensor, deep)
-        for chunk in self._chunks(tensor):
-            acc.feed(chunk)
+        for chunk in self._chunks_or_holes(tensor):
+            if isinstance(chunk, int):
+                acc.feed_zeros(chunk)
+            else:
+                acc.feed(chunk)
         with self._lock:
             self._contents[location(tensor)] = acc.result()
 

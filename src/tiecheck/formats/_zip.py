@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from tiecheck.io.source import ByteSource
@@ -28,6 +29,9 @@ ZIP64_EOCD = struct.Struct("<4sQ2H2I4Q")
 CENTRAL = struct.Struct("<4s6H3I5H2I")
 LOCAL = struct.Struct("<4s5H3I2H")
 STORED, DEFLATED = 0, 8
+#: A ``torch.save`` zip holds one record per storage plus a few; the pickle's opcode budget allows
+#: about 30,000 tensors, so more entries than this cannot be a checkpoint tiecheck reads.
+MAX_ENTRIES = 200_000
 _MAX_COMMENT = 0xFFFF
 
 
@@ -62,11 +66,11 @@ class Archive:
     """In central-directory order."""
     ambiguities: tuple[str, ...]
     """Every way two readers could read this file differently; empty for what ``torch.save`` writes."""
+    by_key: Mapping[str, tuple[Entry, ...]] = field(default_factory=dict)
 
     def find(self, name: str) -> list[Entry]:
         """Every entry torch could open for ``name`` (more than one is an ambiguity)."""
-        key = name.lower()
-        return [e for e in self.entries if e.key == key]
+        return list(self.by_key.get(name.lower(), ()))
 
 
 def read_archive(source: ByteSource) -> Archive:
@@ -103,15 +107,20 @@ def read_archive(source: ByteSource) -> Archive:
         )
     if count > cd_size // CENTRAL.size:
         raise ZipError(f"the end record claims {count:,} entries in a {cd_size:,}-byte directory")
+    if count > MAX_ENTRIES:
+        raise ZipError(f"{count:,} entries, more than the {MAX_ENTRIES:,} a torch.save checkpoint can need")
     entries = list(_central(source, cd_offset, cd_offset + cd_size, count, ambiguities))
     _check_layout(source, entries, cd_offset, ambiguities)
-    seen: dict[str, str] = {}
+    by_key: dict[str, list[Entry]] = {}
     for entry in entries:
-        if entry.key in seen:
-            same = "twice" if seen[entry.key] == entry.name else f"beside {_quote(seen[entry.key])} (case differs)"
+        alike = by_key.setdefault(entry.key, [])
+        if alike:
+            first = alike[0].name
+            same = "twice" if first == entry.name else f"beside {_quote(first)} (case differs)"
             ambiguities.append(f"{_quote(entry.name)} is stored {same}: zip readers disagree about which is read")
-        seen.setdefault(entry.key, entry.name)
-    return Archive(tuple(entries), tuple(dict.fromkeys(ambiguities)))
+        alike.append(entry)
+    index = MappingProxyType({k: tuple(v) for k, v in by_key.items()})
+    return Archive(tuple(entries), tuple(dict.fromkeys(ambiguities)), index)
 
 
 def read_entry(source: ByteSource, entry: Entry, limit: int) -> bytes:

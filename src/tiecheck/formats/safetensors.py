@@ -60,7 +60,13 @@ def read_header(source: ByteSource, file_name: str) -> SafetensorsHeader:
     raw = head[8 : 8 + length]
     if len(raw) < length:
         raw += bytes(source.read(len(head), 8 + length - len(head)))
-    return parse_header(raw, size, file_name)
+    try:
+        return parse_header(raw, size, file_name)
+    except FormatError:
+        raise
+    except (RecursionError, MemoryError, ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+        # A reader bug on a hostile header is a finding (TC001), never an internal error that stops the scan.
+        raise FormatError("header", f"tiecheck could not make sense of it ({type(exc).__name__})") from None
 
 
 def parse_header(raw: bytes, file_size: int, file_name: str) -> SafetensorsHeader:

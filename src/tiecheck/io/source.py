@@ -8,6 +8,7 @@ requests) only has to implement the same two small protocols.
 from __future__ import annotations
 
 import contextlib
+import errno
 import mmap
 import os
 import threading
@@ -68,6 +69,10 @@ class Closing:
         self.close()
 
 
+#: A range split into more stored extents than this is read whole rather than mapped extent by extent.
+MAX_EXTENTS = 4096
+
+
 class LocalFileSource(Closing):
     """A local file, memory-mapped so that reads of tensor bytes cost no copy into Python."""
 
@@ -90,6 +95,37 @@ class LocalFileSource(Closing):
     def pread(self, offset: int, length: int) -> bytes:
         """A small read outside the map (a fingerprint's sample): no mapped page to count or drop after."""
         return os.pread(self._file.fileno(), length, offset) if length > 0 and offset < self._size else b""
+
+    def data_extents(self, offset: int, length: int) -> list[tuple[int, int]] | None:
+        """The ranges of ``[offset, offset + length)`` the file system stores; the rest are holes (zeros).
+
+        None when the file system cannot tell (no ``SEEK_DATA``): then every byte must be read.
+        """
+        seek_data, seek_hole = getattr(os, "SEEK_DATA", None), getattr(os, "SEEK_HOLE", None)
+        if seek_data is None or seek_hole is None:
+            return None
+        end = min(offset + length, self._size)
+        extents: list[tuple[int, int]] = []
+        position = offset
+        fd = self._file.fileno()
+        try:
+            while position < end and len(extents) < MAX_EXTENTS:
+                try:
+                    start = os.lseek(fd, position, seek_data)
+                except OSError as exc:
+                    if exc.errno == errno.ENXIO:  # no data after position: a hole to the end
+                        break
+                    raise
+                if start >= end:
+                    break
+                stop = min(os.lseek(fd, start, seek_hole), end)
+                extents.append((start, stop))
+                position = stop
+        except OSError:
+            return None
+        if len(extents) >= MAX_EXTENTS:
+            return None  # fragmented beyond use: read it all
+        return extents
 
     def access(self, random_access: bool) -> None:
         """Tell the kernel whether reads are scattered samples (no readahead) or sequential chunks."""
