@@ -22,6 +22,7 @@ from tiecheck.cli.app import (
 )
 from tiecheck.cli.progress import progress_for
 from tiecheck.errors import TiecheckError
+from tiecheck.output._escape import terminal
 from tiecheck.output.combined import FORMATS, print_tables, render
 from tiecheck.selection import COMMAND_LINE, Selection, SelectionError, Settings, find_config, load_config, resolve
 from tiecheck.targets import Failure, Target, expand_targets, folders_of_files, scan_many
@@ -191,7 +192,8 @@ def scan_command(
         return resolve(configs[found], cli_layer)
 
     def report_failure(failure: Failure) -> None:
-        stderr.print(f"tiecheck: error: {failure.message}", markup=False, highlight=False, soft_wrap=True)
+        # The message may quote a hostile folder or file name: never let it start a line of its own.
+        stderr.print(f"tiecheck: error: {terminal(failure.message)}", markup=False, highlight=False, soft_wrap=True)
 
     several = recursive or len(targets) > 1 or (len(paths) > 1 and not from_files)
     multi = scan_many(
