@@ -101,7 +101,7 @@ def main() -> None:
             lines = done.stdout.strip().splitlines() or ["", "0"]
             requests = hub.hub.requests + hub.cdn.requests - before[0]
             transferred = hub.hub.bytes + hub.cdn.bytes - before[1]
-            output = lines[0] if done.returncode == 0 else done.stderr.strip().splitlines()[-1][:60]
+            output = lines[0] if done.returncode == 0 else done.stderr.strip()[-1500:]
             print(
                 f"{name:18} {wall:7.2f} {requests:9d} {transferred:14,d} {100 * transferred / size:8.3f}% "
                 f"{int(lines[-1]) / 1024 if lines[-1].isdigit() else 0:8.0f}  {output}"

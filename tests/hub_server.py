@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +28,8 @@ LFS_THRESHOLD = 1024
 @dataclass
 class Repo:
     files: dict[str, bytes]
-    sha: str = "0123456789abcdef0123456789abcdef01234567"
+    sha: str = field(default_factory=lambda: secrets.token_hex(20))
+    """Each repo its own commit, as on the Hub (a client's cache is keyed by it)."""
     refs: dict[str, str] = field(default_factory=dict)
     gated: bool = False
 
