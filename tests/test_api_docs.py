@@ -39,3 +39,17 @@ def test_reference_site_builds_with_the_guide(tmp_path: Path) -> None:
         assert f'id="{name}"' in page, name
     assert (tmp_path / "tiecheck" / "testing.html").exists()
     assert (tmp_path / "tiecheck" / "integrations" / "transformers.html").exists()
+
+
+def test_report_to_json_is_what_the_cli_prints(fixtures_dir: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    target = fixtures_dir / "gemma2-merge-duplicated-head"
+    printed = subprocess.run(
+        [sys.executable, "-m", "tiecheck", "scan", "-f", "json", str(target)], capture_output=True, text=True
+    ).stdout
+    report = tiecheck.scan(target)
+    assert json.loads(report.to_json()) == json.loads(printed)
+    assert report.to_dict()["findings"][0]["code"] == "TC101"

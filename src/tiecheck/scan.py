@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from tiecheck.checkpoint import Checkpoint
 from tiecheck.content import ContentReader, ProgressSink, TensorContent
@@ -67,6 +68,27 @@ class Report:
 
     def worst(self) -> Severity | None:
         return max((f.severity for f in self.findings), default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """This report as one entry of ``reports`` in the JSON document (``schemas/tiecheck-report.schema.json``)."""
+        from tiecheck.output.json import report_dict
+
+        return report_dict(self)
+
+    def to_json(self) -> str:
+        """The whole JSON document ``tiecheck scan -f json`` prints for this one report."""
+        import json
+
+        from tiecheck import __version__
+        from tiecheck.output.json import SCHEMA_VERSION
+
+        document = {
+            "schema_version": SCHEMA_VERSION,
+            "tiecheck_version": __version__,
+            "reports": [self.to_dict()],
+            "errors": [],
+        }
+        return json.dumps(document, indent=2) + "\n"
 
     def failed(self, fail_on: Severity = Severity.WARNING) -> bool:
         worst = self.worst()
