@@ -247,3 +247,26 @@ def test_cli_hub_errors_are_one_line_and_exit_2(hub: FakeHub, tmp_path: Path) ->
     ]
     done = _cli(hub, "scan", "-f", "json", "hf://org/absent", cwd=tmp_path)
     assert done.returncode == 2 and json.loads(done.stdout)["errors"][0]["target"] == "hf://org/absent"
+
+
+def test_cli_revision_and_offline(hub: FakeHub, fixtures_dir: Path, tmp_path: Path) -> None:
+    repo = hub.add_folder("org/repo", fixtures_dir / "clean-llama-sharded", refs={"v1": "e" * 40})
+    repo.sha = "e" * 40
+    done = _cli(hub, "scan", "hf://org/repo", "--revision", "v1", "-f", "json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert [r["target"] for r in json.loads(done.stdout)["reports"]] == ["hf://org/repo@v1"]
+
+    _cache(tmp_path / "cache", "org/cached", fixtures_dir / "gemma2-merge-duplicated-head")
+    before = hub.hub.requests
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "cache"), "HF_ENDPOINT": hub.hub_url}
+    env.pop("HF_HUB_OFFLINE", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "tiecheck", "scan", "hf://org/cached", "--offline", "-q"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 1 and "TC101" in done.stdout, done.stderr
+    assert hub.hub.requests == before  # not one request

@@ -101,16 +101,18 @@ def scan(
     deep: bool = False,
     progress: ProgressSink | None = None,
     rules: frozenset[str] | None = None,
+    offline: bool | None = None,
 ) -> Report:
     """Scan a local checkpoint folder, ``.safetensors`` file or pickle (``.bin``/``.pt``/``.pth``) file,
     or a Hub repo as ``hf://ORG/NAME[@REVISION]`` (by range requests; the local cache when offline).
 
-    ``deep`` reads every tensor once (hashes, NaN/Inf); otherwise only what the questions need.
+    ``deep`` reads every tensor once (hashes, NaN/Inf); otherwise only what the questions need. ``offline``:
+    Hub repos from the local cache only (None: as ``HF_HUB_OFFLINE`` says).
     """
     if str(path).startswith("hf://"):
         from tiecheck.io.hub import open_hub
 
-        store: CheckpointStore = open_hub(str(path))
+        store: CheckpointStore = open_hub(str(path), offline=offline)
     else:
         store = store_for(path)
     return scan_store(store, target=str(path), deep=deep, progress=progress, rules=rules)

@@ -121,15 +121,20 @@ class MultiReport:
         return max((f.severity for r in self.results for f in r.report.findings), default=None)
 
 
-def expand_targets(paths: Sequence[Path], *, recursive: bool = False, base: Path | None = None) -> list[Target]:
+def expand_targets(
+    paths: Sequence[Path], *, recursive: bool = False, base: Path | None = None, revision: str | None = None
+) -> list[Target]:
     """The targets for the given paths; with ``recursive``, every checkpoint folder below each folder.
 
     ``base`` replaces the folder each path names as the root of report paths (SARIF for GitHub
-    code scanning wants paths relative to the repository root).
+    code scanning wants paths relative to the repository root). ``revision`` applies to Hub repos named
+    without one.
     """
     targets: list[Target] = []
     for path in paths:
         remote = hub_repo(path)
+        if remote is not None and revision and "@" not in remote:
+            remote = f"{remote}@{revision}"
         if remote is not None:
             targets.append(Target(path, base or Path.cwd(), remote=remote))
         elif recursive and path.is_dir():
@@ -171,6 +176,7 @@ def scan_many(
     several: bool | None = None,
     deep: bool = False,
     progress: ProgressSink | None = None,
+    offline: bool | None = None,
 ) -> MultiReport:
     """Scan each target; one that cannot be scanned becomes a :class:`Failure`, the others go on."""
     results: list[Result] = []
@@ -179,7 +185,8 @@ def scan_many(
         try:
             settings = settings_for(target) if settings_for else resolve()
             what = target.remote or target.path
-            report = apply_selection(scan(what, deep=deep, progress=progress, rules=settings.enabled), settings)
+            scanned = scan(what, deep=deep, progress=progress, rules=settings.enabled, offline=offline)
+            report = apply_selection(scanned, settings)
         except TiecheckError as exc:
             failure = Failure(target, str(exc))
             failures.append(failure)

@@ -49,7 +49,11 @@ def _output_file(value: str, default: OutputFormat) -> tuple[str, Path]:
 def scan_command(
     paths: Annotated[
         list[Path],
-        typer.Argument(help="Checkpoint folders or weight files (several: one combined report).", metavar="PATH"),
+        typer.Argument(
+            help="Checkpoint folders, weight files, or Hub repos as hf://ORG/NAME[@REVISION] (several: one combined "
+            "report).",
+            metavar="PATH",
+        ),
     ],
     output_format: Annotated[
         OutputFormat, typer.Option("--format", "-f", help="Report format.", rich_help_panel=_OUTPUT)
@@ -136,6 +140,16 @@ def scan_command(
     deep: Annotated[
         bool, typer.Option("--deep", help="Read every tensor once: content hashes, NaN/Inf, constant tensors.")
     ] = False,
+    revision: Annotated[
+        str | None,
+        typer.Option(
+            "--revision", help="For Hub repos named without @REVISION: a branch, tag or commit sha.", metavar="REV"
+        ),
+    ] = None,
+    offline: Annotated[
+        bool,
+        typer.Option("--offline", help="Scan Hub repos from the local Hugging Face cache, with no request."),
+    ] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Findings only: no stats block, no totals, no progress bar.")
     ] = False,
@@ -172,7 +186,7 @@ def scan_command(
         targets = [Target(folder, relative_to or folder) for folder in folders]
     else:
         try:
-            targets = expand_targets(paths, recursive=recursive, base=relative_to)
+            targets = expand_targets(paths, recursive=recursive, base=relative_to, revision=revision)
         except TiecheckError as exc:
             fail(str(exc))
 
@@ -197,7 +211,13 @@ def scan_command(
 
     several = recursive or len(targets) > 1 or (len(paths) > 1 and not from_files)
     multi = scan_many(
-        targets, settings_for, on_failure=report_failure, several=several, deep=deep, progress=progress_for(quiet)
+        targets,
+        settings_for,
+        on_failure=report_failure,
+        several=several,
+        deep=deep,
+        progress=progress_for(quiet),
+        offline=True if offline else None,
     )
 
     for fmt, file in outputs:
