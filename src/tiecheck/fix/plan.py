@@ -479,7 +479,11 @@ class _Planner:
                 why = f"shares its storage with {d.partner.name}, which the tie restores it from: stored once"
                 add(Action(ActionKind.DROP_TENSOR, d.record.file, why, d.record.name, codes=("TC201",)))
             else:
-                why = f"tied to {d.partner.name} and byte-identical: loaders restore it"
+                why = (
+                    f"tied to {d.partner.name} and byte-identical: loaders restore it"
+                    if d.via_tie
+                    else f"a second copy; loaders read the identical one in {d.partner.file}"
+                )
                 add(Action(ActionKind.DROP_TENSOR, d.record.file, why, d.record.name, d.record.nbytes, codes=(d.code,)))
         for (source, tensors), out in zip(shards, files, strict=True):
             why = f"{len(tensors)} tensor(s) converted without unpickling: byte ranges copied and hashed"
