@@ -12,6 +12,7 @@ gather tensors from any files. That is what lets a conversion (``--to-safetensor
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -160,8 +161,9 @@ def finding_key(f: Finding, dropped: frozenset[str] = frozenset()) -> FindingKey
     return (f.code, names if f.tensors else frozenset(f.files))
 
 
-def build_plan(report: Report, store: CheckpointStore, options: Options) -> Plan:
-    return _Planner(report, store, options).build()
+def build_plan(report: Report, store: CheckpointStore, options: Options, content: ContentReader | None = None) -> Plan:
+    """The plan for ``report``; ``content``: an open reader on ``store`` whose comparisons are reused."""
+    return _Planner(report, store, options).build(content)
 
 
 class _Planner:
@@ -182,9 +184,9 @@ class _Planner:
 
     # --- deciding -----------------------------------------------------------------------------
 
-    def build(self) -> Plan:
+    def build(self, reader: ContentReader | None = None) -> Plan:
         self._refuse_unfixable()
-        with ContentReader(self.store) as content:
+        with ContentReader(self.store) if reader is None else contextlib.nullcontext(reader) as content:
             self.content = content
             for f in self.report.findings:
                 handler = getattr(self, f"_on_{f.code.lower()}", None)
