@@ -314,3 +314,37 @@ def test_strided_views_are_gathered_in_blocks(tmp_path: Path, chunk: int) -> Non
         assert torch.equal(out[name], view.contiguous()), name
     elements = sum(r.numel for r in records)
     assert len(steps) < elements / 4, "gathered in blocks, not element by element"
+
+
+def save_head_in_two_shards(m: Any, folder: Path) -> None:
+    """The head stored twice: an alias of the embedding's storage in shard 1, a plain copy in shard 2."""
+    folder.mkdir(parents=True)
+    m.config.save_pretrained(folder)
+    state = m.state_dict()
+    names = [n for n in state if n != "lm_head.weight"]
+    first = {n: state[n] for n in names[: len(names) // 2]}
+    first["lm_head.weight"] = first["model.embed_tokens.weight"]
+    second = {n: state[n] for n in names[len(names) // 2 :]}
+    second["lm_head.weight"] = state["model.embed_tokens.weight"].clone()
+    weight_map = {}
+    for i, part in enumerate((first, second), 1):
+        file = f"pytorch_model-{i:05d}-of-00002.bin"
+        torch.save(part, folder / file)
+        weight_map.update(dict.fromkeys(part, file))
+    (folder / "pytorch_model.bin.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+
+
+@pytest.mark.parametrize("tie", [True, False], ids=["tied", "untied"])
+def test_head_stored_in_two_shards_converts_to_one_copy_or_none(tmp_path: Path, tie: bool) -> None:
+    m = model(tie=tie)
+    with torch.no_grad():
+        m.lm_head.weight.copy_(m.model.embed_tokens.weight)
+    folder = tmp_path / "ckpt"
+    save_head_in_two_shards(m, folder)
+    assert all(f.fixable for f in scan(folder).findings if f.code == "TC005")
+    outcome = run_fix(folder, Options(to_safetensors=True, drop_duplicates=True))
+    assert outcome.applied is not None
+    stored = [t.name for f in scan(folder).checkpoint.files for t in f.tensors]
+    assert stored.count("lm_head.weight") == (0 if tie else 1)
+    assert not list(folder.glob("*.bin*"))
+    assert torch.equal(logits(folder), reference_logits(m))

@@ -220,3 +220,13 @@ def test_read_only_shard_is_not_replaced(merged: Path) -> None:
     assert result.exit_code == 2 and "read-only" in result.stderr, result.output
     assert snapshot(merged) == before
     assert stat.S_IMODE((merged / SHARD2).stat().st_mode) == 0o444
+
+
+def test_config_symlinked_out_of_the_folder_is_not_read(merged: Path, outside: Path) -> None:
+    (outside / "config.json").write_bytes((merged / "config.json").read_bytes())
+    (merged / "config.json").unlink()
+    (merged / "config.json").symlink_to(outside / "config.json")
+    report = scan(merged)
+    assert any(f.code == "TC009" and "outside" in f.message for f in report.findings)
+    with pytest.raises(RefusedError, match="TC009"):
+        run_fix(merged, Options(drop_duplicates=True))

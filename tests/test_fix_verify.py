@@ -258,3 +258,31 @@ def test_deep_tie_compare_sees_a_difference_anywhere(
     for deep in (False, True):
         found = {f.code for f in scan(folder, deep=deep).findings}
         assert "TC102" in found and "TC101" not in found, (deep, found)
+
+
+@pytest.mark.parametrize("at", ["staged model-00002-of-00002.safetensors", "verified"])
+def test_ctrl_c_before_the_commit_point_leaves_no_temp_file(merged: Path, at: str) -> None:
+    class Interrupt:
+        def step(self, name: str) -> None:
+            if name == at:
+                raise KeyboardInterrupt
+
+    before = snapshot(merged)
+    with pytest.raises(KeyboardInterrupt):
+        run_fix(merged, Options(drop_duplicates=True), hooks=Interrupt())
+    assert snapshot(merged) == before
+    assert not [p for p in merged.iterdir() if p.name.startswith(".tiecheck")]
+
+
+def test_ctrl_c_after_the_commit_point_leaves_a_consistent_journal(merged: Path) -> None:
+    class Interrupt:
+        def step(self, name: str) -> None:
+            if name == f"replace {INDEX}":
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_fix(merged, Options(drop_duplicates=True), hooks=Interrupt())
+    assert "TC020" in codes(merged)
+    outcome = run_fix(merged, Options(drop_duplicates=True))
+    assert outcome.recovery is not None and outcome.recovery.rolled_forward
+    assert codes(merged) == set()

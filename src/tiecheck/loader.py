@@ -207,6 +207,9 @@ def _read_config(
 ) -> tuple[ModelConfig | None, str | None]:
     if CONFIG_FILE not in names:
         return None, None
+    if _outside(store, [CONFIG_FILE]):
+        issues.append(LoadIssue("TC009", CONFIG_FILE, "resolves outside the checkpoint folder (a symlink); not read"))
+        return None, CONFIG_FILE
     try:
         return parse_config(store.read_text(CONFIG_FILE)), CONFIG_FILE
     except FormatError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections import Counter
 from collections.abc import Mapping
@@ -125,9 +126,22 @@ def scan_store(
     deep: bool = False,
     progress: ProgressSink | None = None,
     rules: frozenset[str] | None = None,
+    content_reader: ContentReader | None = None,
 ) -> Report:
-    """Scan any store. ``rules``: report only these codes (None: all); checks for none of them read nothing."""
-    return scan_checkpoint(load_checkpoint(store), store, target=target, deep=deep, progress=progress, rules=rules)
+    """Scan any store. ``rules``: report only these codes (None: all); checks for none of them read nothing.
+
+    ``content_reader``: a reader on ``store`` that the caller keeps open (and closes), so that what
+    this scan compared and hashed is not read again (``tiecheck fix`` plans and verifies with it).
+    """
+    return scan_checkpoint(
+        load_checkpoint(store),
+        store,
+        target=target,
+        deep=deep,
+        progress=progress,
+        rules=rules,
+        content_reader=content_reader,
+    )
 
 
 def scan_checkpoint(
@@ -138,12 +152,16 @@ def scan_checkpoint(
     deep: bool = False,
     progress: ProgressSink | None = None,
     rules: frozenset[str] | None = None,
+    content_reader: ContentReader | None = None,
 ) -> Report:
     """Run every check on a checkpoint already read; ``store`` serves its tensor bytes."""
     tensors = checkpoint.tensor_map()
     ties = resolve_ties(checkpoint, set(tensors))
     contents = None
-    with ContentReader(store, progress=progress) as content:
+    reader = (
+        ContentReader(store, progress=progress) if content_reader is None else contextlib.nullcontext(content_reader)
+    )
+    with reader as content:
         if deep:  # one pass first, so that tie questions are answered from its hashes where they can be
             pairs = [
                 (tensors[tie.group.kept], tensors[name])

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tiecheck.content import ProgressSink
+from tiecheck.content import ContentReader, ProgressSink
 from tiecheck.errors import TiecheckError
 from tiecheck.fix.apply import Applied, CommittedError, apply_in_place, apply_to_output, ensure_writable
 from tiecheck.fix.hooks import CHUNK, NO_HOOKS, FixHooks, Run
@@ -124,16 +124,19 @@ def _fix(
 ) -> FixOutcome:
     waiting = read_pending(root) if recovery is None else None
     store = LocalStore(root)
-    before = scan_store(store, target=str(path), progress=run.progress)
-    plan = build_plan(before, store, options)
-    if dry_run or plan.empty:
-        return FixOutcome(root, recovery, before, plan, None, waiting)
-    if output is None and confirm is not None and not confirm(plan):
-        return FixOutcome(root, recovery, before, plan, None, declined=True)
-    if output is None:
-        applied = apply_in_place(root, plan, before, run)
-    else:
-        applied = apply_to_output(root, plan, before, output, run)
+    # One reader for the scan, the planner and the verification: a pair the scan compared byte
+    # for byte (the tie a drop relies on) is not read again to verify the drop.
+    with ContentReader(store, progress=run.progress) as content:
+        before = scan_store(store, target=str(path), progress=run.progress, content_reader=content)
+        plan = build_plan(before, store, options, content)
+        if dry_run or plan.empty:
+            return FixOutcome(root, recovery, before, plan, None, waiting)
+        if output is None and confirm is not None and not confirm(plan):
+            return FixOutcome(root, recovery, before, plan, None, declined=True)
+        if output is None:
+            applied = apply_in_place(root, plan, before, run, content)
+        else:
+            applied = apply_to_output(root, plan, before, output, run, content)
     return FixOutcome(root, recovery, before, plan, applied, waiting)
 
 

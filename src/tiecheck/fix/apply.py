@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from tiecheck import __version__
+from tiecheck.content import ContentReader
 from tiecheck.errors import TiecheckError
 from tiecheck.fix.hooks import Run
 from tiecheck.fix.journal import JOURNAL, is_fix_artifact, run_steps, tmp_name
@@ -159,7 +160,7 @@ def _like(root: Path, out_name: str, source: str | None) -> Path | None:
     return None
 
 
-def apply_in_place(root: Path, plan: Plan, before: Report, run: Run) -> Applied:
+def apply_in_place(root: Path, plan: Plan, before: Report, run: Run, content: ContentReader | None = None) -> Applied:
     _check_in_place(plan, root)
     ensure_writable(root)
     staged: dict[str, Path] = {}
@@ -194,7 +195,7 @@ def apply_in_place(root: Path, plan: Plan, before: Report, run: Run) -> Applied:
                 }
                 files.update(staged)
                 mapped = MappedStore(str(root), files)
-                verification = verify(plan, before, LocalStore(root), mapped, written, linked, run)
+                verification = verify(plan, before, LocalStore(root), mapped, written, linked, run, content)
                 flushed.result()
             fsync_dir(root)
             run.step("verified")
@@ -273,7 +274,9 @@ def _link(source: Path, dest: Path) -> bool:
     return True
 
 
-def apply_to_output(root: Path, plan: Plan, before: Report, output: Path, run: Run) -> Applied:
+def apply_to_output(
+    root: Path, plan: Plan, before: Report, output: Path, run: Run, content: ContentReader | None = None
+) -> Applied:
     """Write the fixed checkpoint to a new folder; the source folder is only read."""
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise RefusedError(f"{output}: already exists and is not an empty folder")
@@ -298,7 +301,7 @@ def apply_to_output(root: Path, plan: Plan, before: Report, output: Path, run: R
                 shutil.copyfile(root / config, tmp)
                 staged[config] = tmp
             store = MappedStore(str(output), staged)
-            verification = verify(plan, before, LocalStore(root), store, written, {}, run)
+            verification = verify(plan, before, LocalStore(root), store, written, {}, run, content)
         for name, tmp in staged.items():
             tmp.replace(output / name)
         skip = {f.name for f in before.checkpoint.files} | set(plan.removed) | set(staged)

@@ -12,6 +12,7 @@ gather tensors from any files. That is what lets a conversion (``--to-safetensor
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -160,8 +161,9 @@ def finding_key(f: Finding, dropped: frozenset[str] = frozenset()) -> FindingKey
     return (f.code, names if f.tensors else frozenset(f.files))
 
 
-def build_plan(report: Report, store: CheckpointStore, options: Options) -> Plan:
-    return _Planner(report, store, options).build()
+def build_plan(report: Report, store: CheckpointStore, options: Options, content: ContentReader | None = None) -> Plan:
+    """The plan for ``report``; ``content``: an open reader on ``store`` whose comparisons are reused."""
+    return _Planner(report, store, options).build(content)
 
 
 class _Planner:
@@ -182,16 +184,18 @@ class _Planner:
 
     # --- deciding -----------------------------------------------------------------------------
 
-    def build(self) -> Plan:
+    def build(self, reader: ContentReader | None = None) -> Plan:
         self._refuse_unfixable()
-        with ContentReader(self.store) as content:
+        with ContentReader(self.store) if reader is None else contextlib.nullcontext(reader) as content:
             self.content = content
             for f in self.report.findings:
                 handler = getattr(self, f"_on_{f.code.lower()}", None)
                 if handler is not None:
                     handler(f)
             if any(f.format is FileFormat.PICKLE for f in self.ckpt.files):
-                return self._conversion()
+                from tiecheck.fix.convert import conversion_plan
+
+                return conversion_plan(self)
         return self._layout()
 
     def _refuse_unfixable(self) -> None:
@@ -428,100 +432,8 @@ class _Planner:
             deleted_orphans=frozenset(name for name, _ in self.orphans_deleted),
         )
 
-    def _conversion(self) -> Plan:
-        """``--to-safetensors``: one safetensors shard per pickle file, byte ranges copied, no unpickling.
-
-        Names that alias one storage are stored once when a tie restores the others (under the
-        name the tie table keeps, as save_pretrained does); otherwise each name gets its own copy,
-        since safetensors cannot alias and no loader would restore it.
-        """
-        ckpt = self.ckpt
-        for tie in self.report.ties:
-            kept = self.tensors.get(tie.group.kept)
-            for name in tie.group.restored:
-                alias = self.tensors.get(name)
-                if tie.tied and kept is not None and alias is not None and alias.aliases(kept):
-                    self._drop(alias, kept, via_tie=True, code="TC201")
-        for f in self.report.findings:
-            if f.code == "TC201":
-                kept_twice = [n for n in f.tensors if n in self.tensors and n not in self.dropped_names()]
-                if len(kept_twice) > 1:
-                    why = "stored once per name: safetensors cannot alias storages, and no tie restores them"
-                    self.kept += [KeptNote(n, "TC201", why) for n in kept_twice[1:]]
-            if f.code in ("TC201", "TC402"):
-                self.fixed.add(finding_key(f))
-
-        shards = [
-            (f.name, tuple(t for t in f.tensors if (t.file, t.name) not in self.drops))
-            for f in ckpt.files
-            if f.format is FileFormat.PICKLE
-        ]
-        shards = [(name, tensors) for name, tensors in shards if tensors]
-        if not shards:
-            raise RefusedError(f"{ckpt.location}: the conversion would leave no tensor at all")
-        sharded = ckpt.index is not None or len(shards) > 1
-        total = len(shards)
-        names = (
-            [f"model-{i:05d}-of-{total:05d}.safetensors" for i in range(1, total + 1)]
-            if sharded
-            else ["model.safetensors"]
-        )
-        files = tuple(
-            OutputFile(final, tensors, MappingProxyType({"format": "pt"}))
-            for (_, tensors), final in zip(shards, names, strict=True)
-        )
-        index_name = "model.safetensors.index.json" if sharded else None
-        index_text = self._conversion_index(files) if sharded else None
-        removed = sorted({f.name for f in ckpt.files} | ({ckpt.index.name} if ckpt.index else set()))
-        add = self.actions.append
-        for d in sorted(self.drops.values(), key=lambda d: (d.record.file, d.record.start)):
-            if d.code == "TC201":
-                why = f"shares its storage with {d.partner.name}, which the tie restores it from: stored once"
-                add(Action(ActionKind.DROP_TENSOR, d.record.file, why, d.record.name, codes=("TC201",)))
-            else:
-                why = f"tied to {d.partner.name} and byte-identical: loaders restore it"
-                add(Action(ActionKind.DROP_TENSOR, d.record.file, why, d.record.name, d.record.nbytes, codes=(d.code,)))
-        for (source, tensors), out in zip(shards, files, strict=True):
-            why = f"{len(tensors)} tensor(s) converted without unpickling: byte ranges copied and hashed"
-            add(Action(ActionKind.CONVERT_SHARD, source, why, new_name=out.name, codes=("TC402",)))
-        if index_name is not None:
-            add(Action(ActionKind.REWRITE_INDEX, index_name, "the safetensors index of the converted shards"))
-        for name in removed:
-            add(Action(ActionKind.REMOVE_SHARD, name, "replaced by the safetensors conversion (verified first)"))
-        config_text = self._config_text()
-        for edit in self.config_edits:
-            why = f"set {edit.key} to {json.dumps(edit.value)}: {edit.reason}"
-            add(Action(ActionKind.EDIT_CONFIG, ckpt.config_file or "config.json", why, codes=("TC104",)))
-        return Plan(
-            location=ckpt.location,
-            options=self.options,
-            files=files,
-            index_name=index_name,
-            index_text=index_text,
-            config_name=ckpt.config_file if config_text is not None else None,
-            config_text=config_text,
-            removed=tuple(removed),
-            dropped=tuple(self.drops.values()),
-            actions=tuple(self.actions),
-            kept=tuple(self.kept),
-            fixed=frozenset(self.fixed),
-            old_index_files=frozenset(removed),
-        )
-
     def dropped_names(self) -> set[str]:
         return {name for _, name in self.drops}
-
-    def _conversion_index(self, files: tuple[OutputFile, ...]) -> str:
-        metadata: dict[str, Any] = {}
-        index = self.ckpt.index
-        if index is not None:
-            old = json.loads(self.store.read_text(index.name)).get("metadata")
-            metadata = dict(old) if isinstance(old, dict) else {}
-        metadata["total_size"] = sum(t.nbytes for f in files for t in f.tensors)
-        if "total_parameters" in metadata:
-            metadata["total_parameters"] = sum(t.numel for f in files for t in f.tensors)
-        weight_map = {t.name: f.name for f in files for t in f.tensors}
-        return json.dumps({"metadata": metadata, "weight_map": dict(sorted(weight_map.items()))}, indent=2) + "\n"
 
     def _final_names(self, names: list[str], indexed: bool) -> list[str]:
         """Renumber ``prefix-0000i-of-0000N`` shards when their count changed; keep other names."""

@@ -20,6 +20,7 @@ partner, names a wrong partner, or forgets a tie is refused here.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Mapping
@@ -87,7 +88,9 @@ def verify(
     written: Mapping[str, WrittenFile],
     linked: Mapping[str, Path],
     run: Run,
+    reader: ContentReader | None = None,
 ) -> Verification:
+    """``reader``: an open reader on ``source_store`` whose comparisons (the scan's, the planner's) are reused."""
     tensors_hashed = bytes_hashed = 0
     buffer = memoryview(bytearray(run.chunk))
     run.begin("verify", sum(t.nbytes for name, w in written.items() for t in _planned(plan, name)))
@@ -120,7 +123,7 @@ def verify(
     after = scan_store(staged, target=plan.location, progress=run.progress)
     new_map = after.checkpoint.tensor_map()
     ties = resolve_ties(after.checkpoint, set(new_map) | plan.dropped_names)
-    with ContentReader(source_store) as content:
+    with ContentReader(source_store) if reader is None else contextlib.nullcontext(reader) as content:
         _nothing_lost(plan, before, after, written, ties, content)
         for d in plan.dropped:
             if d.partner.name not in new_map:
