@@ -57,7 +57,7 @@ def test_thousands_of_shards_scan_under_a_low_open_file_limit(many_shards: Path,
     )
     assert done.returncode in (0, 1), done.stderr[-2000:]
     assert "Too many open files" not in done.stderr
-    report = json.loads(done.stdout)
+    (report,) = json.loads(done.stdout)["reports"]
     assert report["summary"]["files"] == SHARDS
     assert report["summary"]["bytes_read"] > 0  # the content questions were answered, file by file
 

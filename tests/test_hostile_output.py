@@ -50,7 +50,7 @@ def render(folder: Path, fmt: str) -> str:
 def test_the_names_reach_the_report(hostile: Path) -> None:
     """The test is only meaningful if the findings quote the hostile names (escaped or not)."""
     data = json.loads(render(hostile, "json"))
-    messages = " ".join(f["message"] + " ".join(f["tensors"]) for f in data["findings"])
+    messages = " ".join(f["message"] + " ".join(f["tensors"]) for f in data["reports"][0]["findings"])
     for name in HOSTILE.values():
         assert name in messages  # JSON keeps them exact: it is data, not rendered
 
