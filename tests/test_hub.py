@@ -270,3 +270,11 @@ def test_cli_revision_and_offline(hub: FakeHub, fixtures_dir: Path, tmp_path: Pa
     )
     assert done.returncode == 1 and "TC101" in done.stdout, done.stderr
     assert hub.hub.requests == before  # not one request
+
+
+def test_fix_refuses_a_hub_repo_with_the_way_forward(hub: FakeHub, tmp_path: Path) -> None:
+    done = _cli(hub, "fix", "hf://org/repo", "--drop-duplicates", cwd=tmp_path)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("tiecheck: error: hf://org/repo: fix rewrites files, so it works on a local copy")
+    assert "hf download" in line and "hf upload" in line and hub.hub.requests == 0

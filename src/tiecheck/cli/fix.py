@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from tiecheck.cli.app import EXIT_FINDINGS, EXIT_OK, app, fail, stderr
+from tiecheck.cli.app import EXIT_FINDINGS, EXIT_OK, StdoutConsole, app, fail, stderr
 from tiecheck.cli.progress import progress_for
 from tiecheck.errors import TiecheckError
 from tiecheck.findings import Severity
@@ -60,7 +60,13 @@ def fix_command(
     output_format: Annotated[FixFormat, typer.Option("--format", "-f", help="Report format.")] = FixFormat.table,
 ) -> None:
     """Fix index, metadata and redundant tensors: streamed, verified, atomic. Index repairs always apply."""
-    console = Console()
+    if str(path).startswith("hf:/"):  # pathlib folds hf:// to hf:/
+        repo = "hf://" + str(path).removeprefix("hf:/").lstrip("/")
+        fail(
+            f"{repo}: fix rewrites files, so it works on a local copy: download it (`hf download ORG/NAME "
+            "--local-dir DIR`), run `tiecheck fix DIR`, then upload the result (`hf upload ORG/NAME DIR`)"
+        )
+    console = StdoutConsole()
     as_json = output_format is FixFormat.json
     shown: list[Plan] = []
     # Consent needs a prompt someone can see and answer: stdin and stdout on a terminal, not JSON.
