@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from tiecheck.cli.app import EXIT_FINDINGS, EXIT_OK, StdoutConsole, app, fail, stderr
+from tiecheck.cli.app import EXIT_FINDINGS, EXIT_OK, app, fail, stderr
 from tiecheck.cli.progress import progress_for
 from tiecheck.errors import TiecheckError
 from tiecheck.findings import Severity
@@ -66,7 +66,7 @@ def fix_command(
             f"{repo}: fix rewrites files, so it works on a local copy: download it (`hf download ORG/NAME "
             "--local-dir DIR`), run `tiecheck fix DIR`, then upload the result (`hf upload ORG/NAME DIR`)"
         )
-    console = StdoutConsole()
+    console = Console()
     as_json = output_format is FixFormat.json
     shown: list[Plan] = []
     # Consent needs a prompt someone can see and answer: stdin and stdout on a terminal, not JSON.
