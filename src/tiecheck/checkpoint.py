@@ -155,6 +155,13 @@ class ModelConfig:
     """Declared dtype as a safetensors dtype name (``"BF16"``), or None."""
     dtype_declared: str | None
     quantized: bool = False
+    custom_code: bool = False
+    """``auto_map`` is set: the repo's own modeling code builds the model, and ties come from a guess."""
+    tie_levels: Mapping[str, bool] = field(default_factory=lambda: MappingProxyType({}))
+    """The effective ``tie_word_embeddings`` of each config level ("" outer, "text_config", ...) after the
+    config class's defaults, when the model_type is known."""
+    legacy_tie_levels: Mapping[str, bool] = field(default_factory=lambda: MappingProxyType({}))
+    """The same as transformers 4.x computes it."""
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,11 @@ from collections.abc import Iterable, Iterator
 
 from tiecheck.checkpoint import TensorRecord
 from tiecheck.content import ContentAnalysis, TensorContent
-from tiecheck.findings import Finding
+from tiecheck.findings import Finding, Severity
 from tiecheck.rules.base import ScanContext, human_bytes
 from tiecheck.rules.catalog import finding
+from tiecheck.ties.known import general, knowledge
+from tiecheck.ties.resolve import architecture_class
 
 MAX_LISTED = 6
 _LAYER = re.compile(r"^(?P<prefix>(?:[^.]+\.)*?)(?P<index>\d+)\.(?P<suffix>.+)$")
@@ -40,13 +42,33 @@ def check_content(ctx: ScanContext) -> Iterator[Finding]:
 
 
 def _covered_by_ties(ctx: ScanContext, group: tuple[TensorRecord, ...]) -> tuple[TensorRecord, ...]:
-    """Drop the restored members of a tie whose kept member is in the group: TC101/TC104 report them."""
+    """Keep one member of each declared tie in the group: the tie rules (TC101/TC104) report the others."""
     names = {t.name for t in group}
     covered: set[str] = set()
     for tie in ctx.ties:
-        if tie.group.kept in names:
-            covered.update(n for n in tie.group.restored if n in names)
+        present = [n for n in tie.members if n in names]
+        covered.update(present[1:])
     return tuple(t for t in group if t.name not in covered)
+
+
+def _buffers(ctx: ScanContext) -> frozenset[str]:
+    """Persisted buffer names (layer indices as ``*``) of the checkpoint's architecture, from the generated data."""
+    config = ctx.checkpoint.config
+    if config is None:
+        return frozenset()
+    found: set[str] = set()
+    cls = architecture_class(config, set(ctx.tensors))
+    if cls is not None:
+        found |= cls.buffers
+    if config.model_type:
+        for other in knowledge().by_model_type(config.model_type):
+            found |= other.buffers
+    return frozenset(found)
+
+
+def _same_parameter(group: tuple[TensorRecord, ...]) -> bool:
+    """One parameter of several layers (``layers.*.mixer.A_log``): a deterministic initialisation."""
+    return len({general(t.name) for t in group}) == 1 and len({t.name for t in group}) > 1
 
 
 def _layer(name: str) -> tuple[str, int, str] | None:
@@ -56,11 +78,14 @@ def _layer(name: str) -> tuple[str, int, str] | None:
 
 def _duplicates(ctx: ScanContext, analysis: ContentAnalysis) -> Iterator[Finding]:
     groups = []
+    buffers = _buffers(ctx)
     for group in analysis.groups:
         content = analysis.content(group[0])
         if content is not None and content.constant is not None:
             continue  # trivial duplicates (all-ones norms, all-zero biases): TC203 groups them
         kept = _covered_by_ties(ctx, group)
+        # persisted buffers (relative_position_index, causal masks, sinusoidal tables) repeat by construction
+        kept = tuple(t for t in kept if general(t.name) not in buffers)
         if len(kept) > 1:
             groups.append(kept)
     explained, repeats = _layer_repeats(ctx, groups)
@@ -75,10 +100,12 @@ def _duplicates(ctx: ScanContext, analysis: ContentAnalysis) -> Iterator[Finding
             files=sorted({t.file for t in redundant}),
             bytes=sum(t.nbytes for t in redundant),
         )
-    for group in groups:
-        rest = [t for t in group if t.name not in explained]
-        if len(rest) < 2:
-            continue
+    remaining = [r for g in groups if len(r := tuple(t for t in g if t.name not in explained)) > 1]
+    fresh = [g for g in remaining if _same_parameter(g)]
+    if fresh:
+        yield _untrained(analysis, fresh, [g for g in remaining if not _same_parameter(g)])
+        return
+    for rest in remaining:
         extra = sum(t.nbytes for t in rest[1:])
         listed = ", ".join(t.name for t in rest[:MAX_LISTED]) + (" ..." if len(rest) > MAX_LISTED else "")
         yield finding(
@@ -91,6 +118,34 @@ def _duplicates(ctx: ScanContext, analysis: ContentAnalysis) -> Iterator[Finding
             files=sorted({t.file for t in rest}),
             bytes=extra,
         )
+
+
+def _untrained(
+    analysis: ContentAnalysis, fresh: list[tuple[TensorRecord, ...]], others: list[tuple[TensorRecord, ...]]
+) -> Finding:
+    """One info finding for a freshly initialised checkpoint, with its evidence."""
+    examples = "; ".join(f"{general(g[0].name)} in {len(g)} layers" for g in fresh[:MAX_LISTED])
+    more = f" and {len(fresh) - MAX_LISTED} more" if len(fresh) > MAX_LISTED else ""
+    other = ""
+    if others:
+        listed = "; ".join(" = ".join(t.name for t in g[:3]) for g in others[:3])
+        other = f" {len(others)} other byte-identical group(s), read as part of the same initialisation: {listed}."
+    tensors = [t.name for g in (*fresh, *others) for t in g]
+    ones = sum(
+        1
+        for c in analysis.contents.values()
+        if c.constant is not None and c.constant in (b"\x00\x00\x80\x3f", b"\x80\x3f", b"\x00\x3c")
+    )
+    norms = f" {ones} tensors are all ones (initial norm weights)." if ones else ""
+    return finding(
+        "TC202",
+        f"This checkpoint looks freshly initialised (untrained): parameters are byte-identical across layers, as "
+        f"a deterministic initialisation leaves them ({examples}{more}).{other}{norms} That is normal for tiny "
+        "random test models; a trained model would have moved them apart.",
+        tensors=tensors,
+        files=sorted({t.file for g in (*fresh, *others) for t in g}),
+        severity=Severity.INFO,
+    )
 
 
 def _layer_repeats(

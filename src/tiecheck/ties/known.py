@@ -1,0 +1,133 @@
+"""What transformers' own loaders do with each architecture's ties, from the generated data files.
+
+``data/transformers-<version>.json`` is written by ``scripts/generate_ties.py`` from the installed
+transformers (every class of every auto mapping, built on the meta device). Reading it needs neither
+transformers nor torch. The newest file is the reference (:data:`CURRENT`); the 4.x file says what
+older loaders did.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+CURRENT = "5.23.0"
+LEGACY = "4.57.6"
+
+_DIGITS = re.compile(r"(?<=\.)\d+(?=\.)")
+_STATES = {None: 0, True: 1, False: 2}
+
+
+def general(name: str) -> str:
+    """A tensor name with its layer indices replaced by ``*``, as the data files record buffer names."""
+    return _DIGITS.sub("*", name)
+
+
+@dataclass(frozen=True)
+class Tie:
+    target: str
+    """The name a loader restores (``lm_head.weight``)."""
+    source: str
+    """The name it restores it from, the one ``save_pretrained`` keeps (``model.embed_tokens.weight``)."""
+    level: str
+    """The config object whose ``tie_word_embeddings`` decides the tie: "" (outer), "text_config", ..."""
+
+
+@dataclass(frozen=True)
+class ClassKnowledge:
+    name: str
+    model_type: str
+    ties: tuple[Tie, ...]
+    output: str | None
+    """The output embedding (``get_output_embeddings``) parameter, when the class has one."""
+    input: str | None
+    buffers: frozenset[str]
+    """Persisted buffers, layer indices as ``*`` (see :func:`general`)."""
+    dropped: frozenset[str]
+    """Parameters ``save_pretrained`` does not write (``_keys_to_ignore_on_save``), indices as ``*``."""
+    alias: ClassKnowledge | None = None
+    """The same class in its in-memory naming, when ``save_pretrained`` writes other keys (it reverts the
+    loading conversions: ``language_model.model.*`` on disk is ``model.language_model.*`` in memory).
+    Checkpoints in either naming load."""
+
+    def variants(self) -> tuple[ClassKnowledge, ...]:
+        return (self, self.alias) if self.alias else (self,)
+
+
+@dataclass(frozen=True)
+class TypeKnowledge:
+    model_type: str
+    config: str
+    flags: dict[str, str]
+    """Level -> effective flag for each (outer, text) combination, see :meth:`flag`."""
+    text_level: str | None
+    text_model_type: str | None
+
+    def always(self, level: str) -> bool:
+        """The config class sets the flag true whatever config.json says (T5 in transformers 5)."""
+        table = self.flags.get(level, "")
+        return bool(table) and set(table) == {"T"}
+
+    def flag(self, level: str, outer: bool | None, text: bool | None) -> bool | None:
+        """The flag at ``level`` after the config class's defaults, given what config.json says (None: absent)."""
+        table = self.flags.get(level)
+        if not table:
+            return None
+        index = 3 * _STATES[outer] + _STATES[text] if len(table) == 9 else _STATES[outer]
+        value = table[index] if index < len(table) else "?"
+        return True if value == "T" else False if value == "F" else None
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    version: str
+    classes: dict[str, ClassKnowledge]
+    model_types: dict[str, TypeKnowledge]
+    failed: dict[str, str]
+
+    def by_model_type(self, model_type: str) -> tuple[ClassKnowledge, ...]:
+        return tuple(c for c in self.classes.values() if c.model_type == model_type)
+
+
+def _class(name: str, raw: dict[str, Any]) -> ClassKnowledge:
+    module = raw.get("module_names")
+    return ClassKnowledge(
+        name=name,
+        model_type=raw["model_type"],
+        ties=tuple(Tie(t, s, level) for t, s, level in raw.get("ties", ())),
+        output=raw.get("output"),
+        input=raw.get("input"),
+        buffers=frozenset(raw.get("buffers", ())),
+        dropped=frozenset(raw.get("dropped", ())),
+        alias=_class(name, {"model_type": raw["model_type"], **module}) if module else None,
+    )
+
+
+def _type(model_type: str, raw: dict[str, Any]) -> TypeKnowledge:
+    return TypeKnowledge(
+        model_type=model_type,
+        config=raw.get("config", ""),
+        flags=dict(raw.get("flags", {})),
+        text_level=raw.get("text_level"),
+        text_model_type=raw.get("text_model_type"),
+    )
+
+
+@cache
+def knowledge(version: str = CURRENT) -> Knowledge:
+    """The data generated under transformers ``version``; empty when the package does not ship it."""
+    path = resources.files("tiecheck.ties").joinpath("data").joinpath(f"transformers-{version}.json")
+    if version != CURRENT and not path.is_file():
+        return Knowledge(version=version, classes={}, model_types={}, failed={})
+    text = path.read_text("utf-8")
+    raw = json.loads(text)
+    return Knowledge(
+        version=raw["transformers"],
+        classes={name: _class(name, entry) for name, entry in raw["classes"].items()},
+        model_types={mt: _type(mt, entry) for mt, entry in raw["model_types"].items()},
+        failed=dict(raw.get("failed", {})),
+    )
