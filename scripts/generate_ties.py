@@ -217,6 +217,20 @@ def describe(cls: type, config_cls: type) -> dict[str, Any]:
     except ImportError:
         # DETR family: the default backbone is timm's; the same model with transformers' own backbone
         return describe_with(cls, config_cls(use_timm_backbone=False, use_pretrained_backbone=False))
+    except ValueError as exc:
+        if "prediction_length" not in str(exc):
+            raise
+        return describe_with(cls, config_cls(prediction_length=8))  # time-series models have no default
+
+
+def undescribed(cls: type) -> dict[str, Any] | None:
+    """A class that cannot be built from its default config: its plain ``_tied_weights_keys`` alone."""
+    mapping = getattr(cls, "_tied_weights_keys", None)
+    if not V5 or not isinstance(mapping, dict) or not mapping:
+        return None
+    if not all(_COMMON.match(k) for k in mapping.keys() | mapping.values()):
+        return None
+    return {"ties": [[t, s, ""] for t, s in mapping.items()], "output": next(iter(mapping)), "unbuilt": True}
 
 
 def describe_with(cls: type, config: Any) -> dict[str, Any]:
@@ -243,6 +257,9 @@ def describe_with(cls: type, config: Any) -> dict[str, Any]:
     buffers = sorted({general(saved(k)) for k, _ in model.named_buffers(remove_duplicate=False) if k in state})
     if buffers:
         entry["buffers"] = buffers
+    frozen = sorted({general(saved(k)) for k, p in model.named_parameters() if not p.requires_grad and k in state})
+    if frozen:
+        entry["frozen"] = frozen  # never trained: sinusoidal tables and the like, identical by construction
     ignore = getattr(model, "_keys_to_ignore_on_save", None) or ()
     dropped = sorted({general(saved(k)) for k in params if k in ignore})
     if dropped:
@@ -313,6 +330,9 @@ def main() -> int:
                 print(f"slow: {name} {spent:.1f}s", file=sys.stderr)
         except Exception as exc:  # noqa: BLE001 - recorded as failed
             failed[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
+            partial = undescribed(getattr(transformers, name, type))
+            if partial is not None and model_type in configuration_auto.CONFIG_MAPPING:
+                described[name] = {"model_type": model_type, **partial}
             print(f"failed: {name}: {failed[name]}", file=sys.stderr)
     document = {
         "transformers": transformers.__version__,

@@ -52,17 +52,18 @@ def _covered_by_ties(ctx: ScanContext, group: tuple[TensorRecord, ...]) -> tuple
 
 
 def _buffers(ctx: ScanContext) -> frozenset[str]:
-    """Persisted buffer names (layer indices as ``*``) of the checkpoint's architecture, from the generated data."""
+    """Persisted buffers and never-trained parameters (layer indices as ``*``) of the checkpoint's architecture,
+    from the generated data: they repeat by construction (sinusoidal tables of encoder and decoder)."""
     config = ctx.checkpoint.config
     if config is None:
         return frozenset()
     found: set[str] = set()
     cls = architecture_class(config, set(ctx.tensors))
-    if cls is not None:
-        found |= cls.buffers
+    classes = [cls] if cls is not None else []
     if config.model_type:
-        for other in knowledge().by_model_type(config.model_type):
-            found |= other.buffers
+        classes.extend(knowledge().by_model_type(config.model_type))
+    for known in classes:
+        found |= known.buffers | known.frozen
     return frozenset(found)
 
 
@@ -84,7 +85,7 @@ def _duplicates(ctx: ScanContext, analysis: ContentAnalysis) -> Iterator[Finding
         if content is not None and content.constant is not None:
             continue  # trivial duplicates (all-ones norms, all-zero biases): TC203 groups them
         kept = _covered_by_ties(ctx, group)
-        # persisted buffers (relative_position_index, causal masks, sinusoidal tables) repeat by construction
+        # buffers (relative_position_index, causal masks) and frozen tables repeat by construction
         kept = tuple(t for t in kept if general(t.name) not in buffers)
         if len(kept) > 1:
             groups.append(kept)
@@ -102,8 +103,10 @@ def _duplicates(ctx: ScanContext, analysis: ContentAnalysis) -> Iterator[Finding
         )
     remaining = [r for g in groups if len(r := tuple(t for t in g if t.name not in explained)) > 1]
     fresh = [g for g in remaining if _same_parameter(g)]
-    if fresh:
-        yield _untrained(analysis, fresh, [g for g in remaining if not _same_parameter(g)])
+    ones = _initial_norms(ctx, analysis)
+    if remaining and (fresh or len(ones) >= 2):
+        # a freshly initialised model: deterministic initialisations repeat (within and across layers)
+        yield _untrained(fresh, [g for g in remaining if not _same_parameter(g)], ones)
         return
     for rest in remaining:
         extra = sum(t.nbytes for t in rest[1:])
@@ -120,30 +123,45 @@ def _duplicates(ctx: ScanContext, analysis: ContentAnalysis) -> Iterator[Finding
         )
 
 
+_ONE = (b"\x00\x00\x80\x3f", b"\x80\x3f", b"\x00\x3c")
+"""1.0 in F32, BF16 and F16."""
+
+
+def _initial_norms(ctx: ScanContext, analysis: ContentAnalysis) -> list[TensorRecord]:
+    """Vectors whose every element is 1.0: norm weights as initialised, a sign of an untrained model."""
+    result = []
+    for tensor in ctx.tensors.values():
+        content = analysis.content(tensor) if len(tensor.shape) == 1 else None
+        if content is not None and content.constant in _ONE:
+            result.append(tensor)
+    return result
+
+
 def _untrained(
-    analysis: ContentAnalysis, fresh: list[tuple[TensorRecord, ...]], others: list[tuple[TensorRecord, ...]]
+    fresh: list[tuple[TensorRecord, ...]], others: list[tuple[TensorRecord, ...]], ones: list[TensorRecord]
 ) -> Finding:
     """One info finding for a freshly initialised checkpoint, with its evidence."""
-    examples = "; ".join(f"{general(g[0].name)} in {len(g)} layers" for g in fresh[:MAX_LISTED])
-    more = f" and {len(fresh) - MAX_LISTED} more" if len(fresh) > MAX_LISTED else ""
+    evidence = []
+    if fresh:
+        examples = "; ".join(f"{general(g[0].name)} in {len(g)} layers" for g in fresh[:MAX_LISTED])
+        more = f" and {len(fresh) - MAX_LISTED} more" if len(fresh) > MAX_LISTED else ""
+        evidence.append(
+            f"parameters are byte-identical across layers, as a deterministic initialisation leaves them "
+            f"({examples}{more})"
+        )
+    if ones:
+        evidence.append(f"{len(ones)} norm weight vectors are all ones, their initial value")
     other = ""
     if others:
         listed = "; ".join(" = ".join(t.name for t in g[:3]) for g in others[:3])
-        other = f" {len(others)} other byte-identical group(s), read as part of the same initialisation: {listed}."
-    tensors = [t.name for g in (*fresh, *others) for t in g]
-    ones = sum(
-        1
-        for c in analysis.contents.values()
-        if c.constant is not None and c.constant in (b"\x00\x00\x80\x3f", b"\x80\x3f", b"\x00\x3c")
-    )
-    norms = f" {ones} tensors are all ones (initial norm weights)." if ones else ""
+        other = f" {len(others)} byte-identical group(s) read as part of the same initialisation: {listed}."
+    groups = (*fresh, *others)
     return finding(
         "TC202",
-        f"This checkpoint looks freshly initialised (untrained): parameters are byte-identical across layers, as "
-        f"a deterministic initialisation leaves them ({examples}{more}).{other}{norms} That is normal for tiny "
-        "random test models; a trained model would have moved them apart.",
-        tensors=tensors,
-        files=sorted({t.file for g in (*fresh, *others) for t in g}),
+        f"This checkpoint looks freshly initialised (untrained): {'; '.join(evidence)}.{other} That is normal "
+        "for tiny random test models; training would have moved these tensors apart.",
+        tensors=[t.name for g in groups for t in g],
+        files=sorted({t.file for g in groups for t in g}),
         severity=Severity.INFO,
     )
 

@@ -49,6 +49,11 @@ class ClassKnowledge:
     """Persisted buffers, layer indices as ``*`` (see :func:`general`)."""
     dropped: frozenset[str]
     """Parameters ``save_pretrained`` does not write (``_keys_to_ignore_on_save``), indices as ``*``."""
+    frozen: frozenset[str] = frozenset()
+    """Parameters that are never trained (``requires_grad=False``: sinusoidal tables), indices as ``*``."""
+    built: bool = True
+    """False when the class could not be built from its default config: only its plain
+    ``_tied_weights_keys`` is known (the first target taken as the head)."""
     alias: ClassKnowledge | None = None
     """The same class in its in-memory naming, when ``save_pretrained`` writes other keys (it reverts the
     loading conversions: ``language_model.model.*`` on disk is ``model.language_model.*`` in memory).
@@ -103,6 +108,8 @@ def _class(name: str, raw: dict[str, Any]) -> ClassKnowledge:
         input=raw.get("input"),
         buffers=frozenset(raw.get("buffers", ())),
         dropped=frozenset(raw.get("dropped", ())),
+        frozen=frozenset(raw.get("frozen", ())),
+        built=not raw.get("unbuilt", False),
         alias=_class(name, {"model_type": raw["model_type"], **module}) if module else None,
     )
 

@@ -97,6 +97,8 @@ def resolve_ties(checkpoint: Checkpoint, names: set[str] | None = None) -> tuple
     if cls is not None and config is not None:
         custom = config.custom_code
         basis = f"{cls.name}._tied_weights_keys, transformers {knowledge(CURRENT).version}"
+        if not cls.built:
+            basis += " (the class attribute alone: it cannot be built from its default config)"
         if custom:
             basis += "; the repo ships its own modeling code (auto_map), so this is a guess"
         resolved = []
