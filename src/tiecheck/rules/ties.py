@@ -10,7 +10,7 @@ from tiecheck.findings import Finding, Severity
 from tiecheck.rules.base import ScanContext, human_bytes
 from tiecheck.rules.catalog import finding
 from tiecheck.ties.known import CURRENT, LEGACY, ClassKnowledge, knowledge
-from tiecheck.ties.resolve import ResolvedTie, architecture_class
+from tiecheck.ties.resolve import ResolvedTie, architecture_class, naming_confirmed
 from tiecheck.ties.table import NAME_PATTERNS, has_lm_head, is_base_model
 
 
@@ -79,6 +79,8 @@ def _tied(
     if kept.aliases(restored):
         return  # one storage of a pickle file: nothing is stored twice (TC201 names the pair)
     if ctx.content.equal(kept, restored):
+        # the config class forces the tie (T5, UDOP) where 4.x did not: both loaders read it right
+        forced = tie.group.always and tie.legacy_tied is False
         yield finding(
             "TC101",
             f"{name} is stored although {_why_tied(ctx, tie)} and it is byte-identical to {tie.group.kept}: "
@@ -87,6 +89,7 @@ def _tied(
             tensors=[name, tie.group.kept],
             files=[restored.file, kept.file],
             bytes=restored.nbytes,
+            severity=Severity.INFO if forced else None,
         )
         return
     if tie.group.always and tie.legacy_tied is not True:
@@ -178,6 +181,8 @@ def _missing_untied_head(ctx: ScanContext) -> Iterator[Finding]:
         return
     if cls.name not in config.architectures or cls.output in cls.dropped:
         return  # the class was inferred from the model_type, or the saver never writes the head
+    if not naming_confirmed(cls, set(ctx.tensors)):
+        return  # stored under names the class does not use: the head's name cannot be judged
     head_ties = [t for t in ctx.ties if t.group.head == cls.output]
     if any(t.tied and ctx.listed(t.group.kept) for t in head_ties):
         return  # restored from the embedding

@@ -8,10 +8,10 @@ for model types transformers does not know, and for repos that bring their own m
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tiecheck.checkpoint import Checkpoint, ModelConfig
-from tiecheck.ties.known import CURRENT, LEGACY, ClassKnowledge, knowledge
+from tiecheck.ties.known import CURRENT, LEGACY, ClassKnowledge, Tie, knowledge
 from tiecheck.ties.table import NAME_PATTERNS, TieGroup
 
 
@@ -56,7 +56,42 @@ def architecture_class(config: ModelConfig | None, names: set[str]) -> ClassKnow
     if not candidates:
         return None
     # the on-disk naming wins a draw (variants() lists it first; max keeps the first maximum)
-    return max(candidates, key=lambda c: (*_score(c, names), "" if known else c.name))
+    best = max(candidates, key=lambda c: (*_score(c, names), "" if known else c.name))
+    if _score(best, names)[:2] != (0, 0) or (best.input and best.input in names):
+        return best
+    for candidate in candidates:  # a model nested under another prefix (a text model inside a wrapper)
+        prefixed = _under_prefix(candidate, names)
+        if prefixed is not None:
+            return prefixed
+    return best
+
+
+def _under_prefix(cls: ClassKnowledge, names: set[str]) -> ClassKnowledge | None:
+    anchors = [a for a in (cls.input, *(t.source for t in cls.ties)) if a]
+    for anchor in anchors:
+        for name in names:
+            if name.endswith("." + anchor):
+                prefix = name[: -len(anchor)]
+                return _prefixed(cls, prefix)
+    return None
+
+
+def _prefixed(cls: ClassKnowledge, prefix: str) -> ClassKnowledge:
+    return replace(
+        cls,
+        ties=tuple(Tie(prefix + t.target, prefix + t.source, t.level) for t in cls.ties),
+        output=prefix + cls.output if cls.output else None,
+        input=prefix + cls.input if cls.input else None,
+        buffers=frozenset(prefix + b for b in cls.buffers) | cls.buffers,
+        frozen=frozenset(prefix + b for b in cls.frozen) | cls.frozen,
+        dropped=frozenset(prefix + b for b in cls.dropped) | cls.dropped,
+        alias=None,
+    )
+
+
+def naming_confirmed(cls: ClassKnowledge, names: set[str]) -> bool:
+    """The checkpoint uses the class's names: its input embedding or a tie member is stored."""
+    return bool((cls.input and cls.input in names) or any(t.source in names or t.target in names for t in cls.ties))
 
 
 def _groups(cls: ClassKnowledge) -> list[tuple[TieGroup, str]]:
