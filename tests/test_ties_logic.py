@@ -106,3 +106,20 @@ def test_encoder_decoder_embeddings_stored_once_and_restored_under_several_names
     assert [(f.code, f.tensors) for f in report.findings] == [
         ("TC101", ("model.encoder.embed_tokens.weight", "model.shared.weight"))
     ]
+
+
+def test_a_head_only_4x_restored_says_so(tmp_path: Path, gen: ModuleType) -> None:
+    """Gemma3ForConditionalGeneration: 5.x ties by the outer flag (false here), 4.57 by text_config's (true)."""
+    folder = make(
+        tmp_path,
+        {"language_model.model.embed_tokens.weight": t(gen, "emb")},
+        {
+            "model_type": "gemma3",
+            "architectures": ["Gemma3ForConditionalGeneration"],
+            "tie_word_embeddings": False,
+            "text_config": {"model_type": "gemma3_text", "tie_word_embeddings": True},
+        },
+    )
+    report = scan(folder)
+    assert [(f.code, f.tensors) for f in report.findings] == [("TC103", ("language_model.lm_head.weight",))]
+    assert "transformers 4.57.6 tied it" in report.findings[0].message

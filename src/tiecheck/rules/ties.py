@@ -194,11 +194,18 @@ def _missing_untied_head(ctx: ScanContext) -> Iterator[Finding]:
     else:
         why = f"{cls.name} declares no tie for it (transformers {_version()}), so nothing restores it"
         advice = "Restore"
+    legacy = next((t.legacy_tied for t in head_ties), None)
+    was = (
+        f" transformers {LEGACY} tied it for this config (it reads another level's flag or default), so the "
+        "checkpoint loaded correctly there."
+        if legacy
+        else ""
+    )
     found = finding(
         "TC103",
         f"{cls.output}, the output head of {cls.name}, is not stored and {why}: the loader initialises it at "
         "random and the model generates gibberish, with only a warning in the load log. "
-        f"{advice} {cls.output} from the source checkpoint.",
+        f"{advice} {cls.output} from the source checkpoint.{was}",
         tensors=[cls.output],
     )
     yield _capped(found) if config.custom_code else found
