@@ -69,6 +69,13 @@ CASES: dict[str, tuple[str, dict[str, Any], str, str]] = {
     ),
     "BioGptForCausalLM": ("biogpt", BERTISH, "output_projection.weight", "biogpt.embed_tokens.weight"),
     "MarianMTModel": ("marian", {**SEQ2SEQ, "pad_token_id": 0, "decoder_start_token_id": 0}, "lm_head.weight", ""),
+    # sinusoidal position tables of encoder and decoder: frozen parameters, byte-identical by construction
+    "PegasusForConditionalGeneration": (
+        "pegasus",
+        {**SEQ2SEQ, "pad_token_id": 0, "decoder_start_token_id": 0},
+        "lm_head.weight",
+        "model.shared.weight",
+    ),
     "MambaForCausalLM": (
         "mamba",
         {"vocab_size": 64, "hidden_size": 16, "state_size": 4, "num_hidden_layers": 2, "expand": 2},
@@ -137,3 +144,18 @@ def test_a_fresh_mamba_is_reported_once_as_untrained(tmp_path: Path) -> None:
     assert [f.severity for f in fresh] == [Severity.INFO]
     assert "freshly initialised" in fresh[0].message
     assert "backbone.layers.*.mixer.A_log" in fresh[0].message
+
+
+def test_frozen_sinusoidal_tables_of_a_trained_looking_model_are_no_duplicates(tmp_path: Path) -> None:
+    """Pegasus's encoder and decoder position tables are identical by construction, trained or not."""
+    model_type, extra, _, _ = CASES["PegasusForConditionalGeneration"]
+    config = transformers.AutoConfig.for_model(model_type, **extra)
+    torch.manual_seed(0)
+    model = transformers.PegasusForConditionalGeneration(config)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.requires_grad and parameter.dim() == 1:
+                parameter.normal_()  # no all-ones norms, no all-zero biases: nothing looks fresh
+    model.save_pretrained(tmp_path)
+    report = scan(tmp_path)
+    assert [f.tensors for f in report.findings if f.code == "TC202"] == []
