@@ -123,3 +123,23 @@ def test_a_head_only_4x_restored_says_so(tmp_path: Path, gen: ModuleType) -> Non
     report = scan(folder)
     assert [(f.code, f.tensors) for f in report.findings] == [("TC103", ("language_model.lm_head.weight",))]
     assert "transformers 4.57.6 tied it" in report.findings[0].message
+
+
+def test_a_class_that_cannot_be_built_gets_the_saved_naming(tmp_path: Path, gen: ModuleType) -> None:
+    """AyaVision's default config does not build; its plain _tied_weights_keys, renamed as save_pretrained
+    renames the classes that do build (model.language_model.* -> language_model.model.*), still applies."""
+    emb = t(gen, "emb")
+    folder = make(
+        tmp_path,
+        {"language_model.model.embed_tokens.weight": emb, "language_model.lm_head.weight": emb},
+        {
+            "model_type": "aya_vision",
+            "architectures": ["AyaVisionForConditionalGeneration"],
+            "tie_word_embeddings": True,
+        },
+    )
+    report = scan(folder)
+    assert [(f.code, f.tensors) for f in report.findings] == [
+        ("TC101", ("language_model.lm_head.weight", "language_model.model.embed_tokens.weight"))
+    ]
+    assert "cannot be built" in report.findings[0].message

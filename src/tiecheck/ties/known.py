@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -124,6 +124,42 @@ def _type(model_type: str, raw: dict[str, Any]) -> TypeKnowledge:
     )
 
 
+def _rename_rules(classes: dict[str, ClassKnowledge]) -> list[tuple[str, str]]:
+    """Prefix renamings ``save_pretrained`` applies (in-memory -> on-disk), learnt from the built classes.
+
+    ``model.language_model.`` -> ``language_model.model.``, ``lm_head.`` -> ``language_model.lm_head.``...
+    Used to give classes that could not be built their on-disk naming too.
+    """
+    counts: dict[tuple[str, str], int] = {}
+    for cls in classes.values():
+        if cls.alias is None:
+            continue
+        for disk, memory in zip(cls.ties, cls.alias.ties, strict=False):
+            for a, b in ((memory.target, disk.target), (memory.source, disk.source)):
+                pa, pb = a.split("."), b.split(".")
+                while pa and pb and pa[-1] == pb[-1]:
+                    pa.pop()
+                    pb.pop()
+                rule = ("".join(p + "." for p in pa), "".join(p + "." for p in pb))
+                if rule[0] != rule[1]:
+                    counts[rule] = counts.get(rule, 0) + 1
+    return sorted((r for r, n in counts.items() if n >= 3), key=lambda r: (-len(r[0]), r))
+
+
+def _renamed(cls: ClassKnowledge, rules: list[tuple[str, str]]) -> ClassKnowledge | None:
+    def rename(name: str) -> str:
+        for old, new in rules:
+            if name.startswith(old):
+                return new + name[len(old) :]
+        return name
+
+    ties = tuple(Tie(rename(t.target), rename(t.source), t.level) for t in cls.ties)
+    if ties == cls.ties:
+        return None
+    output = rename(cls.output) if cls.output else None
+    return replace(cls, ties=ties, output=output, input=rename(cls.input) if cls.input else None, alias=cls)
+
+
 @cache
 def knowledge(version: str = CURRENT) -> Knowledge:
     """The data generated under transformers ``version``; empty when the package does not ship it."""
@@ -132,9 +168,14 @@ def knowledge(version: str = CURRENT) -> Knowledge:
         return Knowledge(version=version, classes={}, model_types={}, failed={})
     text = path.read_text("utf-8")
     raw = json.loads(text)
+    classes = {name: _class(name, entry) for name, entry in raw["classes"].items()}
+    rules = _rename_rules(classes)
+    for name, cls in list(classes.items()):
+        if not cls.built:
+            classes[name] = _renamed(cls, rules) or cls
     return Knowledge(
         version=raw["transformers"],
-        classes={name: _class(name, entry) for name, entry in raw["classes"].items()},
+        classes=classes,
         model_types={mt: _type(mt, entry) for mt, entry in raw["model_types"].items()},
         failed=dict(raw.get("failed", {})),
     )
