@@ -47,7 +47,7 @@ def cfg(**fields: object) -> str:
 def test_default_tie_per_model_type(model_type: str, tied: bool) -> None:
     config = parse_config(cfg(model_type=model_type))
     assert config.tie_word_embeddings is tied
-    assert config.tie_basis == f"default for model_type {model_type!r}"
+    assert config.tie_basis.startswith(f"default for model_type {model_type!r}")
 
 
 def test_explicit_flag_wins_over_default() -> None:
@@ -57,11 +57,31 @@ def test_explicit_flag_wins_over_default() -> None:
 
 
 def test_flag_in_text_config_for_multimodal_models() -> None:
+    """transformers 5 ties Gemma3ForConditionalGeneration by the outer flag; 4.x read text_config."""
     config = parse_config(
-        cfg(model_type="gemma3", text_config={"model_type": "gemma3_text", "tie_word_embeddings": False})
+        cfg(
+            model_type="gemma3",
+            architectures=["Gemma3ForConditionalGeneration"],
+            text_config={"model_type": "gemma3_text", "tie_word_embeddings": False},
+        )
     )
-    assert config.tie_word_embeddings is False
+    assert config.tie_word_embeddings is True
+    assert config.tie_key == "tie_word_embeddings"
+    assert config.tie_levels == {"": True, "text_config": False}
+
+
+def test_text_flag_copied_to_the_outer_level_by_the_config_class() -> None:
+    """LlavaConfig takes a true text_config flag over when the outer one is false or absent."""
+    config = parse_config(
+        cfg(
+            model_type="llava",
+            architectures=["LlavaForConditionalGeneration"],
+            text_config={"model_type": "llama", "tie_word_embeddings": True},
+        )
+    )
+    assert config.tie_word_embeddings is True
     assert config.tie_key == "text_config.tie_word_embeddings"
+    assert "LlavaConfig applies to the outer config" in config.tie_basis
 
 
 def test_text_config_model_type_gives_the_default() -> None:

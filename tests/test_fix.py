@@ -135,10 +135,11 @@ def test_tie_head_in_text_config(gen: Any, tmp_path: Path) -> None:
     tensors["lm_head.weight"] = tensors["model.language_model.embed_tokens.weight"]
     write_file(tmp_path / "model.safetensors", tensors, {"format": "pt"})
     config = {
-        "architectures": ["Mistral3ForConditionalGeneration"],
-        "model_type": "mistral3",
+        # LlavaConfig reads a true text_config flag (transformers 5 ties by the outer one, which it copies)
+        "architectures": ["LlavaForConditionalGeneration"],
+        "model_type": "llava",
         "dtype": "bfloat16",
-        "text_config": {"model_type": "mistral", "tie_word_embeddings": False, "vocab_size": 32},
+        "text_config": {"model_type": "llama", "tie_word_embeddings": False, "vocab_size": 32},
         "vision_config": {"hidden_size": 8},
     }
     gen.write_json(tmp_path / "config.json", config)

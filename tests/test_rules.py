@@ -112,8 +112,10 @@ def test_gemma3_multimodal_untied_in_text_config_without_head(tmp_path: Path, ge
         },
     )
     report = scan(folder)
-    assert codes(report) == ["TC103"]
-    assert "text_config.tie_word_embeddings is false" in report.findings[0].message
+    # transformers 5 ties Gemma3ForConditionalGeneration by the outer flag (default true): the head is restored.
+    # transformers 4.x read text_config's flag and left the head random: information, not a warning.
+    assert [(f.code, f.severity.label) for f in report.findings] == [("TC103", "info")]
+    assert "transformers 4.57" in report.findings[0].message
 
 
 def test_unknown_architecture_falls_back_to_name_patterns(tmp_path: Path, gen: ModuleType) -> None:
@@ -125,7 +127,7 @@ def test_unknown_architecture_falls_back_to_name_patterns(tmp_path: Path, gen: M
     )
     report = scan(folder)
     assert codes(report) == ["TC101"]
-    assert "name pattern (model_type 'brand_new' is not in the tie table)" in report.findings[0].message
+    assert "name pattern, a guess (model_type 'brand_new' is unknown to transformers" in report.findings[0].message
     assert report.ties[0].basis.startswith("name pattern")
 
 

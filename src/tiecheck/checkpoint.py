@@ -159,6 +159,13 @@ class ModelConfig:
     quantized: bool = False
     quant_method: str | None = None
     """``quantization_config.quant_method`` (``gptq``, ``awq``, ``bitsandbytes``, ``fp8``...), lower case."""
+    custom_code: bool = False
+    """``auto_map`` is set: the repo's own modeling code builds the model, and ties come from a guess."""
+    tie_levels: Mapping[str, bool] = field(default_factory=lambda: MappingProxyType({}))
+    """The effective ``tie_word_embeddings`` of each config level ("" outer, "text_config", ...) after the
+    config class's defaults, when the model_type is known."""
+    legacy_tie_levels: Mapping[str, bool] = field(default_factory=lambda: MappingProxyType({}))
+    """The same as transformers 4.x computes it."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 from tiecheck.checkpoint import ModelConfig, ShardIndex
 from tiecheck.errors import FormatError
 from tiecheck.formats.dtypes import from_torch_name
-from tiecheck.ties.table import default_tie
+from tiecheck.ties.flags import resolve_flag
 
 
 def _load_object(text: str) -> dict[str, Any]:
@@ -73,7 +73,7 @@ def parse_config(text: str) -> ModelConfig:
     if not isinstance(architectures, list) or not all(isinstance(a, str) for a in architectures):
         raise FormatError("architectures", "'architectures' is not a list of strings")
 
-    tie, basis, key = _tie_flag(document, text_config, model_type)
+    flag = resolve_flag(document, text_config, model_type)
     declared = document.get("dtype", document.get("torch_dtype"))
     if declared is None:
         declared = text_config.get("dtype", text_config.get("torch_dtype"))
@@ -82,13 +82,16 @@ def parse_config(text: str) -> ModelConfig:
     return ModelConfig(
         model_type=model_type,
         architectures=tuple(architectures),
-        tie_word_embeddings=tie,
-        tie_basis=basis,
-        tie_key=key,
+        tie_word_embeddings=flag.value,
+        tie_basis=flag.basis,
+        tie_key=flag.key,
         dtype=from_torch_name(declared) if declared else None,
         dtype_declared=declared,
         quantized=any(k in block for block in (document, text_config) for k in _QUANT_KEYS),
         quant_method=_quant_method(document, text_config),
+        custom_code=bool(document.get("auto_map")),
+        tie_levels=MappingProxyType(dict(flag.levels)),
+        legacy_tie_levels=MappingProxyType(dict(flag.legacy_levels)),
     )
 
 
@@ -116,25 +119,3 @@ def _quant_method(document: dict[str, Any], text_config: dict[str, Any]) -> str 
     marlin = block.get("is_marlin_format") is True or (isinstance(layout, str) and "marlin" in layout.lower())
     return f"{method.lower()}:marlin" if marlin else method.lower()
 
-
-def _tie_flag(
-    document: dict[str, Any], text_config: dict[str, Any], model_type: str | None
-) -> tuple[bool | None, str, str]:
-    """The effective ``tie_word_embeddings``, where it came from, and the key that holds it."""
-    for where, holder, prefix in (("config.json", document, ""), ("text_config", text_config, "text_config.")):
-        for key in ("tie_word_embeddings", "weight_tying"):
-            if key in holder:
-                value = holder[key]
-                if not isinstance(value, bool):
-                    raise FormatError(key, f"'{prefix}{key}' is {value!r}, not true or false")
-                return (
-                    value,
-                    f"{prefix}{key} in {where}" if where != "config.json" else f"{key} in config.json",
-                    prefix + key,
-                )
-    for candidate in (model_type, text_config.get("model_type")):
-        if isinstance(candidate, str):
-            default = default_tie(candidate)
-            if default is not None:
-                return default, f"default for model_type {candidate!r}", "tie_word_embeddings"
-    return None, "no tie_word_embeddings in config.json and no known default", "tie_word_embeddings"

@@ -13,9 +13,11 @@ from collections.abc import Iterable, Iterator
 
 from tiecheck.checkpoint import TensorRecord
 from tiecheck.content import ContentAnalysis, TensorContent
-from tiecheck.findings import Finding
+from tiecheck.findings import Finding, Severity
 from tiecheck.rules.base import ScanContext, human_bytes
 from tiecheck.rules.catalog import finding
+from tiecheck.ties.known import general, knowledge
+from tiecheck.ties.resolve import architecture_class
 
 MAX_LISTED = 6
 _LAYER = re.compile(r"^(?P<prefix>(?:[^.]+\.)*?)(?P<index>\d+)\.(?P<suffix>.+)$")
@@ -40,13 +42,34 @@ def check_content(ctx: ScanContext) -> Iterator[Finding]:
 
 
 def _covered_by_ties(ctx: ScanContext, group: tuple[TensorRecord, ...]) -> tuple[TensorRecord, ...]:
-    """Drop the restored members of a tie whose kept member is in the group: TC101/TC104 report them."""
+    """Keep one member of each declared tie in the group: the tie rules (TC101/TC104) report the others."""
     names = {t.name for t in group}
     covered: set[str] = set()
     for tie in ctx.ties:
-        if tie.group.kept in names:
-            covered.update(n for n in tie.group.restored if n in names)
+        present = [n for n in tie.members if n in names]
+        covered.update(present[1:])
     return tuple(t for t in group if t.name not in covered)
+
+
+def _buffers(ctx: ScanContext) -> frozenset[str]:
+    """Persisted buffers and never-trained parameters (layer indices as ``*``) of the checkpoint's architecture,
+    from the generated data: they repeat by construction (sinusoidal tables of encoder and decoder)."""
+    config = ctx.checkpoint.config
+    if config is None:
+        return frozenset()
+    found: set[str] = set()
+    cls = architecture_class(config, set(ctx.tensors))
+    classes = [cls] if cls is not None else []
+    if config.model_type:
+        classes.extend(knowledge().by_model_type(config.model_type))
+    for known in classes:
+        found |= known.buffers | known.frozen
+    return frozenset(found)
+
+
+def _same_parameter(group: tuple[TensorRecord, ...]) -> bool:
+    """One parameter of several layers (``layers.*.mixer.A_log``): a deterministic initialisation."""
+    return len({general(t.name) for t in group}) == 1 and len({t.name for t in group}) > 1
 
 
 def _layer(name: str) -> tuple[str, int, str] | None:
@@ -56,11 +79,14 @@ def _layer(name: str) -> tuple[str, int, str] | None:
 
 def _duplicates(ctx: ScanContext, analysis: ContentAnalysis) -> Iterator[Finding]:
     groups = []
+    buffers = _buffers(ctx)
     for group in analysis.groups:
         content = analysis.content(group[0])
         if content is not None and content.constant is not None:
             continue  # trivial duplicates (all-ones norms, all-zero biases): TC203 groups them
         kept = _covered_by_ties(ctx, group)
+        # buffers (relative_position_index, causal masks) and frozen tables repeat by construction
+        kept = tuple(t for t in kept if general(t.name) not in buffers)
         if len(kept) > 1:
             groups.append(kept)
     explained, repeats = _layer_repeats(ctx, groups)
@@ -75,10 +101,14 @@ def _duplicates(ctx: ScanContext, analysis: ContentAnalysis) -> Iterator[Finding
             files=sorted({t.file for t in redundant}),
             bytes=sum(t.nbytes for t in redundant),
         )
-    for group in groups:
-        rest = [t for t in group if t.name not in explained]
-        if len(rest) < 2:
-            continue
+    remaining = [r for g in groups if len(r := tuple(t for t in g if t.name not in explained)) > 1]
+    fresh = [g for g in remaining if _same_parameter(g)]
+    ones = _initial_norms(ctx, analysis)
+    if remaining and (fresh or len(ones) >= 2):
+        # a freshly initialised model: deterministic initialisations repeat (within and across layers)
+        yield _untrained(fresh, [g for g in remaining if not _same_parameter(g)], ones)
+        return
+    for rest in remaining:
         extra = sum(t.nbytes for t in rest[1:])
         listed = ", ".join(t.name for t in rest[:MAX_LISTED]) + (" ..." if len(rest) > MAX_LISTED else "")
         yield finding(
@@ -91,6 +121,49 @@ def _duplicates(ctx: ScanContext, analysis: ContentAnalysis) -> Iterator[Finding
             files=sorted({t.file for t in rest}),
             bytes=extra,
         )
+
+
+_ONE = (b"\x00\x00\x80\x3f", b"\x80\x3f", b"\x00\x3c")
+"""1.0 in F32, BF16 and F16."""
+
+
+def _initial_norms(ctx: ScanContext, analysis: ContentAnalysis) -> list[TensorRecord]:
+    """Vectors whose every element is 1.0: norm weights as initialised, a sign of an untrained model."""
+    result = []
+    for tensor in ctx.tensors.values():
+        content = analysis.content(tensor) if len(tensor.shape) == 1 else None
+        if content is not None and content.constant in _ONE:
+            result.append(tensor)
+    return result
+
+
+def _untrained(
+    fresh: list[tuple[TensorRecord, ...]], others: list[tuple[TensorRecord, ...]], ones: list[TensorRecord]
+) -> Finding:
+    """One info finding for a freshly initialised checkpoint, with its evidence."""
+    evidence = []
+    if fresh:
+        examples = "; ".join(f"{general(g[0].name)} in {len(g)} layers" for g in fresh[:MAX_LISTED])
+        more = f" and {len(fresh) - MAX_LISTED} more" if len(fresh) > MAX_LISTED else ""
+        evidence.append(
+            f"parameters are byte-identical across layers, as a deterministic initialisation leaves them "
+            f"({examples}{more})"
+        )
+    if ones:
+        evidence.append(f"{len(ones)} norm weight vectors are all ones, their initial value")
+    other = ""
+    if others:
+        listed = "; ".join(" = ".join(t.name for t in g[:3]) for g in others[:3])
+        other = f" {len(others)} byte-identical group(s) read as part of the same initialisation: {listed}."
+    groups = (*fresh, *others)
+    return finding(
+        "TC202",
+        f"This checkpoint looks freshly initialised (untrained): {'; '.join(evidence)}.{other} That is normal "
+        "for tiny random test models; training would have moved these tensors apart.",
+        tensors=[t.name for g in groups for t in g],
+        files=sorted({t.file for g in groups for t in g}),
+        severity=Severity.INFO,
+    )
 
 
 def _layer_repeats(

@@ -10,6 +10,7 @@ from tiecheck.findings import Finding
 from tiecheck.rules.base import ScanContext, human_bytes
 from tiecheck.rules.catalog import finding
 from tiecheck.rules.incomplete import INCOMPLETE
+from tiecheck.ties.resolve import architecture_class
 
 #: Missing shards reported one finding each up to this many; beyond, one finding names the first ones.
 MAX_MISSING_FINDINGS = 20
@@ -131,10 +132,13 @@ def check_index(ctx: ScanContext) -> Iterator[Finding]:
     stored_bytes = sum(t.nbytes for t in stored)
     stored_params = sum(t.numel for t in stored)
     # transformers writes total_parameters = model.num_parameters(): buffers (final_logits_bias,
-    # position_ids) are stored but not counted, so only a claim above what is stored is wrong.
+    # position_ids) are stored but not counted, so only a claim above what is stored is wrong -- unless
+    # the architecture has parameters save_pretrained never writes (Marian's sinusoidal positions).
+    unsaved = _unsaved_parameters(ctx)
+    too_many = (index.total_parameters or 0) > stored_params and not unsaved
     for key, declared, actual, wrong in (
         ("total_size", index.total_size, stored_bytes, index.total_size != stored_bytes),
-        ("total_parameters", index.total_parameters, stored_params, (index.total_parameters or 0) > stored_params),
+        ("total_parameters", index.total_parameters, stored_params, too_many),
     ):
         if declared is not None and wrong:
             yield finding(
@@ -144,6 +148,12 @@ def check_index(ctx: ScanContext) -> Iterator[Finding]:
                 files=[index.name],
                 bytes=abs(declared - actual) if key == "total_size" else 0,
             )
+
+
+def _unsaved_parameters(ctx: ScanContext) -> frozenset[str]:
+    """Parameters the architecture's save_pretrained drops (counted in total_parameters, never stored)."""
+    cls = architecture_class(ctx.checkpoint.config, set(ctx.tensors))
+    return cls.dropped if cls is not None else frozenset()
 
 
 def _orphans(ctx: ScanContext) -> Iterator[Finding]:

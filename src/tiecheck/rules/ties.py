@@ -3,26 +3,48 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 from tiecheck.checkpoint import TensorRecord
-from tiecheck.findings import Finding
+from tiecheck.findings import Finding, Severity
 from tiecheck.rules.base import ScanContext, human_bytes
 from tiecheck.rules.catalog import finding
-from tiecheck.ties.resolve import ResolvedTie
-from tiecheck.ties.table import NAME_PATTERNS, has_lm_head, is_base_model, lookup
+from tiecheck.ties.known import CURRENT, LEGACY, ClassKnowledge, knowledge
+from tiecheck.ties.resolve import ResolvedTie, architecture_class, naming_confirmed
+from tiecheck.ties.table import NAME_PATTERNS, has_lm_head, is_base_model
 
 
 def check_ties(ctx: ScanContext) -> Iterator[Finding]:
     for tie in ctx.ties:
-        kept = ctx.tensors.get(tie.group.kept)
-        for name in tie.group.restored:
-            restored = ctx.tensors.get(name)
-            if tie.tied:
-                yield from _tied(ctx, tie, kept, name, restored)
-            elif tie.tied is False:
-                yield from _untied(ctx, tie, kept, name, restored)
-            elif kept and restored and ctx.content.equal(kept, restored):
-                yield _tieable(ctx, tie, kept, restored)
+        for found in _check_tie(ctx, tie):
+            yield _capped(found) if tie.guess else found
+    yield from _missing_untied_head(ctx)
+
+
+def _capped(found: Finding) -> Finding:
+    """A finding from a guessed tie is never an error."""
+    if found.severity < Severity.ERROR:
+        return found
+    return replace(found, severity=Severity.WARNING, message=found.message + " (The tie is a guess: see above.)")
+
+
+def _check_tie(ctx: ScanContext, tie: ResolvedTie) -> Iterator[Finding]:
+    kept = ctx.tensors.get(tie.group.kept)
+    for name in tie.group.restored:
+        restored = ctx.tensors.get(name)
+        if tie.tied:
+            yield from _tied(ctx, tie, kept, name, restored)
+        elif tie.tied is False:
+            yield from _untied(ctx, tie, kept, name, restored)
+        elif kept and restored and ctx.content.equal(kept, restored):
+            yield _tieable(ctx, tie, kept, restored)
+
+
+def _key(ctx: ScanContext, tie: ResolvedTie) -> str:
+    config = ctx.checkpoint.config
+    if config is not None and (not tie.level or config.tie_key.startswith(tie.level + ".")):
+        return config.tie_key
+    return f"{tie.level}.tie_word_embeddings" if tie.level else "tie_word_embeddings"
 
 
 def _why_tied(ctx: ScanContext, tie: ResolvedTie) -> str:
@@ -30,13 +52,15 @@ def _why_tied(ctx: ScanContext, tie: ResolvedTie) -> str:
     if tie.group.always:
         return f"the architecture always ties them ({tie.basis})"
     assert config is not None
-    return f"{config.tie_key} is true ({config.tie_basis}; {tie.basis})"
+    return f"{_key(ctx, tie)} is true ({config.tie_basis}; {tie.basis})"
 
 
 def _tied(
     ctx: ScanContext, tie: ResolvedTie, kept: TensorRecord | None, name: str, restored: TensorRecord | None
 ) -> Iterator[Finding]:
     if restored is None:
+        if kept is not None and name == tie.group.head and tie.legacy_tied is False and not ctx.listed(name):
+            yield _legacy_random_head(ctx, tie, kept, name)
         return
     if kept is None:
         if ctx.listed(tie.group.kept):
@@ -55,6 +79,8 @@ def _tied(
     if kept.aliases(restored):
         return  # one storage of a pickle file: nothing is stored twice (TC201 names the pair)
     if ctx.content.equal(kept, restored):
+        # the config class forces the tie (T5, UDOP) where 4.x did not: both loaders read it right
+        forced = tie.group.always and tie.legacy_tied is False
         yield finding(
             "TC101",
             f"{name} is stored although {_why_tied(ctx, tie)} and it is byte-identical to {tie.group.kept}: "
@@ -63,18 +89,35 @@ def _tied(
             tensors=[name, tie.group.kept],
             files=[restored.file, kept.file],
             bytes=restored.nbytes,
+            severity=Severity.INFO if forced else None,
         )
         return
+    if tie.group.always and tie.legacy_tied is not True:
+        return  # the config class forces the flag (T5 in 5.x), 5.x keeps both as they differ, 4.x did not tie
     yield finding(
         "TC102",
         f"{_why_tied(ctx, tie)}, but {name} differs from {tie.group.kept}{_difference(kept, restored)}. "
         f"transformers < 5 overwrites {name} with {tie.group.kept} at load (the stored values are ignored); "
         f"transformers >= 5 sees they differ and unties them. The two read the model differently: set "
-        f"{ctx.checkpoint.config.tie_key if ctx.checkpoint.config else 'tie_word_embeddings'} to false to keep "
+        f"{_key(ctx, tie)} to false to keep "
         f"both, or drop {name} to keep the tie.",
         tensors=[name, tie.group.kept],
         files=[restored.file, kept.file],
         bytes=restored.nbytes,
+    )
+
+
+def _legacy_random_head(ctx: ScanContext, tie: ResolvedTie, kept: TensorRecord, name: str) -> Finding:
+    config = ctx.checkpoint.config
+    assert config is not None
+    return finding(
+        "TC103",
+        f"{name} is not stored: transformers >= 5 restores it from {tie.group.kept} ({_why_tied(ctx, tie)}), but "
+        f"transformers {LEGACY} does not tie it for this config and initialises it at random. Fine for "
+        "transformers 5; for 4.x users set the flag 4.x reads (text_config.tie_word_embeddings) to true.",
+        tensors=[name, tie.group.kept],
+        files=[kept.file],
+        severity=Severity.INFO,
     )
 
 
@@ -91,12 +134,15 @@ def _untied(
     assert config is not None
     heads = [a for a in config.architectures if has_lm_head(a)]
     if restored is None and name == tie.group.head and heads and not ctx.listed(name):
+        if architecture_class(config, set(ctx.tensors)) is not None and not tie.guess:
+            return  # _missing_untied_head reports it, from the class's own output embedding
+        key = _key(ctx, tie)
         yield finding(
             "TC103",
-            f"{config.tie_key} is false ({config.tie_basis}) and {name} is not stored: {heads[0]} will "
+            f"{key} is false ({config.tie_basis}) and {name} is not stored: {heads[0]} will "
             "initialise its output head at random and generate gibberish, with only a warning in the load log. "
-            f"If the model was trained with a tied head, set {config.tie_key} to true; otherwise restore "
-            f"{name} from the source checkpoint.",
+            f"If the model was trained with a tied head, set {key} to true; otherwise restore "
+            f"{name} from the source checkpoint ({tie.basis}).",
             tensors=[name],
             files=[kept.file] if kept else [],
         )
@@ -127,6 +173,48 @@ def _tieable(ctx: ScanContext, tie: ResolvedTie, kept: TensorRecord, restored: T
     )
 
 
+def _missing_untied_head(ctx: ScanContext) -> Iterator[Finding]:
+    """The class's output embedding is not stored and no tie restores it: it starts random."""
+    config = ctx.checkpoint.config
+    cls = architecture_class(config, set(ctx.tensors))
+    if config is None or cls is None or cls.output is None or ctx.listed(cls.output):
+        return
+    if cls.name not in config.architectures or cls.output in cls.dropped:
+        return  # the class was inferred from the model_type, or the saver never writes the head
+    if not naming_confirmed(cls, set(ctx.tensors)):
+        return  # stored under names the class does not use: the head's name cannot be judged
+    head_ties = [t for t in ctx.ties if t.group.head == cls.output]
+    if any(t.tied and ctx.listed(t.group.kept) for t in head_ties):
+        return  # restored from the embedding
+    declared = next((t for t in cls.ties if t.target == cls.output), None)
+    if declared is not None:
+        key = next((_key(ctx, t) for t in head_ties), "tie_word_embeddings")
+        why = f"{key} is false ({config.tie_basis}), so {cls.name} does not restore it from {declared.source}"
+        advice = f"If the model was trained with a tied head, set {key} to true; otherwise restore"
+    else:
+        why = f"{cls.name} declares no tie for it (transformers {_version()}), so nothing restores it"
+        advice = "Restore"
+    legacy = next((t.legacy_tied for t in head_ties), None)
+    was = (
+        f" transformers {LEGACY} tied it for this config (it reads another level's flag or default), so the "
+        "checkpoint loaded correctly there."
+        if legacy
+        else ""
+    )
+    found = finding(
+        "TC103",
+        f"{cls.output}, the output head of {cls.name}, is not stored and {why}: the loader initialises it at "
+        "random and the model generates gibberish, with only a warning in the load log. "
+        f"{advice} {cls.output} from the source checkpoint.{was}",
+        tensors=[cls.output],
+    )
+    yield _capped(found) if config.custom_code else found
+
+
+def _version() -> str:
+    return CURRENT
+
+
 def check_base_model(ctx: ScanContext) -> Iterator[Finding]:
     config = ctx.checkpoint.config
     if config is None or not config.architectures or not is_base_model(config.architectures[0]):
@@ -135,10 +223,10 @@ def check_base_model(ctx: ScanContext) -> Iterator[Finding]:
         return
     arch = config.architectures[0]
     prefix_note = ""
-    known = lookup(config.model_type)
-    for group in known.groups if known else NAME_PATTERNS:
-        if "." in group.kept and group.kept not in ctx.tensors:
-            prefix, short = group.kept.split(".", 1)
+    candidates = [c.input for c in _task_classes(config.model_type) if c.input] or [g.kept for g in NAME_PATTERNS]
+    for kept in candidates:
+        if "." in kept and kept not in ctx.tensors:
+            prefix, short = kept.split(".", 1)
             if short in ctx.tensors:
                 prefix_note = f" Its keys lack the '{prefix}.' prefix a task model expects."
                 break
@@ -148,3 +236,9 @@ def check_base_model(ctx: ScanContext) -> Iterator[Finding]:
         "and feature-extraction models; loaded as a causal LM it gets a randomly initialised head (or the "
         "embedding, when tie_word_embeddings is true).",
     )
+
+
+def _task_classes(model_type: str | None) -> tuple[ClassKnowledge, ...]:
+    if not model_type:
+        return ()
+    return tuple(c for c in knowledge(CURRENT).by_model_type(model_type) if c.output)

@@ -1,11 +1,18 @@
-"""Decide which tie groups apply to a checkpoint, and whether its loader ties them."""
+"""Decide which tie groups apply to a checkpoint, and whether its loader ties them.
+
+The groups come from the generated knowledge of the architecture class (``architectures`` in
+config.json, else the model_type's class that fits the stored names best). Name patterns are used only
+for model types transformers does not know, and for repos that bring their own modeling code
+(``auto_map``); such ties are marked as guesses.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from tiecheck.checkpoint import Checkpoint
-from tiecheck.ties.table import NAME_PATTERNS, TieGroup, lookup
+from tiecheck.checkpoint import Checkpoint, ModelConfig
+from tiecheck.ties.known import CURRENT, LEGACY, ClassKnowledge, Tie, knowledge
+from tiecheck.ties.table import NAME_PATTERNS, TieGroup
 
 
 @dataclass(frozen=True)
@@ -14,50 +21,148 @@ class ResolvedTie:
     tied: bool | None
     """Whether a loader ties the group; None when neither config nor table says."""
     basis: str
-    """Why tiecheck thinks these tensors belong together (table entry or name pattern)."""
+    """Why tiecheck thinks these tensors belong together (generated knowledge or name pattern)."""
+    guess: bool = False
+    """From a name pattern or for custom modeling code: findings say so and are never errors."""
+    level: str = ""
+    """The config level whose ``tie_word_embeddings`` decides the tie ("" outer, "text_config", ...)."""
+    legacy_tied: bool | None = None
+    """What transformers 4.x does with the group, when it differs from ``tied`` or is known."""
 
     @property
     def members(self) -> tuple[str, ...]:
         return (self.group.kept, *self.group.restored)
 
 
+def _score(cls: ClassKnowledge, names: set[str]) -> tuple[int, int, int]:
+    members = {t.target for t in cls.ties} | {t.source for t in cls.ties}
+    present = len(members & names)
+    head = 1 if cls.output and cls.output in names else 0
+    return present, head, -len(members - names)
+
+
+def architecture_class(config: ModelConfig | None, names: set[str]) -> ClassKnowledge | None:
+    """The generated knowledge of the class transformers builds for this checkpoint, if it knows it."""
+    if config is None:
+        return None
+    data = knowledge(CURRENT)
+    known = next((data.classes[arch] for arch in config.architectures if arch in data.classes), None)
+    if known is not None:
+        candidates: tuple[ClassKnowledge, ...] = known.variants()
+    elif config.model_type:
+        candidates = tuple(v for c in data.by_model_type(config.model_type) for v in c.variants())
+    else:
+        candidates = ()
+    if not candidates:
+        return None
+    # the on-disk naming wins a draw (variants() lists it first; max keeps the first maximum)
+    best = max(candidates, key=lambda c: (*_score(c, names), "" if known else c.name))
+    if _score(best, names)[:2] != (0, 0) or (best.input and best.input in names):
+        return best
+    for candidate in candidates:  # a model nested under another prefix (a text model inside a wrapper)
+        prefixed = _under_prefix(candidate, names)
+        if prefixed is not None:
+            return prefixed
+    return best
+
+
+def _under_prefix(cls: ClassKnowledge, names: set[str]) -> ClassKnowledge | None:
+    anchors = [a for a in (cls.input, *(t.source for t in cls.ties)) if a]
+    for anchor in anchors:
+        for name in names:
+            if name.endswith("." + anchor):
+                prefix = name[: -len(anchor)]
+                return _prefixed(cls, prefix)
+    return None
+
+
+def _prefixed(cls: ClassKnowledge, prefix: str) -> ClassKnowledge:
+    return replace(
+        cls,
+        ties=tuple(Tie(prefix + t.target, prefix + t.source, t.level) for t in cls.ties),
+        output=prefix + cls.output if cls.output else None,
+        input=prefix + cls.input if cls.input else None,
+        buffers=frozenset(prefix + b for b in cls.buffers) | cls.buffers,
+        frozen=frozenset(prefix + b for b in cls.frozen) | cls.frozen,
+        dropped=frozenset(prefix + b for b in cls.dropped) | cls.dropped,
+        alias=None,
+    )
+
+
+def naming_confirmed(cls: ClassKnowledge, names: set[str]) -> bool:
+    """The checkpoint uses the class's names: its input embedding or a tie member is stored."""
+    return bool((cls.input and cls.input in names) or any(t.source in names or t.target in names for t in cls.ties))
+
+
+def _groups(cls: ClassKnowledge) -> list[tuple[TieGroup, str]]:
+    """The class's ties as groups: the head on its own, other targets of one source together."""
+    result: list[tuple[TieGroup, str]] = []
+    shared: dict[tuple[str, str], list[str]] = {}
+    types = knowledge(CURRENT).model_types
+    always = types[cls.model_type].always if cls.model_type in types else (lambda level: False)
+    for tie in cls.ties:
+        if tie.target == cls.output:
+            group = TieGroup(kept=tie.source, restored=(tie.target,), head=tie.target, always=always(tie.level))
+            result.append((group, tie.level))
+        else:
+            shared.setdefault((tie.source, tie.level), []).append(tie.target)
+    for (source, level), targets in shared.items():
+        result.append((TieGroup(kept=source, restored=tuple(sorted(targets)), always=always(level)), level))
+    return result
+
+
+def _legacy_tied(config: ModelConfig, cls: ClassKnowledge, group: TieGroup) -> bool | None:
+    """Whether transformers 4.x ties the group: matched by role (the head) or by the restored name's tail."""
+    legacy = knowledge(LEGACY).classes.get(cls.name)
+    if legacy is None:
+        return None
+    for tie in legacy.ties:
+        if (group.head is not None and tie.target == legacy.output) or (
+            group.head is None and any(r.endswith(tie.target) or tie.target.endswith(r) for r in group.restored)
+        ):
+            return config.legacy_tie_levels.get(tie.level, config.tie_word_embeddings)
+    return False
+
+
 def resolve_ties(checkpoint: Checkpoint, names: set[str] | None = None) -> tuple[ResolvedTie, ...]:
     if names is None:
         names = {t.name for t in checkpoint.tensors}
     config = checkpoint.config
-    arch = lookup(config.model_type if config else None)
-    if arch is not None:
-        groups = arch.groups
-        basis = f"tie table entry for model_type {config.model_type!r}" if config else ""
-    else:
-        groups = NAME_PATTERNS
-        reason = (
-            f"model_type {config.model_type!r} is not in the tie table"
-            if config and config.model_type
-            else "no model_type"
-        )
-        basis = f"name pattern ({reason})"
+    cls = architecture_class(config, names)
+    if cls is not None and config is not None:
+        custom = config.custom_code
+        basis = f"{cls.name}._tied_weights_keys, transformers {knowledge(CURRENT).version}"
+        if not cls.built:
+            basis += " (the class attribute alone: it cannot be built from its default config)"
+        if custom:
+            basis += "; the repo ships its own modeling code (auto_map), so this is a guess"
+        resolved = []
+        for group, level in _groups(cls):
+            if group.kept not in names and not any(n in names for n in group.restored):
+                continue
+            tied = config.tie_levels.get(level, config.tie_word_embeddings)
+            legacy = _legacy_tied(config, cls, group)
+            resolved.append(ResolvedTie(group, tied, basis, guess=custom, level=level, legacy_tied=legacy))
+        return tuple(resolved)
+    return _by_patterns(config, names)
 
-    chosen: dict[tuple[str, bool], TieGroup] = {}
-    for group in groups:
+
+def _by_patterns(config: ModelConfig | None, names: set[str]) -> tuple[ResolvedTie, ...]:
+    reason = (
+        f"model_type {config.model_type!r} is unknown to transformers {knowledge(CURRENT).version}"
+        if config and config.model_type
+        else "no model_type"
+    )
+    basis = f"name pattern, a guess ({reason})"
+    chosen: dict[str, TieGroup] = {}
+    for group in NAME_PATTERNS:
         present = [n for n in group.restored if n in names]
         if group.kept not in names and not present:
             continue
-        key = (group.kept, group.head is not None)
-        previous = chosen.get(key)
-        # Naming variants of the same head: prefer the variant whose head is actually stored.
-        if previous is None or (present and not any(n in names for n in previous.restored)):
-            chosen[key] = group
-
-    # Several candidate embeddings for one head (name patterns, naming variants): the stored one wins.
-    by_head: dict[str, TieGroup] = {}
-    for group in chosen.values():
-        if group.head is None:
-            continue
-        previous = by_head.get(group.head)
+        assert group.head is not None
+        previous = chosen.get(group.head)
+        # Several candidate embeddings for one head: the stored one wins.
         if previous is None or (group.kept in names and previous.kept not in names):
-            by_head[group.head] = group
-    selected = [g for g in chosen.values() if g.head is None or by_head[g.head] is g]
-
+            chosen[group.head] = group
     flag = config.tie_word_embeddings if config else None
-    return tuple(ResolvedTie(g, True if g.always else flag, basis) for g in selected)
+    return tuple(ResolvedTie(g, flag, basis, guess=True) for g in chosen.values())

@@ -1,0 +1,144 @@
+"""Which ``tie_word_embeddings`` governs, and what it is, as transformers' config classes compute it.
+
+config.json may hold the flag at the outer level, in ``text_config`` (or another text level), both,
+or neither. The config class then applies its own defaults and back-compat rules (``LlavaConfig``
+copies a true ``text_config`` flag to the outer level, for instance); the generated data records the
+outcome for every combination, so this module needs no transformers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tiecheck.errors import FormatError
+from tiecheck.ties.known import CURRENT, LEGACY, ClassKnowledge, Knowledge, knowledge
+
+_KEYS = ("tie_word_embeddings", "weight_tying")
+
+
+@dataclass(frozen=True)
+class TieFlag:
+    value: bool | None
+    basis: str
+    key: str
+    levels: Mapping[str, bool]
+    legacy_levels: Mapping[str, bool]
+
+
+def _explicit(holder: Mapping[str, Any], prefix: str) -> tuple[bool | None, str | None]:
+    for key in _KEYS:
+        if key in holder:
+            value = holder[key]
+            if not isinstance(value, bool):
+                raise FormatError(key, f"'{prefix}{key}' is {value!r}, not true or false")
+            return value, key
+    return None, None
+
+
+def _sub(document: Mapping[str, Any], path: str) -> Mapping[str, Any] | None:
+    holder: Any = document
+    for part in path.split(".") if path else ():
+        holder = holder.get(part) if isinstance(holder, dict) else None
+    return holder if isinstance(holder, dict) else None
+
+
+def governing_class(document: Mapping[str, Any], data: Knowledge) -> ClassKnowledge | None:
+    architectures = document.get("architectures") or []
+    for name in architectures if isinstance(architectures, list) else []:
+        if isinstance(name, str) and name in data.classes:
+            return data.classes[name]
+    return None
+
+
+def _levels(document: Mapping[str, Any], model_type: str, data: Knowledge) -> dict[str, bool]:
+    """Effective flag per level, as the config class of ``model_type`` computes it from ``document``."""
+    known = data.model_types.get(model_type)
+    if known is None:
+        return {}
+    outer, _ = _explicit(document, "")
+    text: bool | None = None
+    if known.text_level:
+        holder = _sub(document, known.text_level) or {}
+        text, _ = _explicit(holder, known.text_level + ".")
+        sub_type = holder.get("model_type")
+        if text is None and isinstance(sub_type, str) and sub_type != known.text_model_type:
+            # another text model than the class default: its own config class supplies the default
+            sub_known = data.model_types.get(sub_type)
+            text = sub_known.flag("", None, None) if sub_known else None
+    levels: dict[str, bool] = {}
+    for level in known.flags:
+        value = known.flag(level, outer, text)
+        if value is not None:
+            levels[level] = value
+    return levels
+
+
+def _level_value(document: Mapping[str, Any], level: str, levels: Mapping[str, bool], data: Knowledge) -> bool | None:
+    if level in levels:
+        return levels[level]
+    holder = _sub(document, level)
+    if holder is None:
+        return None
+    value, _ = _explicit(holder, level + ".")
+    if value is not None:
+        return value
+    sub_type = holder.get("model_type")
+    sub_known = data.model_types.get(sub_type) if isinstance(sub_type, str) else None
+    return sub_known.flag("", None, None) if sub_known else None
+
+
+def resolve_flag(document: Mapping[str, Any], text_config: Mapping[str, Any], model_type: str | None) -> TieFlag:
+    data = knowledge(CURRENT)
+    outer, outer_key = _explicit(document, "")
+    text, text_key = _explicit(text_config, "text_config.")
+    if not isinstance(model_type, str) or model_type not in data.model_types:
+        # transformers does not know this model_type: only an explicit flag says anything
+        if outer is not None and outer_key:
+            return TieFlag(outer, f"{outer_key} in config.json", outer_key, {"": outer}, {})
+        if text is not None and text_key:
+            return TieFlag(text, f"text_config.{text_key} in text_config", f"text_config.{text_key}", {}, {})
+        return TieFlag(None, "no tie_word_embeddings in config.json and no known default", _KEYS[0], {}, {})
+
+    levels = _levels(document, model_type, data)
+    legacy = knowledge(LEGACY)
+    legacy_levels = _levels(document, model_type, legacy)
+    cls = governing_class(document, data)
+    level = ""
+    if cls is not None:
+        head = [t for t in cls.ties if t.target == cls.output] or list(cls.ties)
+        if head:
+            level = head[0].level
+    value = _level_value(document, level, levels, data)
+    if level and level not in levels and value is not None:
+        levels[level] = value
+    if value is None:
+        return TieFlag(None, f"model_type {model_type!r} declares no tie flag", _KEYS[0], levels, legacy_levels)
+
+    prefix = f"{level}." if level else ""
+    holder = _sub(document, level) or {}
+    here, here_key = _explicit(holder, prefix)
+    config_name = data.model_types[model_type].config
+    if here is not None and here_key:
+        where = level if level else "config.json"
+        return TieFlag(value, f"{prefix}{here_key} in {where}", prefix + here_key, levels, legacy_levels)
+    # not set where it governs: a default, or copied from another level by the config class
+    for other, other_value, other_key in (("text_config", text, text_key), ("", outer, outer_key)):
+        if other != level and other_value is value and other_key:
+            other_prefix = f"{other}." if other else ""
+            return TieFlag(
+                value,
+                f"{other_prefix}{other_key}, which {config_name} applies to the {level if level else 'outer'} "
+                f"config (transformers {data.version})",
+                other_prefix + other_key,
+                levels,
+                legacy_levels,
+            )
+    return TieFlag(
+        value,
+        f"default for model_type {model_type!r} ({config_name}, transformers {data.version})",
+        prefix + _KEYS[0],
+        levels,
+        legacy_levels,
+    )
