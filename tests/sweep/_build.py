@@ -132,17 +132,30 @@ def _stored_names(folder: Path) -> set[str]:
     return names
 
 
-def _damage(src: Path, dst: Path, change: Any) -> None:
-    """Copy a single-file save with its tensors changed by ``change(dict)`` (as a merge tool rewrites it)."""
+def _damage(src: Path, dst: Path, touch: str, change: Any) -> None:
+    """Copy a save with the file holding tensor ``touch`` rewritten by ``change(dict)``, as a merge tool would:
+    the index (sharded saves) follows the change, its totals included."""
     from safetensors.torch import load_file, save_file
 
-    dst.mkdir(parents=True)
-    for f in src.iterdir():
-        if f.name != "model.safetensors":
-            (dst / f.name).write_bytes(f.read_bytes())
-    tensors = load_file(str(src / "model.safetensors"))
+    shutil.copytree(src, dst)
+    index_path = dst / "model.safetensors.index.json"
+    index = json.loads(index_path.read_text()) if index_path.exists() else None
+    name = index["weight_map"][touch] if index else "model.safetensors"
+    tensors = load_file(str(dst / name))
+    before = {k: (v.numel(), v.numel() * v.element_size()) for k, v in tensors.items()}
     change(tensors)
-    save_file(tensors, str(dst / "model.safetensors"), metadata={"format": "pt"})
+    save_file(tensors, str(dst / name), metadata={"format": "pt"})
+    if index:
+        after = {k: (v.numel(), v.numel() * v.element_size()) for k, v in tensors.items()}
+        for k in after.keys() - before.keys():
+            index["weight_map"][k] = name
+        for k in before.keys() - after.keys():
+            del index["weight_map"][k]
+        meta = index.setdefault("metadata", {})
+        for i, key in enumerate(("total_parameters", "total_size")):
+            if isinstance(meta.get(key), int):
+                meta[key] += sum(v[i] for v in after.values()) - sum(v[i] for v in before.values())
+        index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
 
 
 def _save(model: Any, folder: Path, sharded: bool) -> None:
@@ -179,6 +192,7 @@ def build_class(model_type: str, class_name: str, out: Path) -> dict[str, Any]:
         entry.setdefault("heads", {})[label] = {"head": head, "group": group, "tied": tied, "stored": sorted(stored)}
         if head is None:
             continue
+        damages: list[tuple[str, str, Any, dict[str, Any]]] = []
         if tied and head not in stored:
             sources = [n for n in group if n in stored]
             if not sources:
@@ -194,24 +208,17 @@ def build_class(model_type: str, class_name: str, out: Path) -> dict[str, Any]:
                 flat[0] = flat[0] + 1 if flat[0] != -1 else 2
                 t[head] = changed
 
-            for kind, change, code in (("duplicated-head", add_copy, "TC101"), ("changed-head", add_changed, "TC102")):
-                folder = out / f"{class_name}-{label}-{kind}"
-                _damage(single, folder, change)
-                tensors = [head, source] if code == "TC102" else [head]
-                entry["checkpoints"].append(
-                    {"path": folder.name, "kind": kind, "tie": label, "expect": {"code": code, "tensors": tensors}}
-                )
+            damages.append(("duplicated-head", source, add_copy, {"code": "TC101", "tensors": [head]}))
+            damages.append(("changed-head", source, add_changed, {"code": "TC102", "tensors": [head, source]}))
         elif not tied and head in stored and label != "tied":
-            folder = out / f"{class_name}-{label}-missing-head"
-            _damage(single, folder, lambda t, head=head: t.pop(head))
-            entry["checkpoints"].append(
-                {
-                    "path": folder.name,
-                    "kind": "missing-head",
-                    "tie": label,
-                    "expect": {"code": "TC103", "tensors": [head]},
-                }
+            damages.append(
+                ("missing-head", head, lambda t, head=head: t.pop(head), {"code": "TC103", "tensors": [head]})
             )
+        for layout in ("single", "sharded"):
+            for kind, touch, change, expect in damages:
+                folder = out / f"{class_name}-{label}-{layout}-{kind}"
+                _damage(out / f"{class_name}-{label}-{layout}", folder, touch, change)
+                entry["checkpoints"].append({"path": folder.name, "kind": kind, "tie": label, "expect": expect})
     del torch
     return entry
 

@@ -22,7 +22,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 BUILDER = HERE / "_build.py"
 WORKERS = 2
-TIMEOUT = 90.0
+TIMEOUT = 180.0
 
 
 def transformers_version() -> str:
@@ -52,7 +52,7 @@ def cache_dir() -> Path:
     return Path(root) / key
 
 
-def build(root: Path, types: list[str], workers: int = WORKERS, timeout: float = TIMEOUT) -> None:
+def build_missing(root: Path, types: list[str], workers: int = WORKERS, timeout: float = TIMEOUT) -> None:
     """Build the types whose manifest is not cached yet."""
     todo = [t for t in types if not (root / t / "manifest.json").exists()]
     if todo:
@@ -139,10 +139,14 @@ def judge_type(root: Path, model_type: str) -> TypeResult:
     return result
 
 
-def run(types: list[str] | None = None, root: Path | None = None) -> list[TypeResult]:
+def run(types: list[str] | None = None, root: Path | None = None, *, build: bool = True) -> list[TypeResult]:
+    """Build (unless cached) and judge ``types`` (default: all); ``build=False`` judges only cached builds."""
     root = root or cache_dir()
     types = types or model_types()
-    build(root, types)
+    if build:
+        build_missing(root, types)
+    else:
+        types = [t for t in types if (root / t / "manifest.json").exists()]
     return [judge_type(root, t) for t in types]
 
 

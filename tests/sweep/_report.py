@@ -14,7 +14,7 @@ def _cell(text: str) -> str:
 
 
 def _findings(items: list[dict[str, Any]]) -> str:
-    return "; ".join(f"{f['code']} {', '.join(f['tensors'][:3])}" for f in items) or "nothing"
+    return "; ".join(f"{f['code']} {', '.join(f['tensors'][:3]) or f['message'][:120]}" for f in items) or "nothing"
 
 
 def markdown(results: list[TypeResult], data: dict[str, Any], expected: dict[str, str]) -> str:

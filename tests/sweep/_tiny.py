@@ -53,6 +53,10 @@ _WIDTH = {
     "cross_attention_hidden_size",
     "speaker_embedding_dim",
     "pooler_output_size",
+    "patch_embeds_hidden_size",
+    "mamba_d_state",
+    "state_size",
+    "d_state",
     "encoder_dim",
     "decoder_dim",
 }
@@ -68,6 +72,7 @@ _FFN = {
     "inner_dim",
     "moe_intermediate_size",
     "shared_expert_intermediate_size",
+    "moe_shared_expert_intermediate_size",
     "expert_intermediate_size",
     "dense_intermediate_size",
     "mlp_dim",
@@ -96,6 +101,8 @@ _LAYERS = {
     "num_cross_layers",
 }
 _HEADS = {
+    "mamba_n_heads",
+    "mamba_num_heads",
     "num_attention_heads",
     "n_head",
     "n_heads",
@@ -106,13 +113,33 @@ _HEADS = {
     "encoder_num_attention_heads",
     "num_decoder_attention_heads",
 }
-_KV_HEADS = {"num_key_value_heads", "num_kv_heads", "n_kv_heads", "multi_query_group_num", "num_key_value_groups"}
+_KV_HEADS = {
+    "mamba_n_heads",
+    "mamba_num_heads",
+    "num_key_value_heads",
+    "num_kv_heads",
+    "n_kv_heads",
+    "multi_query_group_num",
+    "num_key_value_groups",
+}
 _HEAD_DIM = {"head_dim", "d_kv", "attention_head_dim", "kv_channels", "qk_rope_head_dim", "v_head_dim", "qk_head_dim"}
-_VOCAB = {"vocab_size", "n_vocab", "text_vocab_size", "output_vocab_size", "target_vocab_size", "decoder_vocab_size"}
+_VOCAB = {
+    "vocab_size",
+    "input_vocab_size",
+    "n_vocab",
+    "text_vocab_size",
+    "output_vocab_size",
+    "target_vocab_size",
+    "decoder_vocab_size",
+}
 _EXPERTS = {"num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts", "num_experts_per_tok"}
 _POSITIONS = {"max_position_embeddings", "n_positions", "max_source_positions", "max_target_positions", "n_ctx"}
 _LAYER_LISTS = {"depths", "encoder_layers_per_stage", "num_layers_per_stage", "block_layers"}
 _WIDTH_LISTS = {"hidden_sizes", "embed_dims", "embed_dim_list", "dims", "channels", "neck_hidden_sizes", "conv_dim"}
+#: Sizes some configs leave unset but their models need (time-series models).
+_REQUIRED = {"prediction_length": 4, "context_length": 8}
+#: Scaling factors (EfficientNet-style towers) that multiply widths and depths.
+_COEFFICIENTS = {"width_coefficient": 0.25, "depth_coefficient": 0.25}
 #: Booleans that would pull in another library or download weights.
 _FALSE = {"use_timm_backbone", "use_pretrained_backbone"}
 _HEAD_LISTS = {"num_heads", "num_attention_heads", "heads"}
@@ -146,6 +173,12 @@ def _shrink(config: Any, strength: int, seen: set[int]) -> None:
         if _is_config(value):
             _shrink(value, strength, seen)
             continue
+        if value is None and key in _REQUIRED:
+            _set(config, key, _REQUIRED[key])
+            continue
+        if isinstance(value, float) and strength >= 2 and key in _COEFFICIENTS:
+            _set(config, key, min(value, _COEFFICIENTS[key]))
+            continue
         if isinstance(value, bool):
             if value and key in _FALSE:
                 _set(config, key, False)
@@ -153,6 +186,8 @@ def _shrink(config: Any, strength: int, seen: set[int]) -> None:
         new = _new_value(key, value, strength, old_layers)
         if new is not None and new != value:
             _set(config, key, new)
+    if strength >= 2:
+        _fix_ssm(config)
     _fix_token_ids(config)
 
 
@@ -198,11 +233,30 @@ def _new_int(key: str, value: int, strength: int) -> int | None:
             return min(value, 32)
         if key in {"patch_size", "spatial_patch_size"}:
             return min(value, 8)
+        if key in {"n_groups", "mamba_n_groups"}:
+            return 1
         if key == "num_groups":
             return min(value, HEADS)
-        if key in {"num_channels_in_latent", "codebook_dim", "num_codebooks"}:
+        if key in {"num_channels_in_latent", "codebook_dim", "num_codebooks", "num_filters"}:
             return min(value, 4)
+        if key in {"codebook_size", "num_mel_bins", "feature_size"}:
+            return min(value, 32)
     return None
+
+
+def _fix_ssm(config: Any) -> None:
+    """State-space mixers split ``expand * hidden`` into heads: keep heads x head size equal to it."""
+    v = vars(config)
+    hidden = v.get("hidden_size")
+    for heads_key, dim_key, expand_key in (
+        ("mamba_n_heads", "mamba_d_head", "mamba_expand"),
+        ("num_heads", "head_dim", "expand"),
+        ("mamba_num_heads", "mamba_head_dim", "expand"),
+        ("mamba_num_heads", "mamba_head_dim", "mamba_expand"),
+    ):
+        heads, expand = v.get(heads_key), v.get(expand_key)
+        if all(isinstance(x, int) for x in (hidden, heads, expand)) and dim_key in v and heads:
+            _set(config, dim_key, expand * hidden // heads)
 
 
 def _fix_token_ids(config: Any) -> None:
