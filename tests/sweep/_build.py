@@ -36,7 +36,7 @@ HEAD_MAPPINGS = (
 #: Pretraining classes mostly repeat a masked-LM head: used only when the type has no other head class.
 FALLBACK_MAPPINGS = ("MODEL_FOR_PRETRAINING_MAPPING_NAMES", "MODEL_MAPPING_NAMES")
 MAX_CLASSES = 3
-MAX_PARAMETERS = 3_000_000
+MAX_PARAMETERS = 5_000_000
 
 
 def task_classes(model_type: str) -> list[str]:
@@ -98,8 +98,23 @@ def _build(cls: Any, config: Any) -> Any:
         return cls(config)
 
 
+def _count_on_meta(cls: Any, config: Any) -> int | None:
+    """Parameters of the model built on the meta device (no memory, no init); None when that build fails."""
+    import torch
+
+    try:
+        with warnings.catch_warnings(), torch.device("meta"):
+            warnings.simplefilter("ignore")
+            return sum(p.numel() for p in cls(config).parameters())
+    except Exception:  # noqa: BLE001  (some inits need real tensors: the real build decides)
+        return None
+
+
 def _tiny_config(model_type: str, cls: Any) -> tuple[Any, Any, int]:
-    """The strongest shrink under which the class builds and is small; raises with the last reason."""
+    """The strongest shrink under which the class builds and is small; raises with every strength's reason.
+
+    A weaker shrink only grows the model, so once one builds too big the weaker ones are not tried; sizes are
+    checked on the meta device first, so a model of a billion parameters is never materialised."""
     from transformers import AutoConfig
 
     reasons = []
@@ -108,6 +123,10 @@ def _tiny_config(model_type: str, cls: Any) -> tuple[Any, Any, int]:
         if getattr(getattr(config, "backbone_config", None), "model_type", None) == "timm_backbone":
             config = AutoConfig.for_model(model_type, use_timm_backbone=False)  # DETR family: no timm here
         _tiny.shrink(config, strength)
+        n = _count_on_meta(cls, config)
+        if n is not None and n > MAX_PARAMETERS:
+            reasons.append(f"{n:,} parameters")
+            break
         try:
             model = _build(cls, config)
         except Exception as exc:  # noqa: BLE001  (any build failure is a reason, recorded)
@@ -117,7 +136,7 @@ def _tiny_config(model_type: str, cls: Any) -> tuple[Any, Any, int]:
         n = sum(p.numel() for p in model.parameters())
         if n > MAX_PARAMETERS:
             reasons.append(f"{n:,} parameters")
-            continue
+            break
         return config, model, strength
     raise RuntimeError(" / ".join(dict.fromkeys(reasons)))
 

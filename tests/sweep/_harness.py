@@ -8,6 +8,7 @@ damaged save must carry the expected finding naming the expected tensors.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -25,6 +26,7 @@ WORKERS = 2
 TIMEOUT = 180.0
 
 
+@functools.cache
 def transformers_version() -> str:
     out = subprocess.run(
         [sys.executable, "-c", "import transformers; print(transformers.__version__)"],
@@ -147,7 +149,16 @@ def run(types: list[str] | None = None, root: Path | None = None, *, build: bool
         build_missing(root, types)
     else:
         types = [t for t in types if (root / t / "manifest.json").exists()]
-    return [judge_type(root, t) for t in types]
+    return judge_all(root, types)
+
+
+def judge_all(root: Path, types: list[str], workers: int = WORKERS) -> list[TypeResult]:
+    """Judge in ``workers`` forked processes (scans are independent; the order of the result is ``types``)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        return list(pool.map(judge_type, [root] * len(types), types, chunksize=8))
 
 
 def totals(results: list[TypeResult]) -> dict[str, int]:
