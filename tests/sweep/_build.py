@@ -293,6 +293,11 @@ def build_many(root: Path, model_types: list[str], workers: int, timeout: float)
     from transformers import conversion_mapping
 
     conversion_mapping.get_checkpoint_conversion_mapping("llama")  # builds (1-2 s) and caches the rename table
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as warm:
+        # The first model imported and saved pulls in most of transformers (~2 s of CPU); once here, not per child.
+        build_type("llama", Path(warm) / "llama")
 
     ctx = multiprocessing.get_context("fork")
     pending = list(model_types)
