@@ -54,6 +54,9 @@ _WIDTH = {
     "speaker_embedding_dim",
     "pooler_output_size",
     "patch_embeds_hidden_size",
+    "emb_dim",
+    "entity_emb_size",
+    "d_latents",
     "mamba_d_state",
     "state_size",
     "d_state",
@@ -122,10 +125,25 @@ _KV_HEADS = {
     "multi_query_group_num",
     "num_key_value_groups",
 }
-_HEAD_DIM = {"head_dim", "d_kv", "attention_head_dim", "kv_channels", "qk_rope_head_dim", "v_head_dim", "qk_head_dim"}
+_HEAD_DIM = {
+    "head_dim",
+    "d_head",
+    "d_kv",
+    "attention_head_dim",
+    "kv_channels",
+    "qk_rope_head_dim",
+    "v_head_dim",
+    "qk_head_dim",
+}
 _VOCAB = {
     "vocab_size",
     "input_vocab_size",
+    "src_vocab_size",
+    "tgt_vocab_size",
+    "n_words",
+    "entity_vocab_size",
+    "pronunciation_vocab_size",
+    "shape_vocab_size",
     "n_vocab",
     "text_vocab_size",
     "output_vocab_size",
