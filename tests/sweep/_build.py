@@ -187,49 +187,79 @@ def _save(model: Any, folder: Path, sharded: bool) -> None:
             model.save_pretrained(str(folder))
 
 
-def build_class(model_type: str, class_name: str, out: Path) -> dict[str, Any]:
+def _stored_as(folder: Path, tensor: Any) -> list[str]:
+    """The names under which a single-file save holds ``tensor``'s values: transformers 5 saves some models
+    under their legacy names (``language_model.model.embed_tokens.weight`` for ``model.language_model...``)."""
     import torch
+    from safetensors.torch import load_file
+
+    data = tensor.detach().cpu()
+    return sorted(
+        k
+        for k, v in load_file(str(folder / "model.safetensors")).items()
+        if v.shape == data.shape and v.dtype == data.dtype and torch.equal(v, data)
+    )
+
+
+def _save_variant(cls: Any, config: Any, out: Path, stem: str, entry: dict[str, Any], label: str) -> dict[str, Any]:
+    """Save one variant single and sharded; return where its head and tied embedding are, by checkpoint name."""
+    model = _build(cls, config)
+    head, group = _head_names(model)
+    for layout in ("single", "sharded"):
+        _save(model, out / f"{stem}-{layout}", layout == "sharded")
+        entry["checkpoints"].append({"path": f"{stem}-{layout}", "kind": "clean", "tie": label, "expect": None})
+    info: dict[str, Any] = {"head": head, "group": group, "tied": len(group) > 1 and head in group}
+    if head is not None:
+        weight = model.get_output_embeddings().weight
+        info["stored_as"] = _stored_as(out / f"{stem}-single", weight)
+    info["stored"] = sorted(_stored_names(out / f"{stem}-single"))
+    entry.setdefault("heads", {})[label] = info
+    return info
+
+
+def _add_head(head: str, source: str, change: bool) -> Any:
+    def edit(t: dict[str, Any]) -> None:
+        copy = t[source].clone()
+        if change:
+            flat = copy.view(-1)
+            flat[0] = flat[0] + 1 if flat[0] != -1 else 2
+        t[head] = copy
+
+    return edit
+
+
+def build_class(model_type: str, class_name: str, out: Path) -> dict[str, Any]:
+    """Save the class tied and untied (or as configured, when the config has no flag), then damage the saves.
+
+    The head's checkpoint name is where the untied save stores the output embedding's values, the embedding's
+    where the tied save stores the shared ones: both read back from the files, so legacy renames are followed."""
     import transformers
 
     cls = getattr(transformers, class_name)
     config, _, strength = _tiny_config(model_type, cls)
     entry: dict[str, Any] = {"class": class_name, "strength": strength, "checkpoints": []}
     has_flag = _set_tie(config, True)
-    variants = [("tied", True), ("untied", False)] if has_flag else [("default", None)]
-    for label, tie in variants:
+    infos: dict[str, dict[str, Any]] = {}
+    for label, tie in [("tied", True), ("untied", False)] if has_flag else [("default", None)]:
         if tie is not None:
             _set_tie(config, tie)
-        model = _build(cls, config)
-        head, group = _head_names(model)
-        tied = len(group) > 1 and head in group
-        for sharded in (False, True):
-            folder = out / f"{class_name}-{label}-{'sharded' if sharded else 'single'}"
-            _save(model, folder, sharded)
-            entry["checkpoints"].append({"path": folder.name, "kind": "clean", "tie": label, "expect": None})
-        single = out / f"{class_name}-{label}-single"
-        stored = _stored_names(single)
-        entry.setdefault("heads", {})[label] = {"head": head, "group": group, "tied": tied, "stored": sorted(stored)}
-        if head is None:
+        infos[label] = _save_variant(cls, config, out, f"{class_name}-{label}", entry, label)
+    untied_keys = [i["stored_as"] for i in infos.values() if not i["tied"] and len(i.get("stored_as", [])) == 1]
+    for label, info in infos.items():
+        if info["head"] is None:
             continue
         damages: list[tuple[str, str, Any, dict[str, Any]]] = []
-        if tied and head not in stored:
-            sources = [n for n in group if n in stored]
-            if not sources:
-                continue
-            source = sources[0]
-
-            def add_copy(t: dict[str, Any], head: str = head, source: str = source) -> None:
-                t[head] = t[source].clone()
-
-            def add_changed(t: dict[str, Any], head: str = head, source: str = source) -> None:
-                changed = t[source].clone()
-                flat = changed.view(-1)
-                flat[0] = flat[0] + 1 if flat[0] != -1 else 2
-                t[head] = changed
-
-            damages.append(("duplicated-head", source, add_copy, {"code": "TC101", "tensors": [head]}))
-            damages.append(("changed-head", source, add_changed, {"code": "TC102", "tensors": [head, source]}))
-        elif not tied and head in stored and label != "tied":
+        keys = info["stored_as"]
+        if info["tied"] and len(keys) == 1:
+            head = untied_keys[0][0] if untied_keys else info["head"]
+            source = keys[0]
+            if head != source:
+                damages.append(("duplicated-head", source, _add_head(head, source, False), {"code": "TC101"}))
+                damages.append(("changed-head", source, _add_head(head, source, True), {"code": "TC102"}))
+                damages[-2][3]["tensors"] = [head]
+                damages[-1][3]["tensors"] = [head, source]
+        elif not info["tied"] and label != "tied" and len(keys) == 1:
+            head = keys[0]
             damages.append(
                 ("missing-head", head, lambda t, head=head: t.pop(head), {"code": "TC103", "tensors": [head]})
             )
@@ -238,7 +268,6 @@ def build_class(model_type: str, class_name: str, out: Path) -> dict[str, Any]:
                 folder = out / f"{class_name}-{label}-{layout}-{kind}"
                 _damage(out / f"{class_name}-{label}-{layout}", folder, touch, change)
                 entry["checkpoints"].append({"path": folder.name, "kind": kind, "tie": label, "expect": expect})
-    del torch
     return entry
 
 
