@@ -27,13 +27,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, required=True)
     parser.add_argument("--types", nargs="*", default=None)
     parser.add_argument("--cache", type=Path, default=None, help="build folder (default: keyed cache)")
+    parser.add_argument("--label", default=None, help="how the results name the tiecheck judged (default: its path)")
     parser.add_argument("--no-build", action="store_true", help="judge only what the cache holds already")
     args = parser.parse_args(argv)
     import tiecheck
 
     start = time.monotonic()
     results = _harness.run(args.types, args.cache, build=not args.no_build)
-    label = str(Path(tiecheck.__file__).resolve().parent.parent)
+    label = args.label or str(Path(tiecheck.__file__).resolve().parent.parent)
     data = _report.write(results, args.md, args.json, label, time.monotonic() - start, EXPECTED_FAILURES)
     for key, value in data["totals"].items():
         print(f"{key:40} {value}")
