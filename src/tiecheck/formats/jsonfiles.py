@@ -118,4 +118,3 @@ def _quant_method(document: dict[str, Any], text_config: dict[str, Any]) -> str 
     layout = block.get("checkpoint_format") or block.get("version")
     marlin = block.get("is_marlin_format") is True or (isinstance(layout, str) and "marlin" in layout.lower())
     return f"{method.lower()}:marlin" if marlin else method.lower()
-

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 
@@ -37,9 +37,6 @@ class Area:
     meta: bool = False
     numpy: bool = False
     """A numpy array: ``safetensors.numpy.save_file`` copies bytes and never checks sharing."""
-
-    def overlaps(self, other: Area) -> bool:
-        return self.storage == other.storage and self.start < other.end and other.start < self.end
 
 
 @dataclass(frozen=True)
@@ -148,29 +145,3 @@ def relation(group: Sequence[Area]) -> str:
             return "overlapping"
         furthest = max(furthest, area.end)
     return "disjoint"
-
-
-def expand_tied_keys(declared: Mapping[str, str] | Sequence[str] | None, names: Iterable[str]) -> dict[str, str]:
-    """``{target: source}`` for every stored name a declaration covers.
-
-    transformers 5 declares ``{target: source}`` (keys may be regular expressions or module names);
-    transformers 4 declared a list of target patterns, with the source implied by the input embedding.
-    For a list, the source is left empty.
-    """
-    if not declared:
-        return {}
-    stored = sorted(names)
-    result: dict[str, str] = {}
-    items = declared.items() if isinstance(declared, Mapping) else ((k, "") for k in declared)
-    for target, source in items:
-        if target in stored:
-            result[target] = source
-            continue
-        try:
-            pattern = re.compile(target)
-        except re.error:
-            continue
-        for name in stored:
-            if pattern.fullmatch(name) or name.startswith(target + "."):
-                result[name] = source + name[len(target) :] if name.startswith(target + ".") and source else source
-    return result
