@@ -25,6 +25,21 @@ def gen() -> object:
     return make_fixtures
 
 
+def as_saved(config: dict[str, object], tensors: dict[str, tuple[str, tuple[int, ...], bytes]]) -> dict[str, object]:
+    """A hand-written config as save_pretrained writes it: with the dtype of the first floating tensor.
+
+    Tests about ties and indexes write minimal configs; a config without a dtype is a finding of its
+    own (TC303), tested where it is the subject.
+    """
+    floats = [dtype for dtype, _, _ in tensors.values() if dtype in ("F16", "BF16", "F32", "F64")]
+    text = config.get("text_config")
+    levels = (config, text if isinstance(text, dict) else {})
+    if not floats or any(k in level for level in levels for k in ("dtype", "torch_dtype")):
+        return config
+    names = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64"}
+    return {**config, "dtype": names[floats[0]]}
+
+
 def sampled_bytes(report: object) -> int:
     """What the default scan reads for content fingerprints alone: the sampled blocks of every stored tensor.
 

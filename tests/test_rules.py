@@ -9,7 +9,7 @@ from types import ModuleType
 
 import pytest
 
-from conftest import sampled_bytes
+from conftest import as_saved, sampled_bytes
 from tiecheck import Report, TiecheckError, scan
 from tiecheck.formats.safetensors import write_file
 from tiecheck.rules.catalog import RULES
@@ -21,16 +21,7 @@ def make(folder: Path, tensors: dict[str, Tensor], config: dict[str, object] | N
     folder.mkdir(parents=True, exist_ok=True)
     write_file(folder / "model.safetensors", tensors, {"format": "pt"})
     if config is not None:
-        floats = [dtype for dtype, _, _ in tensors.values() if dtype in ("F16", "BF16", "F32", "F64")]
-        text = config.get("text_config")
-        declared = any(
-            k in c for c in (config, text if isinstance(text, dict) else {}) for k in ("dtype", "torch_dtype")
-        )
-        if floats and not declared:  # as save_pretrained writes it (TC303 has tests of its own)
-            config = {
-                **config,
-                "dtype": {"F16": "float16", "BF16": "bfloat16", "F32": "float32"}.get(floats[0], "float64"),
-            }
+        config = as_saved(config, tensors)
         (folder / "config.json").write_text(json.dumps(config))
     return folder
 

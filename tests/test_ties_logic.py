@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from types import ModuleType
 
+from conftest import as_saved
 from tiecheck import Severity, scan
 from tiecheck.formats.safetensors import write_file
 
@@ -15,7 +16,7 @@ Tensor = tuple[str, tuple[int, ...], bytes]
 def make(folder: Path, tensors: dict[str, Tensor], config: dict[str, object]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     write_file(folder / "model.safetensors", tensors, {"format": "pt"})
-    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "config.json").write_text(json.dumps(as_saved(config, tensors)))
     return folder
 
 
