@@ -278,3 +278,30 @@ def test_fix_refuses_a_hub_repo_with_the_way_forward(hub: FakeHub, tmp_path: Pat
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("tiecheck: error: hf://org/repo: fix rewrites files, so it works on a local copy")
     assert "hf download" in line and "hf upload" in line and hub.hub.requests == 0
+
+
+def test_remote_ties_are_compared_by_samples_unless_asked(hub: FakeHub, tmp_path: Path) -> None:
+    tensors = llama_like(dtype="F32")
+    embedding = values("embed-big", (512, 64), "F32")  # 128 KB: more than the samples cover
+    tensors["model.embed_tokens.weight"] = embedding
+    write_sharded(tmp_path, [tensors, {"lm_head.weight": embedding}])
+    write_json(tmp_path / "config.json", config("gemma2", "Gemma2ForCausalLM", dtype="float32"))
+    hub.add_folder("org/repo", tmp_path)
+
+    sampled_store = HubStore("org/repo", endpoint=hub.hub_url, token=False)
+    sampled = scan_store(sampled_store)
+    (finding,) = [f for f in sampled.findings if f.code == "TC101"]
+    assert "Confirmed by sampled blocks, not byte for byte" in finding.message
+    full_store = HubStore("org/repo", endpoint=hub.hub_url, token=False)
+    full = scan_store(full_store, content="full")
+    (exact,) = [f for f in full.findings if f.code == "TC101"]
+    assert "sampled" not in exact.message
+    assert full_store.transfer.bytes - sampled_store.transfer.bytes >= 2 * len(embedding[2]) - 2 * 4 * 4096
+    # A difference found in a sample is certain: a perturbed head is TC102 either way.
+    changed = bytearray(embedding[2])
+    changed[0] ^= 0xFF
+    write_sharded(tmp_path, [tensors, {"lm_head.weight": ("F32", embedding[1], bytes(changed))}])
+    hub.add_folder("org/changed", tmp_path)
+    assert "TC102" in {f.code for f in scan_store(HubStore("org/changed", endpoint=hub.hub_url, token=False)).findings}
+    # Locally, the default stays byte for byte.
+    assert all("sampled" not in f.message for f in scan(tmp_path).findings)

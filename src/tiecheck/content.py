@@ -18,6 +18,7 @@ mapping, so resident memory is bounded by chunk size times workers, whatever the
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import threading
 from collections import defaultdict
@@ -300,9 +301,18 @@ class ContentReader(Closing):
     """Every content question of one scan: answers are cached, so no tensor is read twice for them."""
 
     def __init__(
-        self, store: CheckpointStore, progress: ProgressSink | None = None, workers: int | None = None
+        self,
+        store: CheckpointStore,
+        progress: ProgressSink | None = None,
+        workers: int | None = None,
+        *,
+        exact: bool = True,
     ) -> None:
         self._store = store
+        self._exact = exact
+        """False (remote stores by default): tie questions are answered from the fingerprints' samples."""
+        self.sampled: set[frozenset[str]] = set()
+        """Pairs :meth:`equal` called equal from samples only (never byte for byte)."""
         self._sources = SourcePool(store)
         self._progress = progress
         self._workers = workers or max(1, min(4, os.cpu_count() or 1))
@@ -543,7 +553,9 @@ class ContentReader(Closing):
             by_fingerprint: dict[tuple[str, int, str], list[TensorRecord]] = defaultdict(list)
             for t in records:
                 by_fingerprint[(t.dtype, t.nbytes, self._samples[location(t)].fingerprint)].append(t)
-            wanted = {location(t): t for ts in by_fingerprint.values() if len(ts) > 1 for t in ts}
+            # Sampled mode: fingerprint collisions are not read in full to confirm them (see _sampled_groups).
+            collisions = [ts for ts in by_fingerprint.values() if len(ts) > 1] if self._exact else []
+            wanted = {location(t): t for ts in collisions for t in ts}
             wanted.update({location(t): t for t in records if self._samples[location(t)].maybe_constant})
             candidates = [(t,) for loc, t in wanted.items() if loc not in self._contents]
             self._per_file(candidates, lambda unit: self._read_full(unit[0], False), "hashing candidates")
@@ -552,10 +564,25 @@ class ContentReader(Closing):
             content = self._contents.get(location(t))
             if content is not None:
                 by_hash[(t.dtype, t.nbytes, content.hash)].append(t)
-        groups = tuple(sorted((tuple(ts) for ts in by_hash.values() if len(ts) > 1), key=lambda g: g[0].name))
+        found = [tuple(ts) for ts in by_hash.values() if len(ts) > 1]
+        if not self._exact and not deep:
+            found += self._sampled_groups(records)
+        groups = tuple(sorted(found, key=lambda g: g[0].name))
         contents = {loc: self._contents[loc] for loc in unique if loc in self._contents}
         self._analysis = ContentAnalysis(groups, MappingProxyType(contents), deep)
         return self._analysis
+
+    def _sampled_groups(self, records: list[TensorRecord]) -> list[tuple[TensorRecord, ...]]:
+        """Tensors not read in full whose samples agree: groups by evidence, recorded in :attr:`sampled`."""
+        by_fingerprint: dict[tuple[str, int, str], list[TensorRecord]] = defaultdict(list)
+        for t in records:
+            if location(t) not in self._contents:
+                by_fingerprint[(t.dtype, t.nbytes, self._samples[location(t)].fingerprint)].append(t)
+        groups = [tuple(ts) for ts in by_fingerprint.values() if len(ts) > 1]
+        for group in groups:
+            if group[0].nbytes > SAMPLES * SAMPLE:  # smaller tensors' samples are the whole tensor: exact
+                self.sampled.update(frozenset((a.name, b.name)) for a, b in itertools.combinations(group, 2))
+        return groups
 
     def _has_full(self, t: TensorRecord, deep: bool) -> bool:
         content = self._contents.get(location(t))
@@ -564,7 +591,11 @@ class ContentReader(Closing):
     # -- the tie question
 
     def equal(self, a: TensorRecord, b: TensorRecord) -> bool:
-        """Same dtype, shape and bytes, checked byte for byte (a fix may act on the answer)."""
+        """Same dtype, shape and bytes, checked byte for byte (a fix may act on the answer).
+
+        A reader made with ``exact=False`` answers from the fingerprints' samples instead and records the
+        pair in :attr:`sampled`; ``fix`` never uses such a reader.
+        """
         if a.dtype != b.dtype or a.shape != b.shape or a.nbytes != b.nbytes:
             return False
         if a.aliases(b):
@@ -572,6 +603,12 @@ class ContentReader(Closing):
         if not (a.contiguous and b.contiguous):
             return self._equal_strided(a, b)
         if location(a) == location(b):
+            return True
+        if not self._exact and a.nbytes > SAMPLES * SAMPLE:
+            # Sampled: a difference found is certain; agreement is evidence, and is recorded as such.
+            if self.fingerprint(a) != self.fingerprint(b):
+                return False
+            self.sampled.add(frozenset((a.name, b.name)))
             return True
         key = _pair_key(a, b)
         if key not in self._equal:

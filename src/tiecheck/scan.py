@@ -103,12 +103,14 @@ def scan(
     progress: ProgressSink | None = None,
     rules: frozenset[str] | None = None,
     offline: bool | None = None,
+    content: str | None = None,
 ) -> Report:
     """Scan a local checkpoint folder, ``.safetensors`` file or pickle (``.bin``/``.pt``/``.pth``) file,
     or a Hub repo as ``hf://ORG/NAME[@REVISION]`` (by range requests; the local cache when offline).
 
     ``deep`` reads every tensor once (hashes, NaN/Inf); otherwise only what the questions need. ``offline``:
-    Hub repos from the local cache only (None: as ``HF_HUB_OFFLINE`` says).
+    Hub repos from the local cache only (None: as ``HF_HUB_OFFLINE`` says). ``content``: ``"full"`` or
+    ``"sample"`` (see :func:`scan_checkpoint`; None: full locally, sampled for Hub repos).
     """
     if str(path).startswith("hf://"):
         from tiecheck.io.hub import open_hub
@@ -116,7 +118,7 @@ def scan(
         store: CheckpointStore = open_hub(str(path), offline=offline)
     else:
         store = store_for(path)
-    return scan_store(store, target=str(path), deep=deep, progress=progress, rules=rules)
+    return scan_store(store, target=str(path), deep=deep, progress=progress, rules=rules, content=content)
 
 
 def scan_store(
@@ -127,6 +129,7 @@ def scan_store(
     progress: ProgressSink | None = None,
     rules: frozenset[str] | None = None,
     content_reader: ContentReader | None = None,
+    content: str | None = None,
 ) -> Report:
     """Scan any store. ``rules``: report only these codes (None: all); checks for none of them read nothing.
 
@@ -141,6 +144,7 @@ def scan_store(
         progress=progress,
         rules=rules,
         content_reader=content_reader,
+        content=content,
     )
 
 
@@ -153,15 +157,24 @@ def scan_checkpoint(
     progress: ProgressSink | None = None,
     rules: frozenset[str] | None = None,
     content_reader: ContentReader | None = None,
+    content: str | None = None,
 ) -> Report:
-    """Run every check on a checkpoint already read; ``store`` serves its tensor bytes."""
+    """Run every check on a checkpoint already read; ``store`` serves its tensor bytes.
+
+    ``content``: ``"full"`` compares tied pairs byte for byte (the local default), ``"sample"`` from the
+    fingerprints' sampled blocks (the default for remote stores, where bytes cost requests); findings
+    confirmed only by samples say so.
+    """
     tensors = checkpoint.tensor_map()
     ties = resolve_ties(checkpoint, set(tensors))
     contents = None
+    exact = content != "sample" if content is not None else not getattr(store, "remote", False)
     reader = (
-        ContentReader(store, progress=progress) if content_reader is None else contextlib.nullcontext(content_reader)
+        ContentReader(store, progress=progress, exact=exact)
+        if content_reader is None
+        else contextlib.nullcontext(content_reader)
     )
-    with reader as content:
+    with reader as active:
         if deep:  # one pass first, so that tie questions are answered from its hashes where they can be
             pairs = [
                 (tensors[tie.group.kept], tensors[name])
@@ -169,13 +182,13 @@ def scan_checkpoint(
                 for name in tie.group.restored
                 if tie.group.kept in tensors and name in tensors
             ]
-            analysis = content.analyse(tensors.values(), deep=True, pairs=pairs)
+            analysis = active.analyse(tensors.values(), deep=True, pairs=pairs)
             contents = MappingProxyType(
                 {name: c for name, t in sorted(tensors.items()) if (c := analysis.content(t)) is not None}
             )
-        ctx = ScanContext(checkpoint, tensors, ties, content, deep=deep, rules=rules)
-        findings = [f for check in CHECKS for f in check(ctx)]
-        bytes_read = content.bytes_read
+        ctx = ScanContext(checkpoint, tensors, ties, active, deep=deep, rules=rules)
+        findings = [_sampled_note(f, active.sampled) for check in CHECKS for f in check(ctx)]
+        bytes_read = active.bytes_read
     findings.sort(key=lambda f: (-f.severity, f.code, f.files, f.tensors))
     if any(f.code in BLOCKS_FIX for f in findings):  # `fix` refuses the whole checkpoint: nothing is fixable
         findings = [dataclasses.replace(f, fixable=False) if f.fixable else f for f in findings]
@@ -227,3 +240,14 @@ def _summarise(checkpoint: Checkpoint, findings: list[Finding]) -> Summary:
 def _transferred(store: CheckpointStore) -> Transferred | None:
     counters = getattr(store, "transfer", None)  # remote stores count their requests
     return None if counters is None else Transferred(counters.requests, counters.bytes)
+
+
+def _sampled_note(found: Finding, sampled: set[frozenset[str]]) -> Finding:
+    """Say so when a finding rests on a pair compared by samples, not byte for byte."""
+    if not any(pair <= set(found.tensors) for pair in sampled):
+        return found
+    note = (
+        " Confirmed by sampled blocks, not byte for byte (a remote scan reads samples): "
+        "`--content full` compares them in full."
+    )
+    return dataclasses.replace(found, message=found.message + note)

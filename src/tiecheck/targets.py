@@ -177,6 +177,7 @@ def scan_many(
     deep: bool = False,
     progress: ProgressSink | None = None,
     offline: bool | None = None,
+    content: str | None = None,
 ) -> MultiReport:
     """Scan each target; one that cannot be scanned becomes a :class:`Failure`, the others go on."""
     results: list[Result] = []
@@ -185,7 +186,7 @@ def scan_many(
         try:
             settings = settings_for(target) if settings_for else resolve()
             what = target.remote or target.path
-            scanned = scan(what, deep=deep, progress=progress, rules=settings.enabled, offline=offline)
+            scanned = scan(what, deep=deep, progress=progress, rules=settings.enabled, offline=offline, content=content)
             report = apply_selection(scanned, settings)
         except TiecheckError as exc:
             failure = Failure(target, str(exc))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -43,6 +44,13 @@ def _output_file(value: str, default: OutputFormat) -> tuple[str, Path]:
             fail(f"--output-file {value}: no file name after {prefix}:")
         return prefix, Path(rest)
     return default.value, Path(value)
+
+
+class ContentMode(str, Enum):
+    """How much tensor data a scan reads to compare tied pairs."""
+
+    full = "full"
+    sample = "sample"
 
 
 @app.command("scan")
@@ -150,6 +158,14 @@ def scan_command(
         bool,
         typer.Option("--offline", help="Scan Hub repos from the local Hugging Face cache, with no request."),
     ] = False,
+    content: Annotated[
+        ContentMode | None,
+        typer.Option(
+            "--content",
+            help="How tied pairs are compared: full (byte for byte; the default for local folders) or sample "
+            "(sampled blocks; the default for Hub repos, where bytes cost requests).",
+        ),
+    ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Findings only: no stats block, no totals, no progress bar.")
     ] = False,
@@ -218,6 +234,7 @@ def scan_command(
         deep=deep,
         progress=progress_for(quiet),
         offline=True if offline else None,
+        content=None if content is None else content.value,
     )
 
     for fmt, file in outputs:

@@ -85,6 +85,9 @@ def _hub_error(exc: Exception, target: str) -> TiecheckError:
 class HubStore:
     """One repo at one commit. ``endpoint`` defaults to ``HF_ENDPOINT``; ``token`` to the stored login (False: none)."""
 
+    #: Bytes cost requests here: scans compare tied pairs by samples unless asked for ``content="full"``.
+    remote = True
+
     def __init__(
         self,
         repo_id: str,
