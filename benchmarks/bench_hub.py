@@ -93,7 +93,9 @@ def main() -> None:
         for name, code in RUNNERS.items():
             before = (hub.hub.requests + hub.cdn.requests, hub.hub.bytes + hub.cdn.bytes)
             prelude = f"REPO = 'bench/repo'\nURL = {hub.hub_url!r}\n"
-            runner = prelude + code + "\nimport resource\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+            # Peak memory of this process's own image (ru_maxrss would carry the parent's, which holds the repo).
+            hwm = "\nimport re\nprint(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1])\n"
+            runner = prelude + code + hwm
             env = {"HF_ENDPOINT": hub.hub_url, "HF_HUB_DISABLE_TELEMETRY": "1", "PATH": "/usr/bin:/bin"}
             start = time.perf_counter()
             done = subprocess.run([sys.executable, "-c", runner], capture_output=True, text=True, env=env)

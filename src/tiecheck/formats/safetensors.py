@@ -43,7 +43,9 @@ TRUNCATED = "truncated"
 def read_header(source: ByteSource, file_name: str) -> SafetensorsHeader:
     """Parse and validate the header of ``source``; raises :class:`FormatError`."""
     size = source.size
-    head = bytes(source.read(0, min(size, FIRST_READ)))
+    # A source where each read costs a request (a Hub file) may ask for a smaller first read.
+    first: int = getattr(source, "first_read", FIRST_READ)
+    head = bytes(source.read(0, min(size, first)))
     if len(head) < 8:
         raise FormatError("header-length", f"file is {size} bytes, shorter than the 8-byte header length")
     (length,) = struct.unpack("<Q", head[:8])

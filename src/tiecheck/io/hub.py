@@ -22,8 +22,8 @@ from urllib.parse import quote
 from tiecheck.errors import TiecheckError
 from tiecheck.io.source import Closing
 
-#: The first read of a file: enough for the header of typical safetensors shards (the reader asks for 64 KiB).
-WINDOW = 64 << 10
+#: The first read of a file: the header of a typical shard (a few hundred tensors); a larger one costs a second.
+WINDOW = 16 << 10
 #: JSON companions (config, index) larger than this are refused rather than read.
 MAX_TEXT = 64 << 20
 
@@ -219,6 +219,9 @@ class HubFileSource(Closing):
         self._name = name
         self._size = size
         self._head: bytes | None = None
+
+    #: The safetensors header reader's first read (it defaults to 64 KiB for local files).
+    first_read = WINDOW
 
     @property
     def size(self) -> int:
