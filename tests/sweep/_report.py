@@ -34,8 +34,8 @@ def markdown(results: list[TypeResult], data: dict[str, Any], expected: dict[str
         "its head (TC103 naming the head). The head is the module `get_output_embeddings()` returns and the tie is "
         "the storage the class shares after building, taken from transformers' objects, not from tiecheck.",
         "",
-        "Reproduce (a cold build of every model type took 5 to 9 minutes on a shared 2-core machine, 7.5 GB of checkpoints "
-        "under the temp dir; builds are cached): "
+        "Reproduce (a cold build of every model type took 5 to 9 minutes on a shared 2-core machine, 7.5 GB of "
+        "checkpoints under the temp dir; builds are cached): "
         "`PYTHONPATH=src python tests/sweep/run_sweep.py --md docs/architecture-sweep.md --json sweep.json`. "
         "The same sweep runs in CI as `pytest -m slow tests/sweep`, one test per model type; known failures are "
         "listed with their reason in `tests/sweep/expected_failures.py`.",
