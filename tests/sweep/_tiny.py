@@ -212,14 +212,17 @@ def _shrink(config: Any, strength: int, seen: set[int]) -> None:
 def _new_value(key: str, value: Any, strength: int, old_layers: int | None) -> Any:
     if isinstance(value, int):
         return _new_int(key, value, strength)
-    if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+    if not isinstance(value, (list, tuple)):
+        return None
+    kind = type(value)  # tuples stay tuples (dataclass configs of vision towers use them)
+    if value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         if strength >= 1 and key in _LAYER_LISTS:
-            return [1] * len(value)
+            return kind([1] * len(value))
         if strength >= 2 and key in _WIDTH_LISTS:
-            return [min(HIDDEN * (2**i), 4 * HIDDEN) for i in range(len(value))]
+            return kind(min(HIDDEN * (2**i), 4 * HIDDEN) for i in range(len(value)))
         if strength >= 2 and key in _HEAD_LISTS:
-            return [HEADS] * len(value)
-    if isinstance(value, list) and old_layers and len(value) == old_layers and old_layers > LAYERS:
+            return kind([HEADS] * len(value))
+    if old_layers and len(value) == old_layers and old_layers > LAYERS:
         return value[:LAYERS]
     return None
 
