@@ -74,7 +74,7 @@ def test_a_truncated_shard_says_how_much_is_missing(tmp_path: Path) -> None:
     assert "TC012" not in _codes(folder) and "TC001" in _codes(folder)
 
 
-def test_zero3_placeholders_are_an_error_and_a_lone_empty_tensor_a_warning(tmp_path: Path) -> None:
+def test_zero3_placeholders_are_an_error_and_a_lone_empty_tensor_information(tmp_path: Path) -> None:
     tensors = llama_like(head=True)
     zero3 = {name: (dtype, (0,), b"") for name, (dtype, _shape, _data) in tensors.items()}
     write_file(tmp_path / "model.safetensors", zero3, {"format": "pt"})
@@ -87,7 +87,8 @@ def test_zero3_placeholders_are_an_error_and_a_lone_empty_tensor_a_warning(tmp_p
     one["model.layers.0.mlp.up_proj.weight"] = ("BF16", (0, 8), b"")
     write_file(tmp_path / "model.safetensors", one, {"format": "pt"})
     (empty,) = [f for f in scan(tmp_path).findings if f.code == "TC013"]
-    assert empty.severity is Severity.WARNING and empty.tensors == ("model.layers.0.mlp.up_proj.weight",)
+    # Configs ask for zero sizes (DINOv3 with no register tokens; tiny test models): never more than info.
+    assert empty.severity is Severity.INFO and empty.tensors == ("model.layers.0.mlp.up_proj.weight",)
 
 
 @pytest.mark.transformers

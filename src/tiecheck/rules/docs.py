@@ -130,8 +130,8 @@ DOCS: dict[str, RuleDoc] = {
     ),
     "TC013": RuleDoc(
         detects="Tensors with a zero-size dimension (no elements). When half or more of the tensors are empty, "
-        "the checkpoint is a DeepSpeed ZeRO-3 save of partitioned parameters (error); a few empty ones are a "
-        "warning.",
+        "the checkpoint is a DeepSpeed ZeRO-3 save of partitioned parameters (error); a few empty ones are "
+        "information, since a config can ask for a zero size (DINOv3 without register tokens).",
         why="ZeRO-3 keeps each parameter partitioned across ranks; saving the module's state dict without "
         "gathering writes empty placeholders. Loaders fail on the shapes or initialise the weights at random.",
         example="`torch.save(model.state_dict())` inside a ZeRO-3 run writes `model.layers.0.mlp.up_proj.weight` "
