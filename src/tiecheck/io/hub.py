@@ -60,7 +60,8 @@ def _hub_error(exc: Exception, target: str) -> TiecheckError:
     """One line for each way the Hub says no, naming the repo and what to do."""
     from huggingface_hub import errors
 
-    status = getattr(getattr(exc, "response", None), "status_code", None)
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
     if isinstance(exc, errors.GatedRepoError):
         return TiecheckError(f"{target}: gated repository; request access on its page, then log in (`hf auth login`)")
     if isinstance(exc, errors.RevisionNotFoundError):
@@ -72,9 +73,7 @@ def _hub_error(exc: Exception, target: str) -> TiecheckError:
     if status in (401, 403):
         return TiecheckError(f"{target}: access denied ({status}); log in with `hf auth login` or set HF_TOKEN")
     if status == 429:
-        retry = exc.response.headers.get("Retry-After") if getattr(exc, "response", None) is not None else None  # type: ignore[attr-defined]
-        after = f"; retry after {retry} s" if retry else ""
-        return TiecheckError(f"{target}: rate limited by the Hub (429){after}")
+        return _status_error(429, getattr(response, "headers", {}), target)
     if isinstance(exc, errors.OfflineModeIsEnabled):
         return TiecheckError(f"{target}: offline (HF_HUB_OFFLINE) and the repo is not in the local cache")
     if status is not None:
