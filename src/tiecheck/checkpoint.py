@@ -193,6 +193,8 @@ class Checkpoint:
     missing_files: tuple[str, ...] = ()
     """Files the index references that do not exist."""
     issues: tuple[LoadIssue, ...] = ()
+    generation_evidence: tuple[str, ...] = ()
+    """For a base-model config: files beside the weights that say a text generator was meant."""
 
     @property
     def tensors(self) -> tuple[TensorRecord, ...]:

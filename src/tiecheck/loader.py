@@ -12,12 +12,14 @@ from pathlib import Path
 
 from tiecheck.checkpoint import Checkpoint, FileFormat, FileProblem, LoadIssue, ModelConfig, ShardIndex, WeightFile
 from tiecheck.errors import FormatError, TiecheckError
+from tiecheck.formats.intent import generation_evidence
 from tiecheck.formats.jsonfiles import parse_config, parse_index
 from tiecheck.formats.lfs import MAX_POINTER_SIZE, parse_lfs_pointer
 from tiecheck.formats.safetensors import read_header
 from tiecheck.formats.torch_pickle import UnsafePickleError, read_torch_file
 from tiecheck.io.paths import within
 from tiecheck.io.source import ByteSource, CheckpointStore, LocalStore
+from tiecheck.ties.table import is_base_model
 
 #: The problem of a weight file that is a Git LFS pointer (TC011), for the rules.
 LFS_POINTER = "lfs-pointer"
@@ -144,7 +146,12 @@ def load_checkpoint(store: CheckpointStore) -> Checkpoint:
         shadowed_by=single if shadowing else None,
         missing_files=tuple(missing),
         issues=tuple(issues),
+        generation_evidence=generation_evidence(store, names) if _base_model(config) else (),
     )
+
+
+def _base_model(config: ModelConfig | None) -> bool:
+    return config is not None and bool(config.architectures) and is_base_model(config.architectures[0])
 
 
 def _outside(store: CheckpointStore, names: list[str]) -> set[str]:

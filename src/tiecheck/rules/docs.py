@@ -185,11 +185,14 @@ DOCS: dict[str, RuleDoc] = {
         fix="`tiecheck fix --tie-head` drops the copy and sets the tie flag in config.json.",
     ),
     "TC105": RuleDoc(
-        detects="config.json names a base architecture (e.g. LlamaModel) with no task head.",
+        detects="config.json names a base architecture (e.g. LlamaModel) with no task head. Information, unless "
+        "the folder says the model generates text (a generation_config.json, a chat template, a model card with "
+        "a generation pipeline_tag) and the config does not tie the head: then a warning.",
         why="Right for embedding and feature-extraction models; loaded as a causal LM it gets a randomly "
-        "initialised head (or the embedding, when tied). Often a checkpoint saved from the wrong class.",
-        example="architectures: [\"LlamaModel\"] and keys without the 'model.' prefix, uploaded as a chat model.",
-        fix="Not fixed automatically: informational.",
+        "initialised head (or the embedding, when tied). Often a checkpoint saved from the wrong class "
+        "(AutoModel instead of AutoModelForCausalLM).",
+        example="architectures: [\"LlamaModel\"] and keys without the 'model.' prefix, uploaded with a chat template.",
+        fix="Not fixed automatically: save the task model, or set tie_word_embeddings if the head was tied.",
     ),
     "TC106": RuleDoc(
         detects="The tied head is stored but the embedding it is tied to is not.",

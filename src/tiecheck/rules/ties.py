@@ -230,11 +230,41 @@ def check_base_model(ctx: ScanContext) -> Iterator[Finding]:
             if short in ctx.tensors:
                 prefix_note = f" Its keys lack the '{prefix}.' prefix a task model expects."
                 break
+    evidence = ctx.checkpoint.generation_evidence
+    generators = [c.name for c in _task_classes(config.model_type) if c.name.endswith(("ForCausalLM", "LMHeadModel"))]
+    if evidence and generators:
+        yield _backbone_meant_as_generator(ctx, arch, generators[0], evidence, prefix_note)
+        return
     yield finding(
         "TC105",
         f"architectures names {arch}, a backbone without an output head.{prefix_note} That is right for embedding "
         "and feature-extraction models; loaded as a causal LM it gets a randomly initialised head (or the "
         "embedding, when tie_word_embeddings is true).",
+    )
+
+
+def _backbone_meant_as_generator(
+    ctx: ScanContext, arch: str, task: str, evidence: tuple[str, ...], prefix_note: str
+) -> Finding:
+    """A backbone saved where a text generator was meant: what the causal-LM loader does with it."""
+    config = ctx.checkpoint.config
+    assert config is not None
+    signs = ", ".join(evidence)
+    if config.tie_word_embeddings:
+        return finding(
+            "TC105",
+            f"architectures names {arch}, a backbone without an output head, but the folder says it generates text "
+            f"({signs}).{prefix_note} Loaded as {task} (AutoModelForCausalLM) the head is tied to the embedding "
+            f"(tie_word_embeddings is true), so generation works; saving the {task} itself would say so.",
+        )
+    return finding(
+        "TC105",
+        f"architectures names {arch}, a backbone without an output head, but the folder says it generates text "
+        f"({signs}).{prefix_note} Loaded as {task} (AutoModelForCausalLM), tie_word_embeddings is "
+        f"{'false' if config.tie_word_embeddings is False else 'unset'}: the head is initialised at random and the "
+        f"model generates gibberish, with only a warning in the load log. Save the {task} (not AutoModel), or, if "
+        "the model was trained with a tied head, set tie_word_embeddings to true.",
+        severity=Severity.WARNING,
     )
 
 
