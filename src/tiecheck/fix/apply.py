@@ -202,14 +202,7 @@ def apply_in_place(root: Path, plan: Plan, before: Report, run: Run, content: Co
             steps = _switch_steps(plan, staged)
             document: dict[str, Any] = {"tiecheck": __version__, "location": plan.location, "steps": steps}
             write_text(journal_tmp, json.dumps(document, indent=2) + "\n")
-    except BaseException:
-        for path in (*staged.values(), journal_tmp):
-            with contextlib.suppress(OSError):
-                path.unlink()
-        run.end()
-        raise
-    try:
-        journal_tmp.replace(root / JOURNAL)
+        journal_tmp.replace(root / JOURNAL)  # the commit point: until here, the staged files are ours to drop
     except BaseException:
         for path in (*staged.values(), journal_tmp):
             with contextlib.suppress(OSError):
