@@ -27,6 +27,7 @@ from tiecheck.findings import Severity
 from tiecheck.fix import CommittedError, FixOutcome, Options, Pending, Plan, RefusedError, VerificationError, run_fix
 from tiecheck.output.json import finding_dict
 from tiecheck.rules.base import human_bytes
+from tiecheck.targets import hub_repo
 
 
 class FixFormat(str, Enum):
@@ -60,8 +61,11 @@ def fix_command(
     output_format: Annotated[FixFormat, typer.Option("--format", "-f", help="Report format.")] = FixFormat.table,
 ) -> None:
     """Fix index, metadata and redundant tensors: streamed, verified, atomic. Index repairs always apply."""
-    if str(path).startswith("hf:/"):  # pathlib folds hf:// to hf:/
-        repo = "hf://" + str(path).removeprefix("hf:/").lstrip("/")
+    if str(path).startswith("hf:/"):  # a Hub repo (pathlib folds hf:// to hf:/)
+        try:
+            repo = hub_repo(path)
+        except TiecheckError as exc:
+            fail(str(exc))
         fail(
             f"{repo}: fix rewrites files, so it works on a local copy: download it (`hf download ORG/NAME "
             "--local-dir DIR`), run `tiecheck fix DIR`, then upload the result (`hf upload ORG/NAME DIR`)"
