@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tiecheck.checkpoint import FileFormat, TensorRecord, WeightFile
@@ -117,15 +117,6 @@ def _end(start: int, shape: tuple[int, ...], stride: tuple[int, ...], itemsize: 
     return start + (sum((n - 1) * s for n, s in zip(shape, stride, strict=True)) + 1) * itemsize
 
 
-def _contiguous(shape: tuple[int, ...], stride: tuple[int, ...]) -> bool:
-    expected = 1
-    for size, step in zip(reversed(shape), reversed(stride), strict=True):
-        if size != 1 and step != expected:
-            return False
-        expected *= size
-    return True
-
-
 class _Builder:
     def __init__(self) -> None:
         self.storages: dict[object, _Storage] = {}
@@ -155,7 +146,7 @@ class _Builder:
     ) -> TensorRecord:
         itemsize = DTYPES[dtype].bits // 8
         first = storage.base + (start - storage.address)
-        return TensorRecord(
+        record = TensorRecord(
             name=name,
             dtype=dtype,
             shape=shape,
@@ -164,8 +155,9 @@ class _Builder:
             end=first + math.prod(shape) * itemsize,
             storage=storage.key,
             storage_offset=(start - storage.address) // itemsize if itemsize else 0,
-            stride=None if _contiguous(shape, stride) else stride,
+            stride=stride,
         )
+        return replace(record, stride=None) if record.contiguous else record  # None: C-contiguous, as files say
 
     def _add_torch(self, name: str, tensor: Any) -> None:
         identity = id(tensor)  # the caller's object, alive in the state dict (a detached copy is not)
