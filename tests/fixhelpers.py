@@ -94,7 +94,7 @@ def run_hooked(
 
 
 def _main() -> None:
-    from tiecheck.fix import Options, run_fix
+    from tiecheck.fixer import Options, run_fix
 
     parser = argparse.ArgumentParser()
     parser.add_argument("folder", type=Path)

@@ -76,7 +76,7 @@ def test_fixable_only_where_fix_would_act(fixtures_dir: Path, tmp_path: Path) ->
     import shutil
 
     from tiecheck import scan as scan_api
-    from tiecheck.fix.plan import BLOCKING
+    from tiecheck.fixer.plan import BLOCKING
     from tiecheck.scan import BLOCKS_FIX
 
     assert set(BLOCKING) | {"TC009"} == BLOCKS_FIX

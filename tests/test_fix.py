@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from fixhelpers import codes, loadable, snapshot
 from tiecheck.cli import app
-from tiecheck.fix import Options, run_fix
-from tiecheck.fix.journal import JOURNAL, tmp_name
+from tiecheck.fixer import Options, run_fix
+from tiecheck.fixer.journal import JOURNAL, tmp_name
 from tiecheck.formats.safetensors import write_file
 
 runner = CliRunner()
@@ -402,7 +402,7 @@ def test_renumbering_never_overwrites_a_kept_file(gen: Any, tmp_path: Path) -> N
 
 def test_a_corrupted_copy_is_caught_and_discarded(merged: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A byte flipped on its way to disk fails verification: the staged files go, the folder is untouched."""
-    from tiecheck.fix import writer
+    from tiecheck.fixer import writer
 
     real_write = writer._write_all
     calls = []

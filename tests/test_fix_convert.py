@@ -20,7 +20,7 @@ import pytest
 from fixhelpers import as_bytes, codes, loadable, run_hooked, snapshot
 from pickle_helpers import glob, write_torch_zip
 from tiecheck import Severity, scan
-from tiecheck.fix import Options, RefusedError, run_fix
+from tiecheck.fixer import Options, RefusedError, run_fix
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -243,7 +243,7 @@ def test_deep_scan_of_a_tied_pickle(tmp_path: Path) -> None:
 
 
 def test_diff_after_converting_a_transpose_is_lossless(tmp_path: Path) -> None:
-    from tiecheck.diff import diff
+    from tiecheck.compare import diff
 
     weight = torch.arange(24, dtype=torch.float32).reshape(4, 6)
     folder = tmp_path / "ckpt"
@@ -279,8 +279,8 @@ def test_pickle_weights_win_over_an_adapter_beside_them(tmp_path: Path) -> None:
 @pytest.mark.parametrize("chunk", [64, 4096, 1 << 20])
 def test_strided_views_are_gathered_in_blocks(tmp_path: Path, chunk: int) -> None:
     """Transposes and permutes, converted a block at a time (not an element per call), in C order."""
-    from tiecheck.fix.hooks import Run
-    from tiecheck.fix.writer import write_shard
+    from tiecheck.fixer.hooks import Run
+    from tiecheck.fixer.writer import write_shard
     from tiecheck.formats.torch_pickle import read_torch_file
     from tiecheck.io.source import LocalFileSource
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from fixhelpers import codes, loadable, run_hooked
-from tiecheck.fix import Options, run_fix
+from tiecheck.fixer import Options, run_fix
 from tiecheck.formats.safetensors import write_file
 
 CHUNK = 4096

@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from tiecheck.cli import app
-from tiecheck.diff import Status, diff
+from tiecheck.compare import Status, diff
 from tiecheck.errors import FormatError
-from tiecheck.fix import writer
-from tiecheck.fix.hooks import Run
-from tiecheck.fix.jsonedit import set_value
+from tiecheck.fixer import writer
+from tiecheck.fixer.hooks import Run
+from tiecheck.fixer.jsonedit import set_value
 from tiecheck.formats.safetensors import read_header, write_file
 from tiecheck.io.source import LocalFileSource
 

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fixhelpers import codes, loadable
-from tiecheck.fix import Options, run_fix
+from tiecheck.fixer import Options, run_fix
 from tiecheck.loader import SHARD_PATTERN
 
 layouts = st.fixed_dictionaries(
@@ -123,7 +123,7 @@ def test_random_damage_is_fixed_or_refused_up_front(damages: list[str]) -> None:
     """scan -> fix (every flag) -> scan: clean of fixable findings (or each kept one explained in the plan),
     or the fix refuses before changing anything and names a finding of the scan that blocks it."""
     from tiecheck import scan
-    from tiecheck.fix import RefusedError
+    from tiecheck.fixer import RefusedError
 
     folder = Path(tempfile.mkdtemp())
     try:

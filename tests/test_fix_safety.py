@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from fixhelpers import codes, loadable, snapshot
 from tiecheck import scan
 from tiecheck.cli import app
-from tiecheck.fix import Options, RefusedError, run_fix
-from tiecheck.fix.journal import JOURNAL, tmp_name
+from tiecheck.fixer import Options, RefusedError, run_fix
+from tiecheck.fixer.journal import JOURNAL, tmp_name
 
 runner = CliRunner()
 SHARD2 = "model-00002-of-00002.safetensors"

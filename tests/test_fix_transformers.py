@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from fixhelpers import codes, loadable, run_hooked
-from tiecheck.fix import Options, run_fix
-from tiecheck.fix.hooks import CHUNK
+from tiecheck.fixer import Options, run_fix
+from tiecheck.fixer.hooks import CHUNK
 from tiecheck.formats.safetensors import read_header
 from tiecheck.io.source import LocalFileSource
 

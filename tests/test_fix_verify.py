@@ -24,12 +24,12 @@ from typer.testing import CliRunner
 from fixhelpers import codes, snapshot
 from tiecheck import scan
 from tiecheck.cli import app
-from tiecheck.fix import Options, VerificationError, run_fix
-from tiecheck.fix import apply as fix_apply
-from tiecheck.fix import plan as fix_plan
-from tiecheck.fix.apply import apply_in_place
-from tiecheck.fix.hooks import Run
-from tiecheck.fix.plan import Dropped, Plan, build_plan
+from tiecheck.fixer import Options, VerificationError, run_fix
+from tiecheck.fixer import apply as fix_apply
+from tiecheck.fixer import plan as fix_plan
+from tiecheck.fixer.apply import apply_in_place
+from tiecheck.fixer.hooks import Run
+from tiecheck.fixer.plan import Dropped, Plan, build_plan
 from tiecheck.formats.safetensors import write_file
 from tiecheck.io.source import LocalStore
 from tiecheck.scan import Report, scan_store

@@ -19,7 +19,7 @@ from tiecheck.loader import load_checkpoint, store_for
 from tiecheck.rules import CHECKS, ScanContext
 from tiecheck.ties.resolve import ResolvedTie, resolve_ties
 
-#: Load errors for which ``tiecheck fix`` refuses a checkpoint (``fix.plan`` refuses on these codes): with one of
+#: Load errors for which ``tiecheck fix`` refuses a checkpoint (``fixer.plan`` refuses on these codes): with one of
 #: them, no finding is marked fixable, since ``fix`` would not act.
 BLOCKS_FIX = frozenset({"TC001", "TC002", "TC003", "TC008", "TC009", "TC011", "TC012"})
 

@@ -14,7 +14,7 @@ from rich.padding import Padding
 from rich.text import Text
 
 from tiecheck.cli.app import EXIT_FINDINGS, EXIT_OK, StdoutConsole, app, closed_pipe_ok, fail
-from tiecheck.diff import DiffResult, Status, diff
+from tiecheck.compare import DiffResult, Status, diff
 from tiecheck.errors import TiecheckError
 from tiecheck.rules.base import human_bytes
 

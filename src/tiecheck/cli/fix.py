@@ -24,7 +24,7 @@ from tiecheck.cli.app import EXIT_FINDINGS, EXIT_OK, app, fail, stderr
 from tiecheck.cli.progress import progress_for
 from tiecheck.errors import TiecheckError
 from tiecheck.findings import Severity
-from tiecheck.fix import CommittedError, FixOutcome, Options, Pending, Plan, RefusedError, VerificationError, run_fix
+from tiecheck.fixer import CommittedError, FixOutcome, Options, Pending, Plan, RefusedError, VerificationError, run_fix
 from tiecheck.output.json import finding_dict
 from tiecheck.rules.base import human_bytes
 from tiecheck.targets import hub_repo

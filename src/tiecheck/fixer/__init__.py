@@ -14,11 +14,11 @@ from pathlib import Path
 
 from tiecheck.content import ContentReader, ProgressSink
 from tiecheck.errors import TiecheckError
-from tiecheck.fix.apply import Applied, CommittedError, apply_in_place, apply_to_output, ensure_writable
-from tiecheck.fix.hooks import CHUNK, NO_HOOKS, FixHooks, Run
-from tiecheck.fix.journal import Pending, Recovery, read_pending, recover
-from tiecheck.fix.plan import Action, ActionKind, KeptNote, Options, Plan, RefusedError, build_plan
-from tiecheck.fix.verify import Verification, VerificationError
+from tiecheck.fixer.apply import Applied, CommittedError, apply_in_place, apply_to_output, ensure_writable
+from tiecheck.fixer.hooks import CHUNK, NO_HOOKS, FixHooks, Run
+from tiecheck.fixer.journal import Pending, Recovery, read_pending, recover
+from tiecheck.fixer.plan import Action, ActionKind, KeptNote, Options, Plan, RefusedError, build_plan
+from tiecheck.fixer.verify import Verification, VerificationError
 from tiecheck.io.paths import in_cache_snapshot
 from tiecheck.io.source import LocalStore
 from tiecheck.scan import Report, scan_store

@@ -14,8 +14,8 @@ from enum import Enum
 from pathlib import Path
 
 from tiecheck.checkpoint import Checkpoint, TensorRecord
-from tiecheck.fix.hooks import CHUNK
-from tiecheck.fix.writer import hash_record
+from tiecheck.fixer.hooks import CHUNK
+from tiecheck.fixer.writer import hash_record
 from tiecheck.io.source import LocalStore
 from tiecheck.loader import load_checkpoint, store_for
 from tiecheck.ties.resolve import ResolvedTie, resolve_ties

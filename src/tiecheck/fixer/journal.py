@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tiecheck.fix.plan import RefusedError
-from tiecheck.fix.writer import fsync_dir
+from tiecheck.fixer.plan import RefusedError
+from tiecheck.fixer.writer import fsync_dir
 
 JOURNAL = ".tiecheck-fix.json"
 TMP_PREFIX = ".tiecheck-tmp-"

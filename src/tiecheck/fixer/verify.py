@@ -31,9 +31,9 @@ from tiecheck.checkpoint import TensorRecord
 from tiecheck.content import ContentReader
 from tiecheck.errors import TiecheckError
 from tiecheck.findings import Finding
-from tiecheck.fix.hooks import Run
-from tiecheck.fix.plan import Plan, finding_key
-from tiecheck.fix.writer import WrittenFile, hash_record
+from tiecheck.fixer.hooks import Run
+from tiecheck.fixer.plan import Plan, finding_key
+from tiecheck.fixer.writer import WrittenFile, hash_record
 from tiecheck.formats.safetensors import read_header
 from tiecheck.io.source import CheckpointStore, LocalFileSource
 from tiecheck.scan import Report, scan_store

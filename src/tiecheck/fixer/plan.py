@@ -24,7 +24,7 @@ from tiecheck.checkpoint import Checkpoint, FileFormat, TensorRecord
 from tiecheck.content import ContentReader
 from tiecheck.errors import FormatError, TiecheckError
 from tiecheck.findings import Finding, Severity
-from tiecheck.fix.jsonedit import set_value
+from tiecheck.fixer.jsonedit import set_value
 from tiecheck.formats.jsonfiles import parse_config
 from tiecheck.formats.safetensors import read_header
 from tiecheck.io.source import CheckpointStore
@@ -193,7 +193,7 @@ class _Planner:
                 if handler is not None:
                     handler(f)
             if any(f.format is FileFormat.PICKLE for f in self.ckpt.files):
-                from tiecheck.fix.convert import conversion_plan
+                from tiecheck.fixer.convert import conversion_plan
 
                 return conversion_plan(self)
         return self._layout()

@@ -1,6 +1,6 @@
 """``fix --to-safetensors``: the plan that converts pickle weights to safetensors shards, without unpickling.
 
-A function of the planner (:class:`tiecheck.fix.plan._Planner`) once its findings are handled:
+A function of the planner (:class:`tiecheck.fixer.plan._Planner`) once its findings are handled:
 the tied aliases it dropped are left out, every other tensor's byte range is copied.
 """
 
@@ -11,7 +11,7 @@ from types import MappingProxyType
 from typing import Any
 
 from tiecheck.checkpoint import FileFormat
-from tiecheck.fix.plan import Action, ActionKind, KeptNote, OutputFile, Plan, RefusedError, _Planner, finding_key
+from tiecheck.fixer.plan import Action, ActionKind, KeptNote, OutputFile, Plan, RefusedError, _Planner, finding_key
 
 
 def conversion_plan(self: _Planner) -> Plan:

@@ -23,7 +23,7 @@ from typing import Any
 import xxhash
 
 from tiecheck.checkpoint import TensorRecord
-from tiecheck.fix.hooks import Run
+from tiecheck.fixer.hooks import Run
 from tiecheck.formats.safetensors import encode_header
 
 _copy_file_range = getattr(os, "copy_file_range", None)

@@ -5,7 +5,7 @@ In place, the folder holds a loadable checkpoint at every instant, the old one o
 1. **Stage.** Every new or rewritten file is written under a temporary name
    (``.tiecheck-tmp-<final name>.part``, which no loader reads) and fsynced. A shard that only
    changes its name is hard-linked, not copied. The new index and config are staged the same way.
-2. **Verify** the staged checkpoint (:mod:`tiecheck.fix.verify`). On failure the temp files are
+2. **Verify** the staged checkpoint (:mod:`tiecheck.fixer.verify`). On failure the temp files are
    removed and nothing has changed.
 3. **Journal.** ``.tiecheck-fix.json`` lists the remaining steps; it is written to a temp name,
    fsynced and renamed into place. From this instant the fix rolls forward: every staged file
@@ -26,7 +26,7 @@ In place, the folder holds a loadable checkpoint at every instant, the old one o
 
    The directory is fsynced after the switch.
 
-The next ``tiecheck fix`` first reads what is pending (:mod:`tiecheck.fix.journal`, which
+The next ``tiecheck fix`` first reads what is pending (:mod:`tiecheck.fixer.journal`, which
 validates the journal as hostile input): a journal means a committed-to fix that was
 interrupted, so its steps are run again (roll forward); temp files without a journal come from
 an interrupted staging and are deleted (roll back). Both are shown and asked for, then reported.
@@ -52,11 +52,11 @@ from typing import Any
 from tiecheck import __version__
 from tiecheck.content import ContentReader
 from tiecheck.errors import TiecheckError
-from tiecheck.fix.hooks import Run
-from tiecheck.fix.journal import JOURNAL, is_fix_artifact, run_steps, tmp_name
-from tiecheck.fix.plan import Plan, RefusedError
-from tiecheck.fix.verify import MappedStore, Verification, verify
-from tiecheck.fix.writer import WrittenFile, fsync_dir, fsync_file, write_shard, write_text
+from tiecheck.fixer.hooks import Run
+from tiecheck.fixer.journal import JOURNAL, is_fix_artifact, run_steps, tmp_name
+from tiecheck.fixer.plan import Plan, RefusedError
+from tiecheck.fixer.verify import MappedStore, Verification, verify
+from tiecheck.fixer.writer import WrittenFile, fsync_dir, fsync_file, write_shard, write_text
 from tiecheck.io.paths import within
 from tiecheck.io.source import LocalStore
 from tiecheck.scan import Report
