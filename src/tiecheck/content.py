@@ -644,6 +644,27 @@ class ContentReader(Closing):
                 self._contents.setdefault(location(b), content)
         return True
 
+    def trailing_zeros(self, tensor: TensorRecord) -> int:
+        """How many of a contiguous tensor's last bytes are zero, read backwards chunk by chunk.
+
+        It stops at the first non-zero chunk, so it reads what is zero plus one chunk; where a file
+        ends in a cut transfer, that finds the byte where the data stops.
+        """
+        src = self.source(tensor.file)
+        zeros = 0
+        end = tensor.end
+        while end > tensor.start:
+            length = min(CHUNK, end - tensor.start)
+            chunk = bytes(src.read(end - length, length))
+            self._count(length)
+            self._release(src, end - length, length)
+            kept = len(chunk.rstrip(b"\0"))
+            zeros += length - kept
+            if kept:
+                break
+            end -= length
+        return zeros
+
     def _equal_strided(self, a: TensorRecord, b: TensorRecord) -> bool:
         """Element order, not byte ranges: a saved transpose is compared as the tensor it is."""
         for chunk_a, chunk_b in zip(self.logical_chunks(a), self.logical_chunks(b), strict=True):

@@ -1,7 +1,7 @@
-"""Content rules (TC202-TC204): what the stored values say, read as little as the question allows.
+"""Content rules (TC202-TC205): what the stored values say, read as little as the question allows.
 
-TC202 (duplicates) and TC203 (constant tensors) run on every scan through the staged engine of
-:mod:`tiecheck.content`; TC204 (NaN/Inf) needs every byte and runs only with ``--deep``.
+TC202 (duplicates), TC203 (constant tensors) and TC205 (a file ending in zeros) run on every scan through
+the staged engine of :mod:`tiecheck.content`; TC204 (NaN/Inf) needs every byte and runs only with ``--deep``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import struct
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
-from tiecheck.checkpoint import TensorRecord
+from tiecheck.checkpoint import FileFormat, TensorRecord
 from tiecheck.content import ContentAnalysis, TensorContent
 from tiecheck.findings import Finding, Severity
 from tiecheck.rules.base import ScanContext, human_bytes
@@ -29,11 +29,13 @@ def _analysis(ctx: ScanContext) -> ContentAnalysis:
 
 
 def check_content(ctx: ScanContext) -> Iterator[Finding]:
-    if not ctx.deep and not ctx.wants("TC202", "TC203"):
-        return  # `--ignore TC202,TC203`: a headers-only scan samples no tensor
+    if not ctx.deep and not ctx.wants("TC202", "TC203", "TC205"):
+        return  # `--ignore TC202,TC203,TC205`: a headers-only scan samples no tensor
     analysis = _analysis(ctx)
     yield from _duplicates(ctx, analysis)
-    yield from _constants(ctx, analysis)
+    tails = list(_zero_tails(ctx, analysis))
+    yield from _constants(ctx, analysis, named={name for tail in tails for name in tail.tensors})
+    yield from tails
     if analysis.deep:
         yield from _nonfinite(analysis, ctx.tensors.values())
 
@@ -254,9 +256,12 @@ def element_value(dtype: str, pattern: bytes) -> str:
     return repr(value)
 
 
-def _constants(ctx: ScanContext, analysis: ContentAnalysis) -> Iterator[Finding]:
+def _constants(ctx: ScanContext, analysis: ContentAnalysis, named: set[str]) -> Iterator[Finding]:
+    """Constant tensors grouped by value; those a zero-filled tail (TC205) already names are left to it."""
     by_value: dict[tuple[str, bytes], list[TensorRecord]] = defaultdict(list)
     for tensor in ctx.tensors.values():
+        if tensor.name in named:
+            continue
         content = analysis.content(tensor)
         if content is not None and content.constant is not None:
             by_value[(tensor.dtype, content.constant)].append(tensor)
@@ -280,6 +285,67 @@ def _constants(ctx: ScanContext, analysis: ContentAnalysis) -> Iterator[Finding]
             tensors=[t.name for t in tensors],
             files=sorted({t.file for t in tensors}),
             bytes=sum(t.nbytes for t in tensors),
+        )
+
+
+# --- TC205 -----------------------------------------------------------------------------------------
+
+ZERO_TAIL_MIN_BYTES = 1 << 20
+"""A zero tail smaller than this is never reported: tiny models end in zero-initialised biases."""
+ZERO_TAIL_MIN_SHARE = 0.5
+"""...nor one covering less than this share of the file's tensor bytes."""
+
+
+def _is_zero(content: TensorContent | None) -> bool:
+    return content is not None and content.constant is not None and not any(content.constant)
+
+
+def _zero_tails(ctx: ScanContext, analysis: ContentAnalysis) -> Iterator[Finding]:
+    """A safetensors file whose data, from some byte to its end, is all zeros: half of it or more.
+
+    That is what a download or copy leaves when it stopped after allocating the file at its full size
+    (parallel downloaders pre-allocate; a full disk or a killed save leaves the rest unwritten or sparse).
+    Trained weights never end in megabytes of exact zeros that include a weight matrix; a freshly
+    initialised model's zero biases are far below the thresholds. The tensor the cut falls in is read
+    backwards to the last non-zero byte, so the message names where the data stops.
+    """
+    for file in ctx.checkpoint.files:
+        if file.format is not FileFormat.SAFETENSORS or not file.readable or not file.tensors:
+            continue
+        ordered = sorted(file.tensors, key=lambda t: t.start)
+        tail: list[TensorRecord] = []
+        for tensor in reversed(ordered):
+            if tensor.nbytes and not _is_zero(analysis.content(tensor)):
+                break
+            tail.append(tensor)
+        tail.reverse()
+        cut = ordered[len(ordered) - len(tail) - 1] if len(tail) < len(ordered) else None
+        data = sum(t.nbytes for t in ordered)
+        zero = sum(t.nbytes for t in tail)
+        if zero + (cut.nbytes if cut else 0) < max(ZERO_TAIL_MIN_BYTES, ZERO_TAIL_MIN_SHARE * data):
+            continue  # not enough zeros possible: no need to read the cut tensor
+        partial = ctx.content.trailing_zeros(cut) if cut is not None and cut.contiguous else 0
+        zero += partial
+        region = ([cut] if cut is not None and partial else []) + tail
+        if (
+            zero < ZERO_TAIL_MIN_BYTES
+            or zero < ZERO_TAIL_MIN_SHARE * data
+            or not any(len(t.shape) >= 2 and t.nbytes for t in region)
+        ):
+            continue
+        first = region[0]
+        start = first.end - partial if partial else first.start
+        where = f"inside {first.name}" if partial else f"at the start of {first.name}"
+        yield finding(
+            "TC205",
+            f"{file.name} ends in {human_bytes(zero)} of zeros ({100 * zero / data:.0f}% of its tensor data): "
+            f"every byte from offset {start} ({where}) to the end of the file is zero, {len(region)} tensor(s). "
+            "That is what an interrupted download or copy leaves when the file was allocated at full size "
+            "first, not trained weights: download this file again (`hf download ... --force-download`) and "
+            "check its sha256 against the source's.",
+            tensors=[t.name for t in region],
+            files=[file.name],
+            bytes=zero,
         )
 
 

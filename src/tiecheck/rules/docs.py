@@ -238,6 +238,18 @@ DOCS: dict[str, RuleDoc] = {
         example="A fine-tune that overflowed in float16 saved model.layers.3.self_attn.o_proj.weight with Inf values.",
         fix="Not fixed: re-export from a checkpoint before the values went non-finite.",
     ),
+    "TC205": RuleDoc(
+        detects="A safetensors file whose last tensors, in file order, are all zeros: at least 1 MiB and half of "
+        "the file's tensor bytes, including a weight matrix. It names the first zero tensor and its offset.",
+        why="Parallel downloaders (hf_transfer, aria2) and some copy tools allocate the file at its full size "
+        "first and fill it as data arrives; an interrupted transfer, a full disk or a killed save leaves the rest "
+        "as zeros (or holes), with a valid header and the right size, so every size check passes and loaders "
+        "load zeros without a word.",
+        example="model-00002-of-00004.safetensors declares 3.7 GB; everything from "
+        "model.layers.17.mlp.down_proj.weight to the end of the file is zero.",
+        fix="Not fixed automatically: download (or copy) the file again and compare its sha256 with the source's "
+        "(the Hub shows it on the file's page; `hf download --force-download`).",
+    ),
     "TC201": RuleDoc(
         detects="Tensors in a pickle (.bin) checkpoint that point at one storage: the pickle's own way of "
         "writing tied weights (torch.save of a tied model's state_dict stores lm_head.weight and "
