@@ -82,6 +82,8 @@ class TensorContent:
     nan: int | None = None
     """NaN elements; None when not counted (not ``--deep``, or not a floating dtype tiecheck can decode)."""
     inf: int | None = None
+    ends_in_zero: bool = True
+    """The tensor's last byte is zero (where a cut transfer's zeros would show)."""
 
 
 @dataclass(frozen=True)
@@ -235,9 +237,12 @@ class _Accumulator:
         self.pattern: bytes | None = None
         self.count = deep and tensor.dtype in _FLOAT_BITS
         self.nan = self.inf = 0
+        self.ends_in_zero = True
 
     def feed(self, chunk: memoryview) -> None:
         self.hasher.update(chunk)
+        if len(chunk):
+            self.ends_in_zero = chunk[-1] == 0
         if self.check_constant:
             pattern = constant_pattern(chunk, self.dtype)
             if pattern is None or (self.pattern is not None and pattern != self.pattern):
@@ -254,6 +259,7 @@ class _Accumulator:
 
     def feed_zeros(self, length: int) -> None:
         """``length`` zero bytes (a hole of a sparse file), without reading or allocating them."""
+        self.ends_in_zero = self.ends_in_zero if length == 0 else True
         for start in range(0, length, len(_ZEROS)):
             self.hasher.update(_ZEROS[: min(len(_ZEROS), length - start)])
         if self.check_constant:
@@ -270,6 +276,7 @@ class _Accumulator:
             constant=self.pattern if self.check_constant else None,
             nan=self.nan if self.count else None,
             inf=self.inf if self.count else None,
+            ends_in_zero=self.ends_in_zero,
         )
 
 
@@ -292,6 +299,8 @@ class _Sample:
     maybe_constant: bool
     full: TensorContent | None
     """Set when the samples cover the whole tensor."""
+    ends_in_zero: bool = True
+    """The tensor's last byte (the last sample's) is zero; when not, no read can find zeros at its end."""
 
 
 # --- the reader ------------------------------------------------------------------------------------
@@ -438,6 +447,7 @@ class ContentReader(Closing):
         pattern: bytes | None = None
         spans = sample_spans(tensor)
         pread: Callable[[int, int], bytes] | None = getattr(src, "pread", None)
+        ends_in_zero = True
         for offset, length in spans:
             # Small reads go through pread where the source has it: no mapped pages to release after.
             block = memoryview(
@@ -445,6 +455,7 @@ class ContentReader(Closing):
             )
             self._count(length)
             hasher.update(block)
+            ends_in_zero = len(block) > 0 and block[-1] == 0
             if maybe_constant:
                 p = constant_pattern(block, tensor.dtype)
                 maybe_constant = p is not None and (pattern is None or p == pattern)
@@ -456,11 +467,13 @@ class ContentReader(Closing):
         digest = hasher.hexdigest()
         full = None
         if len(spans) == 1:  # the sample was the whole tensor: its hash is the content hash
-            full = TensorContent(f"{HASH_NAME}:{digest}", pattern if maybe_constant else None)
+            full = TensorContent(
+                f"{HASH_NAME}:{digest}", pattern if maybe_constant else None, ends_in_zero=ends_in_zero
+            )
             with self._lock:
                 self._contents.setdefault(location(tensor), full)
         with self._lock:
-            self._samples[location(tensor)] = _Sample(digest, maybe_constant, full)
+            self._samples[location(tensor)] = _Sample(digest, maybe_constant, full, ends_in_zero)
 
     def _read_full(self, tensor: TensorRecord, deep: bool) -> None:
         acc = _Accumulator(tensor, deep)
@@ -478,7 +491,7 @@ class ContentReader(Closing):
         if content is None or len(sample_spans(tensor)) != 1:
             return False
         digest = content.hash.split(":", 1)[1]
-        self._samples[location(tensor)] = _Sample(digest, content.constant is not None, content)
+        self._samples[location(tensor)] = _Sample(digest, content.constant is not None, content, content.ends_in_zero)
         return True
 
     def _read_deep(self, unit: tuple[TensorRecord, ...]) -> None:
@@ -644,26 +657,43 @@ class ContentReader(Closing):
                 self._contents.setdefault(location(b), content)
         return True
 
-    def trailing_zeros(self, tensor: TensorRecord) -> int:
-        """How many of a contiguous tensor's last bytes are zero, read backwards chunk by chunk.
+    def trailing_zeros(self, tensor: TensorRecord) -> tuple[int, bytes]:
+        """How many of a contiguous tensor's last bytes are zero, and up to one block of bytes before them.
 
-        It stops at the first non-zero chunk, so it reads what is zero plus one chunk; where a file
-        ends in a cut transfer, that finds the byte where the data stops.
+        Read backwards: the first read is one small block (what a fingerprint sample already pulled in),
+        then chunk by chunk until a non-zero byte; a tensor whose last byte is known not to be zero
+        needs no read at all. Where a file ends in a cut transfer, this finds the byte where the data
+        stops, and the bytes before it show whether what stops there is data.
         """
-        src = self.source(tensor.file)
+        sample = self._samples.get(location(tensor))
+        content = self._contents.get(location(tensor))
+        if (sample is not None and not sample.ends_in_zero) or (content is not None and not content.ends_in_zero):
+            return 0, b""
         zeros = 0
         end = tensor.end
+        length = min(SAMPLE, tensor.nbytes)
         while end > tensor.start:
-            length = min(CHUNK, end - tensor.start)
-            chunk = bytes(src.read(end - length, length))
-            self._count(length)
-            self._release(src, end - length, length)
+            length = min(length, end - tensor.start)
+            chunk = self._read_back(tensor.file, end - length, length)
             kept = len(chunk.rstrip(b"\0"))
             zeros += length - kept
             if kept:
-                break
+                before = chunk[max(0, kept - SAMPLE) : kept]
+                start = end - length + kept - len(before)
+                if len(before) < SAMPLE and start > tensor.start:
+                    more = min(SAMPLE - len(before), start - tensor.start)
+                    before = self._read_back(tensor.file, start - more, more) + before
+                return zeros, before
             end -= length
-        return zeros
+            length = CHUNK
+        return zeros, b""
+
+    def _read_back(self, file: str, offset: int, length: int) -> bytes:
+        src = self.source(file)
+        data = bytes(src.read(offset, length))
+        self._count(length)
+        self._release(src, offset, length)
+        return data
 
     def _equal_strided(self, a: TensorRecord, b: TensorRecord) -> bool:
         """Element order, not byte ranges: a saved transpose is compared as the tensor it is."""

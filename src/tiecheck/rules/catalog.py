@@ -59,7 +59,7 @@ _RULES = (
     ),
     Rule("TC202", "duplicate-tensors", WARN, "Byte-identical tensors that no tie declares.", False),
     Rule("TC203", "constant-tensor", INFO, "A tensor whose elements are all equal (all zeros, all ones...).", False),
-    Rule("TC205", "zero-filled-tail", ERR, "A weight file whose last half (or more) is all zeros.", False),
+    Rule("TC205", "zero-filled-tail", ERR, "A weight file whose data stops part-way and is zero to the end.", False),
     Rule("TC204", "non-finite-values", ERR, "NaN or Inf in a floating tensor (checked with --deep).", False),
     Rule(
         "TC201",

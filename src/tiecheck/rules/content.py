@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
 from tiecheck.checkpoint import FileFormat, TensorRecord
-from tiecheck.content import ContentAnalysis, TensorContent
+from tiecheck.content import ContentAnalysis, TensorContent, element_width
 from tiecheck.findings import Finding, Severity
 from tiecheck.rules.base import ScanContext, human_bytes
 from tiecheck.rules.catalog import finding
@@ -290,60 +290,63 @@ def _constants(ctx: ScanContext, analysis: ContentAnalysis, named: set[str]) -> 
 
 # --- TC205 -----------------------------------------------------------------------------------------
 
-ZERO_TAIL_MIN_BYTES = 1 << 20
-"""A zero tail smaller than this is never reported: tiny models end in zero-initialised biases."""
-ZERO_TAIL_MIN_SHARE = 0.5
-"""...nor one covering less than this share of the file's tensor bytes."""
+ZERO_TAIL_MIN_RUN = 4096
+"""Zeros inside the tensor the data stops in: at least this many bytes (and a full row) to count as a cut."""
 
 
 def _is_zero(content: TensorContent | None) -> bool:
     return content is not None and content.constant is not None and not any(content.constant)
 
 
+def _looks_like_data(block: bytes) -> bool:
+    """Weights, not a mostly-zero tensor: most bytes of the block before the zeros are not zero."""
+    return len(block) > 0 and block.count(0) <= len(block) // 2
+
+
 def _zero_tails(ctx: ScanContext, analysis: ContentAnalysis) -> Iterator[Finding]:
-    """A safetensors file whose data, from some byte to its end, is all zeros: half of it or more.
+    """A safetensors file whose data stops part-way through a tensor: zeros from there to the end.
 
     That is what a download or copy leaves when it stopped after allocating the file at its full size
     (parallel downloaders pre-allocate; a full disk or a killed save leaves the rest unwritten or sparse).
-    Trained weights never end in megabytes of exact zeros that include a weight matrix; a freshly
-    initialised model's zero biases are far below the thresholds. The tensor the cut falls in is read
-    backwards to the last non-zero byte, so the message names where the data stops.
+    What tells a cut from zeros a model holds on purpose is where the zeros start: a transfer stops at
+    an arbitrary byte, so the tensor it stops in has data first and then zeros, from a point that is
+    not a row boundary, for at least a row, after bytes that look like data (mostly non-zero, as
+    weights are; a nearly all-zero tensor with one value in it is not a cut). Zero-initialised
+    parameters (an untrained model's position embeddings) start at their tensor's first byte, and
+    zeroed padding rows at a row boundary: neither is reported here (TC203 lists constant tensors).
+    A file whose last non-zero tensor does not end in a zero byte costs no read beyond the samples.
     """
     for file in ctx.checkpoint.files:
         if file.format is not FileFormat.SAFETENSORS or not file.readable or not file.tensors:
             continue
-        ordered = sorted(file.tensors, key=lambda t: t.start)
+        ordered = sorted((t for t in file.tensors if t.nbytes), key=lambda t: t.start)
         tail: list[TensorRecord] = []
         for tensor in reversed(ordered):
-            if tensor.nbytes and not _is_zero(analysis.content(tensor)):
+            if not _is_zero(analysis.content(tensor)):
                 break
             tail.append(tensor)
         tail.reverse()
-        cut = ordered[len(ordered) - len(tail) - 1] if len(tail) < len(ordered) else None
-        data = sum(t.nbytes for t in ordered)
-        zero = sum(t.nbytes for t in tail)
-        if zero + (cut.nbytes if cut else 0) < max(ZERO_TAIL_MIN_BYTES, ZERO_TAIL_MIN_SHARE * data):
-            continue  # not enough zeros possible: no need to read the cut tensor
-        partial = ctx.content.trailing_zeros(cut) if cut is not None and cut.contiguous else 0
-        zero += partial
-        region = ([cut] if cut is not None and partial else []) + tail
-        if (
-            zero < ZERO_TAIL_MIN_BYTES
-            or zero < ZERO_TAIL_MIN_SHARE * data
-            or not any(len(t.shape) >= 2 and t.nbytes for t in region)
-        ):
+        if len(tail) == len(ordered):
+            continue  # zeros from the first tensor on: no sign of where a transfer stopped
+        cut = ordered[len(ordered) - len(tail) - 1]
+        if len(cut.shape) < 2 or not cut.contiguous or cut.shape[0] == 0:
             continue
-        first = region[0]
-        start = first.end - partial if partial else first.start
-        where = f"inside {first.name}" if partial else f"at the start of {first.name}"
+        row = cut.nbytes // cut.shape[0]
+        width = element_width(cut.dtype) or 1
+        partial, before = ctx.content.trailing_zeros(cut)
+        partial -= partial % width  # the zeros start at an element boundary
+        if partial < max(row, ZERO_TAIL_MIN_RUN) or partial % row == 0 or not _looks_like_data(before):
+            continue
+        zero = partial + sum(t.nbytes for t in tail)
+        data = sum(t.nbytes for t in ordered)
         yield finding(
             "TC205",
-            f"{file.name} ends in {human_bytes(zero)} of zeros ({100 * zero / data:.0f}% of its tensor data): "
-            f"every byte from offset {start} ({where}) to the end of the file is zero, {len(region)} tensor(s). "
-            "That is what an interrupted download or copy leaves when the file was allocated at full size "
-            "first, not trained weights: download this file again (`hf download ... --force-download`) and "
+            f"{file.name} stops part-way through {cut.name}: every byte from offset {cut.end - partial} to the "
+            f"end of the file is zero, {human_bytes(zero)} ({100 * zero / data:.0f}% of its tensor data, "
+            f"{len(tail) + 1} tensor(s)). That is what an interrupted download or copy leaves when the file was "
+            "allocated at full size first: download this file again (`hf download ... --force-download`) and "
             "check its sha256 against the source's.",
-            tensors=[t.name for t in region],
+            tensors=[cut.name, *(t.name for t in tail)],
             files=[file.name],
             bytes=zero,
         )

@@ -239,14 +239,16 @@ DOCS: dict[str, RuleDoc] = {
         fix="Not fixed: re-export from a checkpoint before the values went non-finite.",
     ),
     "TC205": RuleDoc(
-        detects="A safetensors file whose last tensors, in file order, are all zeros: at least 1 MiB and half of "
-        "the file's tensor bytes, including a weight matrix. It names the first zero tensor and its offset.",
+        detects="A safetensors file whose data stops part-way through a tensor and is zero from there to the end "
+        "of the file. It names the tensor and the offset where the data stops. Zeros that start at a tensor's "
+        "first byte (a zero-initialised parameter) or at a row boundary (zeroed padding rows) are not a cut: "
+        "TC203 lists such tensors.",
         why="Parallel downloaders (hf_transfer, aria2) and some copy tools allocate the file at its full size "
         "first and fill it as data arrives; an interrupted transfer, a full disk or a killed save leaves the rest "
         "as zeros (or holes), with a valid header and the right size, so every size check passes and loaders "
         "load zeros without a word.",
-        example="model-00002-of-00004.safetensors declares 3.7 GB; everything from "
-        "model.layers.17.mlp.down_proj.weight to the end of the file is zero.",
+        example="model-00002-of-00004.safetensors declares 3.7 GB; its data stops inside "
+        "model.layers.17.mlp.down_proj.weight, at offset 1,932,735,283, and every byte after it is zero.",
         fix="Not fixed automatically: download (or copy) the file again and compare its sha256 with the source's "
         "(the Hub shows it on the file's page; `hf download --force-download`).",
     ),
