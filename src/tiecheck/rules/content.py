@@ -16,6 +16,7 @@ from tiecheck.content import ContentAnalysis, TensorContent, element_width
 from tiecheck.findings import Finding, Severity
 from tiecheck.rules.base import ScanContext, human_bytes
 from tiecheck.rules.catalog import finding
+from tiecheck.rules.quantization import BOOKKEEPING
 from tiecheck.ties.known import general, knowledge
 from tiecheck.ties.resolve import architecture_class
 
@@ -87,8 +88,9 @@ def _duplicates(ctx: ScanContext, analysis: ContentAnalysis) -> Iterator[Finding
         if content is not None and content.constant is not None:
             continue  # trivial duplicates (all-ones norms, all-zero biases): TC203 groups them
         kept = _covered_by_ties(ctx, group)
-        # buffers (relative_position_index, causal masks) and frozen tables repeat by construction
-        kept = tuple(t for t in kept if general(t.name) not in buffers)
+        # buffers (relative_position_index, causal masks), frozen tables and quantisers' codebooks and
+        # shapes repeat by construction
+        kept = tuple(t for t in kept if general(t.name) not in buffers and not BOOKKEEPING.search(t.name))
         if len(kept) > 1:
             groups.append(kept)
     explained, repeats = _layer_repeats(ctx, groups)
@@ -260,8 +262,8 @@ def _constants(ctx: ScanContext, analysis: ContentAnalysis, named: set[str]) -> 
     """Constant tensors grouped by value; those a zero-filled tail (TC205) already names are left to it."""
     by_value: dict[tuple[str, bytes], list[TensorRecord]] = defaultdict(list)
     for tensor in ctx.tensors.values():
-        if tensor.name in named:
-            continue
+        if tensor.name in named or BOOKKEEPING.search(tensor.name):
+            continue  # named by TC205, or a quantiser's zero points and shapes (constant by construction)
         content = analysis.content(tensor)
         if content is not None and content.constant is not None:
             by_value[(tensor.dtype, content.constant)].append(tensor)

@@ -31,6 +31,15 @@ PREQUANTISED_ONLY = frozenset({"gptq", "awq", "mxfp4"})
 #: Names no unquantised checkpoint uses, whatever the architecture: evidence of a quantised layout.
 _ANY_QUANTISED = re.compile(r"\.(qweight|qzeros|weight_packed|absmax|quant_state\.bitsandbytes__(nf4|fp4)|SCB)$")
 
+#: Quantisers' bookkeeping tensors: codebooks, stored shapes, group indices, symmetric zero points. They
+#: repeat across layers and are constant by construction (bitsandbytes' NF4 code book is the same 16
+#: numbers in every layer; GPTQ's g_idx is ``i // group_size`` without act-order), so byte-identical
+#: or constant ones say nothing about a broken save or an untrained model.
+BOOKKEEPING = re.compile(
+    r"\.(quant_map|nested_quant_map|quant_state\.bitsandbytes__\w+|g_idx|qzeros|"
+    r"weight_shape|weight_zero_point|weight_g_idx|input_zero_point|output_zero_point)$"
+)
+
 _LISTED = 3
 
 
