@@ -51,6 +51,15 @@ SAMPLE = 4096
 """Bytes per sampled block of a fingerprint."""
 SAMPLES = 4
 """Sampled blocks per fingerprint: first, last, and evenly spaced between."""
+GAP = 64 << 10
+"""Remote stores: sampled blocks (of any tensors of one file) less than this apart are read by one range
+request. A request costs a round trip (tens of milliseconds to a Hub) and a kilobyte of headers; 64 KiB
+arrive in a few milliseconds even at 10 MB/s, so merging never costs time, and each merge adds at most
+64 KiB, which keeps the bytes of a scan a small multiple of the samples themselves."""
+RUN = 1 << 20
+"""...and one such request reads at most this many bytes (what a sampling worker holds at once)."""
+REMOTE_WORKERS = 8
+"""Files sampled at once from a remote store: the work waits on the network, not the CPU."""
 HASH_NAME = "xxh3_128"
 
 Location = tuple[str, int, int]
@@ -286,6 +295,39 @@ def sample_spans(tensor: TensorRecord) -> list[tuple[int, int]]:
     return spans
 
 
+def coalesce(blocks: list[tuple[int, int]], gap: int = GAP, limit: int = RUN) -> list[tuple[int, int, int]]:
+    """Runs ``(start, end, count)`` that read the (offset, length) ``blocks``, sorted by offset: the next
+    ``count`` blocks lie wholly in ``[start, end)``. A block joins the run before it when less than ``gap``
+    bytes lie between them and the run stays within ``limit`` bytes (a single longer block is a run alone)."""
+    runs: list[tuple[int, int, int]] = []
+    for offset, length in blocks:
+        end = offset + length
+        if runs:
+            start, last, count = runs[-1]
+            if offset - last < gap and max(end, last) - start <= limit:
+                runs[-1] = (start, max(end, last), count + 1)
+                continue
+        runs.append((offset, end, 1))
+    return runs
+
+
+class _Fingerprint:
+    """One tensor's fingerprint as its sampled blocks arrive, in order."""
+
+    def __init__(self, tensor: TensorRecord) -> None:
+        self.hasher = xxhash.xxh3_128()
+        self.dtype = tensor.dtype
+        self.maybe_constant = tensor.numel > 1 and element_width(tensor.dtype) is not None
+        self.pattern: bytes | None = None
+
+    def feed(self, block: memoryview | bytes) -> None:
+        self.hasher.update(block)
+        if self.maybe_constant:
+            p = constant_pattern(block, self.dtype)
+            self.maybe_constant = p is not None and (self.pattern is None or p == self.pattern)
+            self.pattern = p
+
+
 @dataclass(frozen=True)
 class _Sample:
     fingerprint: str
@@ -315,7 +357,9 @@ class ContentReader(Closing):
         """Pairs :meth:`equal` called equal from samples only (never byte for byte)."""
         self._sources = SourcePool(store)
         self._progress = progress
-        self._workers = workers or max(1, min(4, os.cpu_count() or 1))
+        self._remote = bool(getattr(store, "remote", False))
+        """Each read is a request: sampled blocks are coalesced (:func:`coalesce`), more files run at once."""
+        self._workers = workers or (REMOTE_WORKERS if self._remote else max(1, min(4, os.cpu_count() or 1)))
         self._lock = threading.Lock()
         self._samples: dict[Location, _Sample] = {}
         self._contents: dict[Location, TensorContent] = {}
@@ -433,9 +477,7 @@ class ContentReader(Closing):
 
     def _sample(self, tensor: TensorRecord) -> None:
         src = self.source(tensor.file)
-        hasher = xxhash.xxh3_128()
-        maybe_constant = tensor.numel > 1 and element_width(tensor.dtype) is not None
-        pattern: bytes | None = None
+        state = _Fingerprint(tensor)
         spans = sample_spans(tensor)
         pread: Callable[[int, int], bytes] | None = getattr(src, "pread", None)
         for offset, length in spans:
@@ -444,23 +486,40 @@ class ContentReader(Closing):
                 pread(tensor.start + offset, length) if pread else src.read(tensor.start + offset, length)
             )
             self._count(length)
-            hasher.update(block)
-            if maybe_constant:
-                p = constant_pattern(block, tensor.dtype)
-                maybe_constant = p is not None and (pattern is None or p == pattern)
-                pattern = p
+            state.feed(block)
             if pread is None:
                 with contextlib.suppress(BufferError):
                     block.release()
                 self._release(src, tensor.start + offset, length)
-        digest = hasher.hexdigest()
+        self._keep_sample(tensor, state, whole=len(spans) == 1)
+
+    def _sample_runs(self, tensors: tuple[TensorRecord, ...]) -> None:
+        """Remote stores: the sampled blocks of these tensors of one file, neighbours read by one request."""
+        src = self.source(tensors[0].file)
+        states = [_Fingerprint(t) for t in tensors]
+        blocks = sorted((t.start + o, n, i) for i, t in enumerate(tensors) for o, n in sample_spans(t))
+        done = 0
+        for start, end, count in coalesce([(o, n) for o, n, _ in blocks]):
+            data = memoryview(src.read(start, end - start))
+            if len(data) != end - start:
+                raise OSError(f"{tensors[0].file}: truncated while sampling")
+            self._count(end - start)
+            # In file order, so each tensor's blocks arrive in its own order.
+            for offset, length, i in blocks[done : done + count]:
+                states[i].feed(data[offset - start : offset - start + length])
+            done += count
+        for t, state in zip(tensors, states, strict=True):
+            self._keep_sample(t, state, whole=len(sample_spans(t)) == 1)
+
+    def _keep_sample(self, tensor: TensorRecord, state: _Fingerprint, whole: bool) -> None:
+        digest = state.hasher.hexdigest()
         full = None
-        if len(spans) == 1:  # the sample was the whole tensor: its hash is the content hash
-            full = TensorContent(f"{HASH_NAME}:{digest}", pattern if maybe_constant else None)
+        if whole:  # the sample was the whole tensor: its hash is the content hash
+            full = TensorContent(f"{HASH_NAME}:{digest}", state.pattern if state.maybe_constant else None)
             with self._lock:
                 self._contents.setdefault(location(tensor), full)
         with self._lock:
-            self._samples[location(tensor)] = _Sample(digest, maybe_constant, full)
+            self._samples[location(tensor)] = _Sample(digest, state.maybe_constant, full)
 
     def _read_full(self, tensor: TensorRecord, deep: bool) -> None:
         acc = _Accumulator(tensor, deep)
@@ -502,7 +561,7 @@ class ContentReader(Closing):
             src = self.source(tensor.file)
             _access(src, True)
             try:
-                self._sample(tensor)
+                self._sample_runs((tensor,)) if self._remote else self._sample(tensor)
             finally:
                 _access(src, False)
         return self._samples[location(tensor)].fingerprint
@@ -543,9 +602,13 @@ class ContentReader(Closing):
             units.extend((t,) for t in todo.values())
             self._per_file(units, self._read_deep, "reading every tensor")
         else:
+            unsampled = [t for t in records if location(t) not in self._samples and not self._sample_known(t)]
+            by_file: dict[str, list[TensorRecord]] = defaultdict(list)
+            for t in unsampled:
+                by_file[t.file].append(t)
             self._per_file(
-                [(t,) for t in records if location(t) not in self._samples and not self._sample_known(t)],
-                lambda unit: self._sample(unit[0]),
+                [tuple(ts) for ts in by_file.values()] if self._remote else [(t,) for t in unsampled],
+                self._sample_runs if self._remote else lambda unit: self._sample(unit[0]),
                 "sampling",
                 size=lambda t: sum(n for _, n in sample_spans(t)),
                 random_access=True,  # a 4 KB sample must not pull in megabytes of readahead
