@@ -349,12 +349,17 @@ class ContentReader(Closing):
         workers: int | None = None,
         *,
         exact: bool = True,
+        read: bool = True,
     ) -> None:
         self._store = store
         self._exact = exact
         """False (remote stores by default): tie questions are answered from the fingerprints' samples."""
+        self._read = read
+        """False (``--content none``): no tensor byte is read; questions that need bytes go unanswered."""
         self.sampled: set[frozenset[str]] = set()
         """Pairs :meth:`equal` called equal from samples only (never byte for byte)."""
+        self.unseen: set[frozenset[str]] = set()
+        """Pairs :meth:`equal` could not answer without bytes (it returned None)."""
         self._sources = SourcePool(store)
         self._progress = progress
         self._remote = bool(getattr(store, "remote", False))
@@ -579,6 +584,11 @@ class ContentReader(Closing):
         """
         if self._analysis is not None and (self._analysis.deep or not deep):
             return self._analysis
+        if not self._read:  # --content none: no group and no content can be known
+            if deep:
+                raise ValueError("a reader that reads no tensor byte cannot read every tensor (deep)")
+            self._analysis = ContentAnalysis((), MappingProxyType({}), deep=False)
+            return self._analysis
         unique: dict[Location, TensorRecord] = {}
         for t in sorted(tensors, key=lambda r: r.name):
             # A strided view (a transpose saved in a pickle) is not a byte range: it is compared, not hashed.
@@ -653,20 +663,24 @@ class ContentReader(Closing):
 
     # -- the tie question
 
-    def equal(self, a: TensorRecord, b: TensorRecord) -> bool:
+    def equal(self, a: TensorRecord, b: TensorRecord) -> bool | None:
         """Same dtype, shape and bytes, checked byte for byte (a fix may act on the answer).
 
         A reader made with ``exact=False`` answers from the fingerprints' samples instead and records the
-        pair in :attr:`sampled`; ``fix`` never uses such a reader.
+        pair in :attr:`sampled`; ``fix`` never uses such a reader. One made with ``read=False`` answers
+        None ("not compared") where only bytes could tell, and records the pair in :attr:`unseen`.
         """
         if a.dtype != b.dtype or a.shape != b.shape or a.nbytes != b.nbytes:
             return False
         if a.aliases(b):
             return True  # one storage of a pickle file, same view: the same bytes by construction
+        if location(a) == location(b) and a.contiguous and b.contiguous:
+            return True
+        if not self._read:
+            self.unseen.add(frozenset((a.name, b.name)))
+            return None
         if not (a.contiguous and b.contiguous):
             return self._equal_strided(a, b)
-        if location(a) == location(b):
-            return True
         if not self._exact and a.nbytes > SAMPLES * SAMPLE:
             # Sampled: a difference found is certain; agreement is evidence, and is recorded as such.
             if self.fingerprint(a) != self.fingerprint(b):
