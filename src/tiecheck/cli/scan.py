@@ -152,7 +152,10 @@ def scan_command(
     revision: Annotated[
         str | None,
         typer.Option(
-            "--revision", help="For Hub repos named without @REVISION: a branch, tag or commit sha.", metavar="REV"
+            "--revision",
+            help="For Hub repos named without @REVISION: a branch, tag or commit sha (in CI: what `hf upload` made).",
+            metavar="REV",
+            envvar="TIECHECK_REVISION",
         ),
     ] = None,
     offline: Annotated[
