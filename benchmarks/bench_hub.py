@@ -17,8 +17,8 @@ Reported: wall time, requests and bytes the server saw, and peak RSS of the proc
     python benchmarks/bench_hub.py [--shards 30] [--shard-mb 34] [--only tiecheck,tiecheck-none] [--src DIR]
 
 ``--src`` runs another copy of tiecheck (say, an older commit's ``src`` from ``git archive``) for a before/after.
-The server is Python's ``http.server`` (HTTP/1.0, a new connection per request, tens of milliseconds each on a
-loaded machine): requests cost it about what a round trip to a real Hub costs.
+The server is Python's ``http.server`` (HTTP/1.0, a new connection per request); ``--rtt-ms`` (default 20) makes
+each request wait that long before its answer, as a round trip to a real Hub would.
 """
 
 from __future__ import annotations
@@ -93,6 +93,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--shards", type=int, default=30)
     parser.add_argument("--shard-mb", type=int, default=34)
+    parser.add_argument("--rtt-ms", type=float, default=20, help="each request's wait at the server (a round trip)")
     parser.add_argument("--only", default="", help="comma-separated runners (default: all)")
     parser.add_argument("--src", type=Path, default=Path(__file__).resolve().parent.parent / "src")
     args = parser.parse_args()
@@ -102,7 +103,11 @@ def main() -> None:
         make_repo(folder, args.shards, args.shard_mb)
         size = sum(p.stat().st_size for p in folder.iterdir())
         hub.add_folder("bench/repo", folder)
-        print(f"repo: {args.shards} shards, {size / 1e9:.2f} GB; server on {hub.hub_url}")
+        hub.delay = args.rtt_ms / 1000
+        hub.page_size = 1000  # the real Hub lists up to 1,000 files a page (the tests use 2, to exercise paging)
+        print(
+            f"repo: {args.shards} shards, {size / 1e9:.2f} GB; server on {hub.hub_url}, {args.rtt_ms:g} ms per request"
+        )
         print(f"{'method':18} {'wall s':>7} {'requests':>9} {'bytes':>14} {'% of repo':>9} {'peak MB':>8}  output")
         for name, code in runners.items():
             before = (hub.hub.requests + hub.cdn.requests, hub.hub.bytes + hub.cdn.bytes)

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from tiecheck.errors import TiecheckError
 from tiecheck.io.source import Closing
@@ -207,7 +207,8 @@ class HubStore:
         from huggingface_hub import get_session
 
         where = f"{self.location}/{name}"
-        headers = {"Range": f"bytes={start}-{start + length - 1}", **(self._auth if hub else {})}
+        token = hub or _origin(url) == _origin(self.endpoint)  # never to another origin (the CDN)
+        headers = {"Range": f"bytes={start}-{start + length - 1}", **(self._auth if token else {})}
         known = self._etags.get(name)
         if known and not known.startswith("W/"):  # If-Range takes strong validators only
             headers["If-Range"] = known
@@ -246,6 +247,11 @@ class HubStore:
         if etag != first:
             raise TiecheckError(f"{where}: the file changed while it was being scanned; scan again")
         return bytes(body)
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
 
 
 class _Expired(Exception):
