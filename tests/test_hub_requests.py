@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hub_server import FakeHub, serve
-from tiecheck.content import GAP, RUN, coalesce
 from tiecheck.errors import TiecheckError
+from tiecheck.io._ranges import GAP, RUN, coalesce
 from tiecheck.io.hub import HubStore
 from tiecheck.scan import scan, scan_store
 from tiecheck.testing import config, values, write_json, write_sharded

@@ -13,6 +13,10 @@ Every content question goes through :class:`ContentReader`, which decides how li
 Bytes are read through memory maps in large sequential chunks, one worker thread per file; the hash
 (xxh3-128) and the numpy checks release the GIL. Pages already processed are dropped from the
 mapping, so resident memory is bounded by chunk size times workers, whatever the checkpoint size.
+
+A remote store (each read a range request) gets the sampled blocks of a file coalesced: neighbours less
+than 64 KiB apart are read by one request (:mod:`tiecheck.io._ranges`), and :data:`REMOTE_WORKERS` files at once.
+A reader made with ``read=False`` (``--content none``) reads nothing and says so: see :meth:`ContentReader.equal`.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import xxhash
 
 from tiecheck.checkpoint import TensorRecord
 from tiecheck.formats.dtypes import DTYPES
+from tiecheck.io._ranges import coalesce
 from tiecheck.io.source import ByteSource, CheckpointStore, Closing, SourcePool
 
 if TYPE_CHECKING:
@@ -51,13 +56,6 @@ SAMPLE = 4096
 """Bytes per sampled block of a fingerprint."""
 SAMPLES = 4
 """Sampled blocks per fingerprint: first, last, and evenly spaced between."""
-GAP = 64 << 10
-"""Remote stores: sampled blocks (of any tensors of one file) less than this apart are read by one range
-request. A request costs a round trip (tens of milliseconds to a Hub) and a kilobyte of headers; 64 KiB
-arrive in a few milliseconds even at 10 MB/s, so merging never costs time, and each merge adds at most
-64 KiB, which keeps the bytes of a scan a small multiple of the samples themselves."""
-RUN = 1 << 20
-"""...and one such request reads at most this many bytes (what a sampling worker holds at once)."""
 REMOTE_WORKERS = 8
 """Files sampled at once from a remote store: the work waits on the network, not the CPU."""
 HASH_NAME = "xxh3_128"
@@ -293,22 +291,6 @@ def sample_spans(tensor: TensorRecord) -> list[tuple[int, int]]:
         offset = (n - SAMPLE) * i // (SAMPLES - 1)
         spans.append((offset - offset % width, SAMPLE))
     return spans
-
-
-def coalesce(blocks: list[tuple[int, int]], gap: int = GAP, limit: int = RUN) -> list[tuple[int, int, int]]:
-    """Runs ``(start, end, count)`` that read the (offset, length) ``blocks``, sorted by offset: the next
-    ``count`` blocks lie wholly in ``[start, end)``. A block joins the run before it when less than ``gap``
-    bytes lie between them and the run stays within ``limit`` bytes (a single longer block is a run alone)."""
-    runs: list[tuple[int, int, int]] = []
-    for offset, length in blocks:
-        end = offset + length
-        if runs:
-            start, last, count = runs[-1]
-            if offset - last < gap and max(end, last) - start <= limit:
-                runs[-1] = (start, max(end, last), count + 1)
-                continue
-        runs.append((offset, end, 1))
-    return runs
 
 
 class _Fingerprint:
