@@ -8,11 +8,13 @@ can check what a scan transferred and that the token never reaches the CDN. Beha
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -45,6 +47,10 @@ class Traffic:
     """Of ``bytes``, those of API answers (repo info, tree listing) rather than file contents."""
     authorizations: list[str | None] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
+    statuses: list[int] = field(default_factory=list)
+    active: int = 0
+    peak: int = 0
+    """The most requests this server was answering at one time."""
 
 
 class FakeHub:
@@ -61,6 +67,10 @@ class FakeHub:
         self.change_after: tuple[str, int] | None = None
         """(file, n): after n reads of that file, its bytes change (another commit under the same name)."""
         self.page_size = 2
+        self.delay = 0.0
+        """Seconds each request waits before its answer (a network's round trip), so concurrency shows."""
+        self.link_epoch = 0
+        """The CDN addresses ``resolve`` hands out carry it; :meth:`expire_links` makes the old ones 403."""
         self.hub_url = ""
         self.cdn_url = ""
         self._reads: dict[str, int] = {}
@@ -72,6 +82,10 @@ class FakeHub:
         self.repos[repo_id] = repo
         return repo
 
+    def expire_links(self) -> None:
+        """Every CDN address handed out so far stops working (the real CDN's signed URLs expire)."""
+        self.link_epoch += 1
+
     def note_read(self, name: str, data: bytes) -> bytes:
         """Count a read of ``name``; once it is due to change, the same number of other bytes."""
         with self._lock:
@@ -81,7 +95,9 @@ class FakeHub:
         return data
 
 
+@functools.lru_cache(maxsize=1024)
 def _etag(data: bytes) -> str:
+    """Once per file's bytes (a bytes object caches its own hash): the server's cost is not the benchmark's."""
     return '"' + hashlib.sha256(data).hexdigest() + '"'
 
 
@@ -95,6 +111,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
+        self.traffic.statuses.append(status)
         for key, value in (headers or {}).items():
             self.send_header(key, value)
         if "Content-Length" not in (headers or {}):
@@ -116,6 +133,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.do_GET()
 
     def do_GET(self) -> None:
+        with self.hub._lock:
+            self.traffic.active += 1
+            self.traffic.peak = max(self.traffic.peak, self.traffic.active)
+        try:
+            if self.hub.delay:
+                time.sleep(self.hub.delay)
+            self._get()
+        finally:
+            with self.hub._lock:
+                self.traffic.active -= 1
+
+    def _get(self) -> None:
         self.traffic.requests += 1
         self.traffic.authorizations.append(self.headers.get("Authorization"))
         self.traffic.paths.append(self.path)
@@ -124,6 +153,8 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         path = unquote(url.path)
         if self.is_cdn:
+            if parse_qs(url.query).get("expires") != [str(self.hub.link_epoch)]:
+                return self._error(403, None)
             org, name, _sha, file = [*path.lstrip("/").split("/", 3), "", "", "", ""][:4]
             return self._file(f"{org}/{name}", file)
         if m := re.fullmatch(r"/api/models/(?P<repo>[^/]+/[^/]+)(?:/revision/(?P<rev>.+))?", path):
@@ -165,7 +196,7 @@ class _Handler(BaseHTTPRequestHandler):
         for name, data in sorted(repo.files.items()):
             entry: dict[str, Any] = {"type": "file", "path": name, "size": len(data), "oid": _etag(data)[1:41]}
             if len(data) >= LFS_THRESHOLD:
-                entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+                entry["lfs"] = {"oid": _etag(data)[1:-1], "size": len(data), "pointerSize": 134}
             entries.append(entry)
         start = int(query.get("cursor", ["0"])[0])
         page = entries[start : start + self.hub.page_size]
@@ -186,7 +217,7 @@ class _Handler(BaseHTTPRequestHandler):
         common = {"X-Repo-Commit": sha, "ETag": _etag(data)}
         if len(data) >= LFS_THRESHOLD:
             common |= {"X-Linked-Size": str(len(data)), "X-Linked-Etag": _etag(data)}
-            location = f"{self.hub.cdn_url}/{repo_id}/{sha}/{name}"
+            location = f"{self.hub.cdn_url}/{repo_id}/{sha}/{name}?expires={self.hub.link_epoch}"
             return self._send(302, b"", {**common, "Location": location})
         return self._file(repo_id, name, headers=common)
 
@@ -200,7 +231,8 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {**(headers or {}), "ETag": _etag(data), "Accept-Ranges": "bytes"}
         wanted = self.headers.get("Range")
         m = re.fullmatch(r"bytes=(\d+)-(\d*)", wanted or "")
-        if m is None or self.hub.ignore_range:
+        if_range = self.headers.get("If-Range")
+        if m is None or self.hub.ignore_range or (if_range is not None and if_range != headers["ETag"]):
             return self._send(200, data, headers)
         start = int(m[1])
         end = min(int(m[2]) if m[2] else len(data) - 1, len(data) - 1)

@@ -88,7 +88,7 @@ def hooks() -> list[dict[str, Any]]:
 
 
 def test_pre_commit_hook_definition() -> None:
-    (hook,) = hooks()
+    hook, hub = hooks()
     assert hook["id"] == "tiecheck"
     assert hook["language"] == "python"
     assert hook["entry"] == "tiecheck scan --from-files"
@@ -99,6 +99,9 @@ def test_pre_commit_hook_definition() -> None:
     for name in ("optimizer.pt", "rng_state_0.pth", "last.ckpt", "model.pkl"):  # pickles are read for imports
         assert pattern.search(name), name
     assert not pattern.search("train.py")
+    # the Hub scan: by hand or in CI after a push, never on a commit (it needs the network, not the staged files)
+    assert hub["id"] == "tiecheck-hub" and hub["entry"] == "tiecheck scan" and hub["stages"] == ["manual"]
+    assert hub["pass_filenames"] is False and hub["always_run"] is True
 
 
 def _git(repo: Path, *args: str) -> None:
@@ -126,7 +129,7 @@ def sample_repo(tmp_path: Path, fixtures_dir: Path) -> Path:
 
 def _local_config(repo: Path) -> None:
     """The shipped hook as a `repo: local` hook run by this environment's tiecheck (no install, works offline)."""
-    (hook,) = hooks()
+    hook = hooks()[0]
     tiecheck = Path(sys.executable).parent / "tiecheck"
     assert tiecheck.exists(), tiecheck
     local = {**hook, "language": "system", "entry": f"{tiecheck}{hook['entry'].removeprefix('tiecheck')}"}
@@ -149,6 +152,36 @@ def test_pre_commit_runs_the_hook_and_fails_on_a_bad_checkpoint(
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "Failed" in bad.stdout and "TC101" in bad.stdout
     assert "models/merged" in bad.stdout and "models/good" not in bad.stdout  # only the staged checkpoint
+
+
+def test_pre_commit_hub_hook_scans_the_pushed_commit(sample_repo: Path, tmp_path: Path, fixtures_dir: Path) -> None:
+    from hub_server import serve
+
+    hub_hook = next(h for h in hooks() if h["id"] == "tiecheck-hub")
+    tiecheck = Path(sys.executable).parent / "tiecheck"
+    local = {**hub_hook, "language": "system", "entry": f"{tiecheck}{hub_hook['entry'].removeprefix('tiecheck')}"}
+    local["args"] = ["hf://org/model"]
+    config = {"repos": [{"repo": "local", "hooks": [local]}]}
+    (sample_repo / ".pre-commit-config.yaml").write_text(yaml.safe_dump(config))
+    _git(sample_repo, "add", "-A")
+    with serve() as hub:
+        pushed = hub.add_folder("org/model", fixtures_dir / BAD, refs={"main": "0" * 40})  # main moved on since
+        env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "cache"), "NO_COLOR": "1", "HF_ENDPOINT": hub.hub_url}
+        env.pop("HF_HUB_OFFLINE", None)
+        run = [sys.executable, "-m", "pre_commit", "run", "tiecheck-hub", "--hook-stage", "manual"]
+        plain = subprocess.run(run, cwd=sample_repo, env=env, capture_output=True, text=True, timeout=600)
+        assert plain.returncode == 1 and "revision not found" in plain.stdout  # main names no commit here
+        env["TIECHECK_REVISION"] = pushed.sha
+        done = subprocess.run(run, cwd=sample_repo, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "TC101" in done.stdout and "Failed" in done.stdout
+        resolves = [p for p in hub.hub.paths if "/resolve/" in p]
+        assert resolves and all(f"/resolve/{pushed.sha}/" in p for p in resolves)
+        # an ordinary commit does not run it (manual stage)
+        commit = subprocess.run(
+            [sys.executable, "-m", "pre_commit", "run"], cwd=sample_repo, env=env, capture_output=True, text=True
+        )
+        assert "tiecheck (Hub repo scan)" not in commit.stdout
 
 
 @pytest.mark.skipif(
@@ -268,3 +301,40 @@ def test_annotations_do_not_depend_on_the_summary(tmp_path: Path, fixtures_dir: 
     assert "::warning file=" in result.stdout and not (tmp_path / "a" / "summary").exists()
     result, _ = _run_action_scan(tmp_path / "b", fixtures_dir / BAD, annotations="false")
     assert "::warning" not in result.stdout and "TC101" in (tmp_path / "b" / "summary").read_text()
+
+
+def test_the_action_scans_a_hub_repo_at_the_pushed_commit(
+    tmp_path: Path, fixtures_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After `hf upload`: the action scans hf://ORG/NAME@<sha> by range requests, the token from its input."""
+    from hub_server import serve
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with serve() as hub:
+        pushed = hub.add_folder("org/model", fixtures_dir / BAD, gated=True)
+        hub.add_folder("org/model-main", fixtures_dir / GOOD)  # what `path` would have scanned: not read
+        monkeypatch.setenv("HF_ENDPOINT", hub.hub_url)
+        inputs = {"repo": "org/model", "revision": pushed.sha, "hf-token": hub.token}
+        result, calls = _run_action_scan(tmp_path, fixtures_dir / GOOD, **inputs)
+        assert result.returncode == 0, result.stderr
+        (call,) = calls.read_text().splitlines()
+        assert call.startswith(f"scan hf://org/model@{pushed.sha} --relative-to . ")
+        assert (tmp_path / "output").read_text() == "exit-code=1\n"
+        sarif = json.loads((tmp_path / "tiecheck.sarif").read_text())
+        assert [r["ruleId"] for r in sarif["runs"][0]["results"]] == ["TC101"]
+        assert "TC101" in (tmp_path / "summary").read_text()
+        # the annotation names the repo's file in its text: it is not a file of the workspace
+        (annotation,) = [line for line in result.stdout.splitlines() if line.startswith("::")]
+        assert annotation.startswith("::warning title=TC101::")
+        assert f"hf://org/model@{pushed.sha}/model-00002-of-00002.safetensors: " in annotation
+        resolves = [p for p in hub.hub.paths if "/resolve/" in p]
+        assert resolves and all(f"/resolve/{pushed.sha}/" in p for p in resolves)  # pinned to the pushed commit
+        # (huggingface_hub itself fetches its agent registry, without a token: not a request of the scan)
+        ours = [a for a, p in zip(hub.hub.authorizations, hub.hub.paths, strict=True) if "agent-harnesses" not in p]
+        assert set(ours) == {f"Bearer {hub.token}"} and set(hub.cdn.authorizations) == {None}
+
+        # Without the token the gated repo is refused: one line, exit code 2 for the last step to fail on.
+        result, _ = _run_action_scan(tmp_path / "anonymous", fixtures_dir / GOOD, repo="org/model")
+        assert (tmp_path / "anonymous" / "output").read_text() == "exit-code=2\n"
+        assert "gated repository" in result.stderr and len(result.stderr.strip().splitlines()) == 1

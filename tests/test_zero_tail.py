@@ -130,3 +130,11 @@ def test_ignoring_the_rule_reads_no_tensor(saved: Path, tmp_path: Path) -> None:
     assert "TC205" not in {f.code for f in report.findings}
     # Only the head/embedding pair's samples are read (the tie rules' question), not the tail.
     assert report.bytes_read <= 2 * 4 * 4096
+
+
+def test_content_none_reads_no_byte_and_claims_no_cut(saved: Path, tmp_path: Path) -> None:
+    folder = _copy(saved, tmp_path / "m")
+    weights = folder / "model.safetensors"
+    _zero_from(weights, weights.stat().st_size // 2, sparse=False)
+    report = scan(folder, content="none")
+    assert "TC205" not in {f.code for f in report.findings} and report.bytes_read == 0

@@ -13,6 +13,10 @@ Every content question goes through :class:`ContentReader`, which decides how li
 Bytes are read through memory maps in large sequential chunks, one worker thread per file; the hash
 (xxh3-128) and the numpy checks release the GIL. Pages already processed are dropped from the
 mapping, so resident memory is bounded by chunk size times workers, whatever the checkpoint size.
+
+A remote store (each read a range request) gets the sampled blocks of a file coalesced: neighbours less
+than 64 KiB apart are read by one request (:mod:`tiecheck.io._ranges`), and :data:`REMOTE_WORKERS` files at once.
+A reader made with ``read=False`` (``--content none``) reads nothing and says so: see :meth:`ContentReader.equal`.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import xxhash
 
 from tiecheck.checkpoint import TensorRecord
 from tiecheck.formats.dtypes import DTYPES
+from tiecheck.io._ranges import coalesce
 from tiecheck.io.source import ByteSource, CheckpointStore, Closing, SourcePool
 
 if TYPE_CHECKING:
@@ -51,6 +56,8 @@ SAMPLE = 4096
 """Bytes per sampled block of a fingerprint."""
 SAMPLES = 4
 """Sampled blocks per fingerprint: first, last, and evenly spaced between."""
+REMOTE_WORKERS = 8
+"""Files sampled at once from a remote store: the work waits on the network, not the CPU."""
 HASH_NAME = "xxh3_128"
 
 Location = tuple[str, int, int]
@@ -293,6 +300,26 @@ def sample_spans(tensor: TensorRecord) -> list[tuple[int, int]]:
     return spans
 
 
+class _Fingerprint:
+    """One tensor's fingerprint as its sampled blocks arrive, in order."""
+
+    def __init__(self, tensor: TensorRecord) -> None:
+        self.hasher = xxhash.xxh3_128()
+        self.dtype = tensor.dtype
+        self.maybe_constant = tensor.numel > 1 and element_width(tensor.dtype) is not None
+        self.pattern: bytes | None = None
+        self.ends_in_zero = True
+        """The last block's last byte is zero (the last sample ends where the tensor ends)."""
+
+    def feed(self, block: memoryview | bytes) -> None:
+        self.hasher.update(block)
+        self.ends_in_zero = len(block) > 0 and block[-1] == 0
+        if self.maybe_constant:
+            p = constant_pattern(block, self.dtype)
+            self.maybe_constant = p is not None and (self.pattern is None or p == self.pattern)
+            self.pattern = p
+
+
 @dataclass(frozen=True)
 class _Sample:
     fingerprint: str
@@ -316,15 +343,22 @@ class ContentReader(Closing):
         workers: int | None = None,
         *,
         exact: bool = True,
+        read: bool = True,
     ) -> None:
         self._store = store
         self._exact = exact
         """False (remote stores by default): tie questions are answered from the fingerprints' samples."""
+        self._read = read
+        """False (``--content none``): no tensor byte is read; questions that need bytes go unanswered."""
         self.sampled: set[frozenset[str]] = set()
         """Pairs :meth:`equal` called equal from samples only (never byte for byte)."""
+        self.unseen: set[frozenset[str]] = set()
+        """Pairs :meth:`equal` could not answer without bytes (it returned None)."""
         self._sources = SourcePool(store)
         self._progress = progress
-        self._workers = workers or max(1, min(4, os.cpu_count() or 1))
+        self._remote = bool(getattr(store, "remote", False))
+        """Each read is a request: sampled blocks are coalesced (:func:`coalesce`), more files run at once."""
+        self._workers = workers or (REMOTE_WORKERS if self._remote else max(1, min(4, os.cpu_count() or 1)))
         self._lock = threading.Lock()
         self._samples: dict[Location, _Sample] = {}
         self._contents: dict[Location, TensorContent] = {}
@@ -442,38 +476,50 @@ class ContentReader(Closing):
 
     def _sample(self, tensor: TensorRecord) -> None:
         src = self.source(tensor.file)
-        hasher = xxhash.xxh3_128()
-        maybe_constant = tensor.numel > 1 and element_width(tensor.dtype) is not None
-        pattern: bytes | None = None
+        state = _Fingerprint(tensor)
         spans = sample_spans(tensor)
         pread: Callable[[int, int], bytes] | None = getattr(src, "pread", None)
-        ends_in_zero = True
         for offset, length in spans:
             # Small reads go through pread where the source has it: no mapped pages to release after.
             block = memoryview(
                 pread(tensor.start + offset, length) if pread else src.read(tensor.start + offset, length)
             )
             self._count(length)
-            hasher.update(block)
-            ends_in_zero = len(block) > 0 and block[-1] == 0
-            if maybe_constant:
-                p = constant_pattern(block, tensor.dtype)
-                maybe_constant = p is not None and (pattern is None or p == pattern)
-                pattern = p
+            state.feed(block)
             if pread is None:
                 with contextlib.suppress(BufferError):
                     block.release()
                 self._release(src, tensor.start + offset, length)
-        digest = hasher.hexdigest()
+        self._keep_sample(tensor, state, whole=len(spans) == 1)
+
+    def _sample_runs(self, tensors: tuple[TensorRecord, ...]) -> None:
+        """Remote stores: the sampled blocks of these tensors of one file, neighbours read by one request."""
+        src = self.source(tensors[0].file)
+        states = [_Fingerprint(t) for t in tensors]
+        blocks = sorted((t.start + o, n, i) for i, t in enumerate(tensors) for o, n in sample_spans(t))
+        done = 0
+        for start, end, count in coalesce([(o, n) for o, n, _ in blocks]):
+            data = memoryview(src.read(start, end - start))
+            if len(data) != end - start:
+                raise OSError(f"{tensors[0].file}: truncated while sampling")
+            self._count(end - start)
+            # In file order, so each tensor's blocks arrive in its own order.
+            for offset, length, i in blocks[done : done + count]:
+                states[i].feed(data[offset - start : offset - start + length])
+            done += count
+        for t, state in zip(tensors, states, strict=True):
+            self._keep_sample(t, state, whole=len(sample_spans(t)) == 1)
+
+    def _keep_sample(self, tensor: TensorRecord, state: _Fingerprint, whole: bool) -> None:
+        digest = state.hasher.hexdigest()
         full = None
-        if len(spans) == 1:  # the sample was the whole tensor: its hash is the content hash
-            full = TensorContent(
-                f"{HASH_NAME}:{digest}", pattern if maybe_constant else None, ends_in_zero=ends_in_zero
-            )
+        if whole:  # the sample was the whole tensor: its hash is the content hash
+            pattern = state.pattern if state.maybe_constant else None
+            full = TensorContent(f"{HASH_NAME}:{digest}", pattern, ends_in_zero=state.ends_in_zero)
             with self._lock:
                 self._contents.setdefault(location(tensor), full)
         with self._lock:
-            self._samples[location(tensor)] = _Sample(digest, maybe_constant, full, ends_in_zero)
+            self._samples[location(tensor)] = _Sample(digest, state.maybe_constant, full, state.ends_in_zero)
 
     def _read_full(self, tensor: TensorRecord, deep: bool) -> None:
         acc = _Accumulator(tensor, deep)
@@ -515,7 +561,7 @@ class ContentReader(Closing):
             src = self.source(tensor.file)
             _access(src, True)
             try:
-                self._sample(tensor)
+                self._sample_runs((tensor,)) if self._remote else self._sample(tensor)
             finally:
                 _access(src, False)
         return self._samples[location(tensor)].fingerprint
@@ -532,6 +578,11 @@ class ContentReader(Closing):
         and compared byte for byte in the same single pass. The result is computed once per reader.
         """
         if self._analysis is not None and (self._analysis.deep or not deep):
+            return self._analysis
+        if not self._read:  # --content none: no group and no content can be known
+            if deep:
+                raise ValueError("a reader that reads no tensor byte cannot read every tensor (deep)")
+            self._analysis = ContentAnalysis((), MappingProxyType({}), deep=False)
             return self._analysis
         unique: dict[Location, TensorRecord] = {}
         for t in sorted(tensors, key=lambda r: r.name):
@@ -556,9 +607,13 @@ class ContentReader(Closing):
             units.extend((t,) for t in todo.values())
             self._per_file(units, self._read_deep, "reading every tensor")
         else:
+            unsampled = [t for t in records if location(t) not in self._samples and not self._sample_known(t)]
+            by_file: dict[str, list[TensorRecord]] = defaultdict(list)
+            for t in unsampled:
+                by_file[t.file].append(t)
             self._per_file(
-                [(t,) for t in records if location(t) not in self._samples and not self._sample_known(t)],
-                lambda unit: self._sample(unit[0]),
+                [tuple(ts) for ts in by_file.values()] if self._remote else [(t,) for t in unsampled],
+                self._sample_runs if self._remote else lambda unit: self._sample(unit[0]),
                 "sampling",
                 size=lambda t: sum(n for _, n in sample_spans(t)),
                 random_access=True,  # a 4 KB sample must not pull in megabytes of readahead
@@ -603,20 +658,24 @@ class ContentReader(Closing):
 
     # -- the tie question
 
-    def equal(self, a: TensorRecord, b: TensorRecord) -> bool:
+    def equal(self, a: TensorRecord, b: TensorRecord) -> bool | None:
         """Same dtype, shape and bytes, checked byte for byte (a fix may act on the answer).
 
         A reader made with ``exact=False`` answers from the fingerprints' samples instead and records the
-        pair in :attr:`sampled`; ``fix`` never uses such a reader.
+        pair in :attr:`sampled`; ``fix`` never uses such a reader. One made with ``read=False`` answers
+        None ("not compared") where only bytes could tell, and records the pair in :attr:`unseen`.
         """
         if a.dtype != b.dtype or a.shape != b.shape or a.nbytes != b.nbytes:
             return False
         if a.aliases(b):
             return True  # one storage of a pickle file, same view: the same bytes by construction
+        if location(a) == location(b) and a.contiguous and b.contiguous:
+            return True
+        if not self._read:
+            self.unseen.add(frozenset((a.name, b.name)))
+            return None
         if not (a.contiguous and b.contiguous):
             return self._equal_strided(a, b)
-        if location(a) == location(b):
-            return True
         if not self._exact and a.nbytes > SAMPLES * SAMPLE:
             # Sampled: a difference found is certain; agreement is evidence, and is recorded as such.
             if self.fingerprint(a) != self.fingerprint(b):
@@ -665,6 +724,8 @@ class ContentReader(Closing):
         needs no read at all. Where a file ends in a cut transfer, this finds the byte where the data
         stops, and the bytes before it show whether what stops there is data.
         """
+        if not self._read:
+            return 0, b""  # --content none: nothing is known, and nothing is claimed
         sample = self._samples.get(location(tensor))
         content = self._contents.get(location(tensor))
         if (sample is not None and not sample.ends_in_zero) or (content is not None and not content.ends_in_zero):

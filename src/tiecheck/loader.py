@@ -8,6 +8,7 @@ recorded problems so the scan can go on with the rest.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from tiecheck.checkpoint import Checkpoint, FileFormat, FileProblem, LoadIssue, ModelConfig, ShardIndex, WeightFile
@@ -134,6 +135,9 @@ def load_checkpoint(store: CheckpointStore) -> Checkpoint:
     for name in outside:
         issues.append(LoadIssue("TC008", name, "resolves outside the checkpoint folder (a symlink); not read"))
     weight_names = [n for n in weight_names if n not in outside]
+    prefetch: Callable[[list[str]], None] | None = getattr(store, "prefetch_headers", None)
+    if prefetch is not None:
+        prefetch(weight_names)  # a remote store reads the headers concurrently, not one request after another
     files = tuple(_read_weight_file(store, n) for n in weight_names)
     issues += [issue for n in side if (issue := _side_pickle(store, n)) is not None]
     return Checkpoint(

@@ -13,6 +13,7 @@ from typing import Any
 
 from tiecheck.checkpoint import Checkpoint
 from tiecheck.content import ContentReader, ProgressSink, TensorContent
+from tiecheck.errors import TiecheckError
 from tiecheck.findings import Finding, Severity
 from tiecheck.io.source import CheckpointStore
 from tiecheck.loader import load_checkpoint, store_for
@@ -22,6 +23,9 @@ from tiecheck.ties.resolve import ResolvedTie, resolve_ties
 #: Load errors for which ``tiecheck fix`` refuses a checkpoint (``fixer.plan`` refuses on these codes): with one of
 #: them, no finding is marked fixable, since ``fix`` would not act.
 BLOCKS_FIX = frozenset({"TC001", "TC002", "TC003", "TC008", "TC009", "TC011", "TC012"})
+
+#: How much tensor data a scan reads (``content=``): every candidate in full, sampled blocks, or nothing.
+CONTENT_MODES = ("full", "sample", "none")
 
 #: Bytes per parameter for the load-memory estimates of the summary.
 LOAD_WIDTHS = {"float32": 4, "bfloat16": 2, "float16": 2, "int8": 1}
@@ -110,7 +114,7 @@ def scan(
 
     ``deep`` reads every tensor once (hashes, NaN/Inf); otherwise only what the questions need. ``offline``:
     Hub repos from the local cache only (None: as ``HF_HUB_OFFLINE`` says). ``content``: ``"full"`` or
-    ``"sample"`` (see :func:`scan_checkpoint`; None: full locally, sampled for Hub repos).
+    ``"sample"`` or ``"none"`` (see :func:`scan_checkpoint`; None: full locally, sampled for Hub repos).
     """
     if str(path).startswith("hf://"):
         from tiecheck.io.hub import open_hub
@@ -163,14 +167,20 @@ def scan_checkpoint(
 
     ``content``: ``"full"`` compares tied pairs byte for byte (the local default), ``"sample"`` from the
     fingerprints' sampled blocks (the default for remote stores, where bytes cost requests); findings
-    confirmed only by samples say so.
+    confirmed only by samples say so. ``"none"`` reads no tensor byte: headers, index and config rules
+    run; a tied pair stored twice is reported as not compared (a warning at most), and the duplicate and
+    constant-tensor checks, which need bytes, find nothing.
     """
     tensors = checkpoint.tensor_map()
     ties = resolve_ties(checkpoint, set(tensors))
     contents = None
-    exact = content != "sample" if content is not None else not getattr(store, "remote", False)
+    if content not in (None, *CONTENT_MODES):
+        raise ValueError(f"content must be one of {', '.join(CONTENT_MODES)}, not {content!r}")
+    if content == "none" and deep:
+        raise TiecheckError("--deep reads every tensor and --content none reads none: choose one")
+    exact = content not in ("sample", "none") if content is not None else not getattr(store, "remote", False)
     reader = (
-        ContentReader(store, progress=progress, exact=exact)
+        ContentReader(store, progress=progress, exact=exact, read=content != "none")
         if content_reader is None
         else contextlib.nullcontext(content_reader)
     )
@@ -189,11 +199,12 @@ def scan_checkpoint(
         ctx = ScanContext(checkpoint, tensors, ties, active, deep=deep, rules=rules)
         findings = [_sampled_note(f, active.sampled) for check in CHECKS for f in check(ctx)]
         bytes_read = active.bytes_read
+        unseen = active.unseen
     findings.sort(key=lambda f: (-f.severity, f.code, f.files, f.tensors))
     if any(f.code in BLOCKS_FIX for f in findings):  # `fix` refuses the whole checkpoint: nothing is fixable
         findings = [dataclasses.replace(f, fixable=False) if f.fixable else f for f in findings]
     # The summary describes the checkpoint, whatever is reported: it is computed from every finding.
-    summary = _summarise(checkpoint, findings)
+    summary = _summarise(checkpoint, findings, unseen)
     reported = findings if rules is None else [f for f in findings if f.code in rules]
     return Report(
         target=target or store.location,
@@ -207,14 +218,14 @@ def scan_checkpoint(
     )
 
 
-def _summarise(checkpoint: Checkpoint, findings: list[Finding]) -> Summary:
+def _summarise(checkpoint: Checkpoint, findings: list[Finding], unseen: set[frozenset[str]]) -> Summary:
     tensors = checkpoint.stored_once()  # a pickle storage shared by several names is stored once
     by_name = checkpoint.tensor_map()
     parameters = sum(t.numel for t in tensors)
     redundant_params = 0
     redundant_bytes = 0
     for f in findings:
-        if f.code == "TC101":
+        if f.code == "TC101" and frozenset(f.tensors[:2]) not in unseen:  # not compared: not known redundant
             redundant_params += by_name[f.tensors[0]].numel
             redundant_bytes += f.bytes
         elif f.code == "TC005":

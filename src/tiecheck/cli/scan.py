@@ -51,6 +51,7 @@ class ContentMode(str, Enum):
 
     full = "full"
     sample = "sample"
+    none = "none"
 
 
 @app.command("scan")
@@ -151,7 +152,10 @@ def scan_command(
     revision: Annotated[
         str | None,
         typer.Option(
-            "--revision", help="For Hub repos named without @REVISION: a branch, tag or commit sha.", metavar="REV"
+            "--revision",
+            help="For Hub repos named without @REVISION: a branch, tag or commit sha (in CI: what `hf upload` made).",
+            metavar="REV",
+            envvar="TIECHECK_REVISION",
         ),
     ] = None,
     offline: Annotated[
@@ -162,8 +166,9 @@ def scan_command(
         ContentMode | None,
         typer.Option(
             "--content",
-            help="How tied pairs are compared: full (byte for byte; the default for local folders) or sample "
-            "(sampled blocks; the default for Hub repos, where bytes cost requests).",
+            help="How tied pairs are compared: full (byte for byte; the default for local folders), sample "
+            "(sampled blocks; the default for Hub repos, where bytes cost requests) or none (no tensor byte is read: "
+            "a tied pair stored twice is reported as not compared; duplicate and constant checks are skipped).",
         ),
     ] = None,
     quiet: Annotated[
@@ -188,6 +193,8 @@ def scan_command(
         fail(str(exc))
     if recursive and from_files:
         fail("--recursive and --from-files cannot be combined")
+    if deep and content is ContentMode.none:
+        fail("--deep reads every tensor and --content none reads none: choose one")
     outputs = [_output_file(value, output_format) for value in output_files or ()]
     if statistics and output_format is not OutputFormat.table and not outputs:
         fail("--statistics prints a table: use it without --format, or with --output-file")

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from tiecheck.errors import TiecheckError
 from tiecheck.io.source import Closing
@@ -26,6 +28,11 @@ from tiecheck.io.source import Closing
 WINDOW = 16 << 10
 #: JSON companions (config, index) larger than this are refused rather than read.
 MAX_TEXT = 64 << 20
+#: Shard headers read at once (each request waits on the network, not the CPU); huggingface_hub's own
+#: ``snapshot_download`` shares the same HTTP client between 8 threads.
+HEADER_WORKERS = 8
+#: Answers of a file CDN that mean its signed address expired: ask the Hub for a fresh one, once.
+_EXPIRED = frozenset({401, 403, 404, 410})
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}$")
 
@@ -123,6 +130,9 @@ class HubStore:
         #: Top-level files only, as for a local folder: name -> size (the LFS size for LFS files).
         self._sizes = {e.path: int(e.size) for e in entries if isinstance(e, RepoFile) and "/" not in e.path}
         self._etags: dict[str, str] = {}
+        #: Where each file's bytes came from after the Hub's redirect (its file CDN): later ranges go there
+        #: directly, one request instead of two, and without the token (another origin).
+        self._direct: dict[str, str] = {}
         #: The header bytes of each safetensors file read so far: reopening a file (the loader reads headers,
         #: the content checks come back for samples) must not fetch its first window again.
         self._headers: dict[str, bytes] = {}
@@ -155,27 +165,70 @@ class HubStore:
             self.transfer.requests += requests
             self.transfer.bytes += nbytes
 
+    def prefetch_headers(self, names: Iterable[str]) -> None:
+        """Read the first window of these safetensors files, :data:`HEADER_WORKERS` at a time.
+
+        Only header bytes are kept (the whole window when the header is larger); the loader's reads are
+        then served from memory. The first failure stops the rest and is raised as it is (one line).
+        """
+        todo = [n for n in names if n.endswith(".safetensors") and self._sizes.get(n) and n not in self._headers]
+        if len(todo) < 2:
+            return
+        pool = ThreadPoolExecutor(max_workers=min(HEADER_WORKERS, len(todo)), thread_name_prefix="tiecheck-hub")
+        try:
+            for future in [pool.submit(self._read_head, name) for name in todo]:
+                future.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _read_head(self, name: str) -> None:
+        head = self.fetch(name, 0, min(WINDOW, self._sizes[name]))
+        end = 8 + int.from_bytes(head[:8], "little") if len(head) >= 8 else len(head) + 1
+        with self._lock:
+            self._headers.setdefault(name, head[:end] if end <= len(head) else head)
+
     def fetch(self, name: str, start: int, length: int) -> bytes:
-        """Bytes ``[start, start + length)`` of ``name`` at the pinned commit, by one range request."""
+        """Bytes ``[start, start + length)`` of ``name`` at the pinned commit, by one range request.
+
+        The first request goes to the Hub (``resolve`` at the commit sha), which may redirect to its file
+        CDN; later ones go to the CDN address directly, and back to the Hub once if that address expired.
+        From the second request on, ``If-Range`` names the file's ETag: a file that changed answers 200.
+        """
+        direct = self._direct.get(name)
+        if direct is not None:
+            try:
+                return self._get(name, direct, start, length, hub=False)
+            except _Expired:
+                with self._lock:
+                    self._direct.pop(name, None)
+        return self._get(name, f"{self.endpoint}/{self.repo_id}/resolve/{self.sha}/{quote(name)}", start, length)
+
+    def _get(self, name: str, url: str, start: int, length: int, *, hub: bool = True) -> bytes:
         from huggingface_hub import get_session
 
-        url = f"{self.endpoint}/{self.repo_id}/resolve/{self.sha}/{quote(name)}"
-        headers = {"Range": f"bytes={start}-{start + length - 1}", **self._auth}
+        where = f"{self.location}/{name}"
+        token = hub or _origin(url) == _origin(self.endpoint)  # never to another origin (the CDN)
+        headers = {"Range": f"bytes={start}-{start + length - 1}", **(self._auth if token else {})}
+        known = self._etags.get(name)
+        if known and not known.startswith("W/"):  # If-Range takes strong validators only
+            headers["If-Range"] = known
         try:
             with get_session().stream("GET", url, headers=headers, follow_redirects=True) as response:
                 self._count(1 + len(response.history), 0)
+                if not hub and response.status_code in _EXPIRED:
+                    raise _Expired
                 if response.status_code >= 400:
-                    raise _status_error(response.status_code, response.headers, f"{self.location}/{name}")
+                    raise _status_error(response.status_code, response.headers, where)
+                if response.status_code == 200 and "If-Range" in headers:
+                    raise TiecheckError(f"{where}: the file changed while it was being scanned; scan again")
                 if response.status_code != 206:  # a server that ignores Range would send the whole file
-                    raise TiecheckError(
-                        f"{self.location}/{name}: the server answered {response.status_code} to a range request"
-                    )
+                    raise TiecheckError(f"{where}: the server answered {response.status_code} to a range request")
                 body = bytearray()
                 for chunk in response.iter_bytes():
                     body += chunk
                     if len(body) > length:
                         break
-        except TiecheckError:
+        except (TiecheckError, _Expired):
             raise
         except Exception as exc:  # noqa: BLE001 - network failures become one line
             raise _hub_error(exc, self.location) from None
@@ -183,15 +236,26 @@ class HubStore:
         expected = f"bytes {start}-{start + length - 1}/{self._sizes[name]}"
         if response.headers.get("Content-Range") != expected or len(body) != length:
             raise TiecheckError(
-                f"{self.location}/{name}: a range response does not match the request (asked {expected!r}, got "
+                f"{where}: a range response does not match the request (asked {expected!r}, got "
                 f"{response.headers.get('Content-Range')!r} with {len(body)} bytes): truncated or changed"
             )
         etag = response.headers.get("ETag", "")
         with self._lock:
             first = self._etags.setdefault(name, etag)
+            if hub and response.history:
+                self._direct.setdefault(name, str(response.url))
         if etag != first:
-            raise TiecheckError(f"{self.location}/{name}: the file changed while it was being scanned; scan again")
+            raise TiecheckError(f"{where}: the file changed while it was being scanned; scan again")
         return bytes(body)
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+class _Expired(Exception):
+    """The CDN refused an address the Hub gave earlier in the scan (signed addresses expire)."""
 
 
 def _status_error(status: int, headers: Any, where: str) -> TiecheckError:
@@ -219,8 +283,10 @@ class HubFileSource(Closing):
         self._size = size
         self._head: bytes | None = None
 
-    #: The safetensors header reader's first read (it defaults to 64 KiB for local files).
-    first_read = WINDOW
+    @property
+    def first_read(self) -> int:
+        """The safetensors header reader's first read: the header already read, else :data:`WINDOW`."""
+        return len(self._store._headers.get(self._name, b"")) or WINDOW
 
     @property
     def size(self) -> int:

@@ -27,10 +27,14 @@ def render_github(multi: MultiReport) -> str:
         folder = stable_location(result.target.folder)
         for f in result.report.findings:
             props = []
-            if f.files:
+            where = ""
+            if f.files and result.target.remote is not None:  # not a workspace file: named in the message
+                where = f"{result.target.remote}/{primary_files(result, f)[0]}: "
+            elif f.files:
                 first = primary_files(result, f)[0]
                 props.append(f"file={escape_property(first if folder == '.' else f'{folder}/{first}')}")
             props.append(f"title={escape_property(f.code)}")
-            lines.append(f"::{COMMANDS[f.severity]} {','.join(props)}::{escape_data(f'{f.name}: {f.message}')}")
+            text = f"{where}{f.name}: {f.message}"
+            lines.append(f"::{COMMANDS[f.severity]} {','.join(props)}::{escape_data(text)}")
     lines += [f"::error title=tiecheck::{escape_data(failure.message)}" for failure in multi.failures]
     return "\n".join(lines) + ("\n" if lines else "")

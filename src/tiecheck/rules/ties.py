@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from tiecheck.checkpoint import TensorRecord
 from tiecheck.findings import Finding, Severity
+from tiecheck.rules._unseen import tied_pair_not_compared
 from tiecheck.rules.base import ScanContext, human_bytes
 from tiecheck.rules.catalog import finding
 from tiecheck.ties.known import CURRENT, LEGACY, ClassKnowledge, knowledge
@@ -78,7 +79,11 @@ def _tied(
         return
     if kept.aliases(restored):
         return  # one storage of a pickle file: nothing is stored twice (TC201 names the pair)
-    if ctx.content.equal(kept, restored):
+    same = ctx.content.equal(kept, restored)
+    if same is None:  # --content none: stored twice by name, dtype and shape; the bytes are not known
+        yield tied_pair_not_compared(tie, kept, restored, _why_tied(ctx, tie))
+        return
+    if same:
         # the config class forces the tie (T5, UDOP) where 4.x did not: both loaders read it right
         forced = tie.group.always and tie.legacy_tied is False
         yield finding(
