@@ -1,18 +1,55 @@
 """The ``tiecheck`` command line: a thin layer over the library API.
 
-Each command lives in its own module and registers itself on :data:`app` when imported.
+Each command lives in its own module and registers itself on :data:`app` when imported. Nothing
+heavy is imported here: ``tiecheck --version`` answers before typer, rich or any checkpoint code
+is loaded, and :data:`app` (with every command) is built on first use.
 """
 
-from tiecheck.cli import diff as _diff  # noqa: F401  (registers the command)
-from tiecheck.cli import fix as _fix  # noqa: F401  (registers the command)
-from tiecheck.cli import rules as _rules  # noqa: F401  (registers the commands)
-from tiecheck.cli import scan as _scan  # noqa: F401  (registers the command)
-from tiecheck.cli.app import PlainCommand, app, main
+from __future__ import annotations
 
-#: The order of ``tiecheck --help``: the main job first.
-_ORDER = ("scan", "fix", "diff", "rules", "explain")
-app.registered_commands.sort(key=lambda c: _ORDER.index(c.name) if c.name in _ORDER else len(_ORDER))
-for _command in app.registered_commands:
-    _command.cls = PlainCommand  # plain placeholders in every command's help
+import sys
+import types
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typer import Typer
+
+    app: Typer
+
+_VERSION_FLAGS = (["--version"], ["-V"])
+
+
+def main() -> None:
+    """Console entry point: no traceback reaches a user unless TIECHECK_DEBUG is set."""
+    if sys.argv[1:] in _VERSION_FLAGS:  # the fast path: what typer would print, without importing it
+        from tiecheck import __version__
+
+        sys.stdout.write(f"tiecheck {__version__}\n")
+        return
+    from tiecheck.cli._commands import main as run
+
+    run()
+
+
+def __getattr__(name: str) -> object:
+    if name != "app":
+        raise AttributeError(f"module 'tiecheck.cli' has no attribute {name!r}")
+    from tiecheck.cli._commands import app as value
+
+    globals()["app"] = value
+    return value
+
+
+class _Package(types.ModuleType):
+    """``tiecheck.cli.app`` is the Typer application, not the submodule of the same name that defines it
+    (Python binds each imported submodule on its package; this keeps the name for the application)."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "app" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 __all__ = ["app", "main"]

@@ -1,0 +1,76 @@
+"""Start-up stays light: what ``import tiecheck``, ``tiecheck --version`` and a fixture scan import.
+
+Not timed (timings belong in benchmarks/bench_startup.py): the modules a code path loads are what
+decide its start-up, and those can be checked exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+HEAVY = ("numpy", "torch", "rich", "typer", "click", "pydantic", "huggingface_hub", "xxhash")
+
+#: Runs the console entry point with the given arguments, then prints which heavy modules it imported.
+_PROBE = """
+import json, sys
+heavy = {heavy!r}
+sys.argv = ["tiecheck", *sys.argv[1:]]
+try:
+    from tiecheck.cli import main
+    main()
+except SystemExit:
+    pass
+finally:
+    loaded = sorted(m for m in heavy if m in sys.modules)
+    checkpoint_code = sorted(m for m in sys.modules if m in ("tiecheck.scan", "tiecheck.loader", "tiecheck.fixer"))
+    sys.stderr.write("\\nPROBE " + json.dumps([loaded, checkpoint_code]) + "\\n")
+"""
+
+
+def _probe(*args: str) -> tuple[list[str], list[str], str]:
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE.format(heavy=HEAVY), *args], capture_output=True, text=True, timeout=120
+    )
+    line = next(x for x in done.stderr.splitlines() if x.startswith("PROBE "))
+    loaded, checkpoint_code = json.loads(line[len("PROBE ") :])
+    return loaded, checkpoint_code, done.stdout
+
+
+def test_import_tiecheck_imports_nothing_heavy() -> None:
+    code = f"import sys, tiecheck; print([m for m in {HEAVY!r} + ('tiecheck.scan',) if m in sys.modules])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_public_names_load_on_use_and_scan_stays_a_function() -> None:
+    code = (
+        "import sys, tiecheck, tiecheck.scan; from tiecheck import diff, fix;"
+        "print(callable(tiecheck.scan), tiecheck.scan.__module__, 'torch' in sys.modules, 'rich' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["True", "tiecheck.scan", "False", "False"]
+
+
+def test_version_imports_no_cli_framework_and_no_checkpoint_code() -> None:
+    for flag in ("--version", "-V"):
+        loaded, checkpoint_code, out = _probe(flag)
+        assert out == "tiecheck 0.1.0\n"
+        assert loaded == [] and checkpoint_code == []
+
+
+def test_a_fixture_scan_imports_neither_numpy_nor_torch(fixtures_dir: Path) -> None:
+    loaded, _, out = _probe("scan", str(fixtures_dir / "gemma2-merge-duplicated-head"))
+    assert "TC101" in out
+    assert "numpy" not in loaded and "torch" not in loaded
+    assert "huggingface_hub" not in loaded  # a local scan does not load the Hub client
+
+
+def test_version_through_typer_still_works() -> None:
+    """``--version`` with other arguments is typer's eager option, as before the fast path."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tiecheck", "--version", "scan"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and done.stdout == "tiecheck 0.1.0\n"
