@@ -74,3 +74,32 @@ def test_version_through_typer_still_works() -> None:
         [sys.executable, "-m", "tiecheck", "--version", "scan"], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0 and done.stdout == "tiecheck 0.1.0\n"
+
+
+def test_the_plain_scan_fast_path_loads_no_option_parser_machinery(fixtures_dir: Path) -> None:
+    loaded, _, _ = _probe("scan", str(fixtures_dir / "gemma2-merge-duplicated-head"))
+    assert "pydantic" not in loaded  # typer builds its parameters with pydantic; `scan PATH` skips that
+
+
+def _tiecheck(*args: str, cwd: Path | None = None) -> tuple[int, str, str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "tiecheck", *args], capture_output=True, text=True, timeout=120, cwd=cwd
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_the_fast_path_answers_as_typer_does(fixtures_dir: Path, tmp_path: Path) -> None:
+    """``scan PATH...`` (fast path) and ``scan -- PATH...`` (through typer) print the same and exit the same."""
+    cases = [
+        [str(fixtures_dir / "gemma2-merge-duplicated-head")],
+        [str(fixtures_dir / "clean-llama-sharded")],
+        [str(fixtures_dir / "invalid-safetensors"), str(fixtures_dir / "index-drift")],
+        [str(tmp_path / "absent")],
+        ["hf://not a repo"],
+        [str(tmp_path)],
+    ]
+    for paths in cases:
+        fast = _tiecheck("scan", *paths, cwd=tmp_path)
+        parsed = _tiecheck("scan", "--", *paths, cwd=tmp_path)
+        assert fast == parsed, paths
+    assert {_tiecheck("scan", *paths, cwd=tmp_path)[0] for paths in cases} == {0, 1, 2}

@@ -20,15 +20,29 @@ _VERSION_FLAGS = (["--version"], ["-V"])
 
 
 def main() -> None:
-    """Console entry point: no traceback reaches a user unless TIECHECK_DEBUG is set."""
-    if sys.argv[1:] in _VERSION_FLAGS:  # the fast path: what typer would print, without importing it
+    """Console entry point: no traceback reaches a user unless TIECHECK_DEBUG is set.
+
+    Two fast paths answer the commonest calls without building the Typer application (which imports and
+    prepares every command and its parameters): ``--version``, and ``scan PATH...`` with no option, which
+    calls the scan command's function with its defaults, exactly as typer would.
+    """
+    args = sys.argv[1:]
+    if args in _VERSION_FLAGS:  # what typer would print, without importing it
         from tiecheck import __version__
 
         sys.stdout.write(f"tiecheck {__version__}\n")
         return
-    from tiecheck.cli._commands import main as run
+    if len(args) > 1 and args[0] == "scan" and not any(a.startswith("-") for a in args[1:]):
+        from pathlib import Path
 
-    run()
+        from tiecheck.cli.app import run
+        from tiecheck.cli.scan import scan_command
+
+        run(lambda: scan_command([Path(a) for a in args[1:]]))
+        return
+    from tiecheck.cli._commands import main as run_app
+
+    run_app()
 
 
 def __getattr__(name: str) -> object:

@@ -10,7 +10,7 @@ import contextlib
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from enum import Enum
 from typing import Annotated, Any, NoReturn
 
@@ -174,10 +174,18 @@ def fail(message: str) -> NoReturn:
 
 def main() -> None:
     """Console entry point: no traceback reaches a user unless TIECHECK_DEBUG is set."""
+    run(lambda: app(prog_name="tiecheck"))
+
+
+def run(command: Callable[[], object]) -> None:
+    """Run ``command`` (the Typer application, or one command's function called directly) inside the error
+    boundary of the command line: exit codes as the module documentation says, one line for an internal error."""
     try:
-        app(prog_name="tiecheck")
+        command()
     except SystemExit:
         raise
+    except typer.Exit as exc:  # a command function called directly, not through typer's standalone mode
+        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:
