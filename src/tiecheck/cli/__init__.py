@@ -23,8 +23,8 @@ def main() -> None:
     """Console entry point: no traceback reaches a user unless TIECHECK_DEBUG is set.
 
     Two fast paths answer the commonest calls without building the Typer application (which imports and
-    prepares every command and its parameters): ``--version``, and ``scan PATH...`` with no option, which
-    calls the scan command's function with its defaults, exactly as typer would.
+    prepares every command and its parameters, and imports typer): ``--version``, and ``scan PATH...`` with
+    no option, which runs the scan command with its defaults, exactly as typer would.
     """
     args = sys.argv[1:]
     if args in _VERSION_FLAGS:  # what typer would print, without importing it
@@ -35,10 +35,10 @@ def main() -> None:
     if len(args) > 1 and args[0] == "scan" and not any(a.startswith("-") for a in args[1:]):
         from pathlib import Path
 
-        from tiecheck.cli.app import run
-        from tiecheck.cli.scan import scan_command
+        from tiecheck.cli._base import run
+        from tiecheck.cli._scan_run import run_scan
 
-        run(lambda: scan_command([Path(a) for a in args[1:]]))
+        run(lambda: run_scan([Path(a) for a in args[1:]]))
         return
     from tiecheck.cli._commands import main as run_app
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tiecheck.cli.app import EXIT_FINDINGS, EXIT_OK, app, fail, stderr
+from tiecheck.cli.app import EXIT_FINDINGS, EXIT_OK, StdoutConsole, app, fail, stderr
 from tiecheck.errors import FixRefused, TiecheckError, VerificationFailed
 
 if TYPE_CHECKING:
@@ -56,14 +56,13 @@ def fix_command(
     output_format: Annotated[FixFormat, typer.Option("--format", "-f", help="Report format.")] = FixFormat.table,
 ) -> None:
     """Fix index, metadata and redundant tensors: streamed, verified, atomic. Index repairs always apply."""
-    from rich.console import Console
     from rich.text import Text
 
     from tiecheck import fix
     from tiecheck.cli.progress import progress_for
     from tiecheck.findings import Severity
 
-    console = Console()
+    console = StdoutConsole()
     as_json = output_format is FixFormat.json
     shown: list[FixPlan] = []
     # Consent needs a prompt someone can see and answer: stdin and stdout on a terminal, not JSON.
