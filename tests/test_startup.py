@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-HEAVY = ("numpy", "torch", "rich", "typer", "click", "pydantic", "huggingface_hub", "xxhash")
+HEAVY = ("numpy", "torch", "rich", "typer", "click", "pydantic", "huggingface_hub", "xxhash", "hashlib", "jsonschema")
 
 #: Runs the console entry point with the given arguments, then prints which heavy modules it imported.
 _PROBE = """
