@@ -105,3 +105,29 @@ def test_the_fast_path_answers_as_typer_does(fixtures_dir: Path, tmp_path: Path)
         parsed = _tiecheck("scan", "--", *paths, cwd=tmp_path)
         assert fast == parsed, paths
     assert {_tiecheck("scan", *paths, cwd=tmp_path)[0] for paths in cases} == {0, 1, 2}
+
+
+def test_the_fast_path_flags_are_the_scan_command_s() -> None:
+    import typer.main
+
+    from tiecheck.cli import SCAN_FLAGS, app
+
+    scan = typer.main.get_command(app).commands["scan"]  # type: ignore[attr-defined]
+    options = {opt: param for param in scan.params for opt in param.opts}
+    for flag, name in SCAN_FLAGS.items():
+        assert flag in options, flag
+        assert options[flag].name == name and options[flag].is_flag, flag
+
+
+def test_the_fast_path_flags_act_as_through_typer(fixtures_dir: Path, tmp_path: Path) -> None:
+    from tiecheck.cli import SCAN_FLAGS
+
+    merged = str(fixtures_dir / "gemma2-merge-duplicated-head")
+    for flag in sorted(set(SCAN_FLAGS)):
+        fast = _tiecheck("scan", merged, flag, cwd=tmp_path)
+        parsed = _tiecheck("scan", flag, "--", merged, cwd=tmp_path)
+        assert fast == parsed, flag
+    both = _tiecheck("scan", "-q", "--exit-zero", merged, cwd=tmp_path)
+    assert both == _tiecheck("scan", "-q", "--exit-zero", "--", merged, cwd=tmp_path) and both[0] == 0
+    recursive = _tiecheck("scan", "-r", "--statistics", str(fixtures_dir), cwd=tmp_path)
+    assert recursive == _tiecheck("scan", "-r", "--statistics", "--", str(fixtures_dir), cwd=tmp_path)

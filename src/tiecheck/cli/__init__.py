@@ -18,13 +18,29 @@ if TYPE_CHECKING:
 
 _VERSION_FLAGS = (["--version"], ["-V"])
 
+#: The on/off options of ``scan`` that the fast path understands, and the parameter each sets (a test checks
+#: them against the typer command). Any other option goes through typer.
+SCAN_FLAGS = {
+    "--from-files": "from_files",
+    "--quiet": "quiet",
+    "-q": "quiet",
+    "--deep": "deep",
+    "--recursive": "recursive",
+    "-r": "recursive",
+    "--exit-zero": "exit_zero",
+    "--isolated": "isolated",
+    "--offline": "offline",
+    "--statistics": "statistics",
+}
+
 
 def main() -> None:
     """Console entry point: no traceback reaches a user unless TIECHECK_DEBUG is set.
 
-    Two fast paths answer the commonest calls without building the Typer application (which imports and
-    prepares every command and its parameters, and imports typer): ``--version``, and ``scan PATH...`` with
-    no option, which runs the scan command with its defaults, exactly as typer would.
+    Two fast paths answer the commonest calls without typer (which imports click's machinery and pydantic,
+    and prepares every parameter): ``--version``, and ``scan PATH...`` with at most the on/off options of
+    :data:`SCAN_FLAGS` (as a pre-commit hook runs it: ``scan --from-files FILE...``), which runs the scan
+    command exactly as typer would.
     """
     args = sys.argv[1:]
     if args in _VERSION_FLAGS:  # what typer would print, without importing it
@@ -32,17 +48,42 @@ def main() -> None:
 
         sys.stdout.write(f"tiecheck {__version__}\n")
         return
-    if len(args) > 1 and args[0] == "scan" and not any(a.startswith("-") for a in args[1:]):
+    plain = _plain_scan(args)
+    if plain is not None:
         from pathlib import Path
 
         from tiecheck.cli._base import run
         from tiecheck.cli._scan_run import run_scan
 
-        run(lambda: run_scan([Path(a) for a in args[1:]]))
+        paths, on = plain
+        run(
+            lambda: run_scan(
+                [Path(a) for a in paths],
+                from_files="from_files" in on,
+                quiet="quiet" in on,
+                deep="deep" in on,
+                recursive="recursive" in on,
+                exit_zero="exit_zero" in on,
+                isolated="isolated" in on,
+                offline="offline" in on,
+                statistics="statistics" in on,
+            )
+        )
         return
     from tiecheck.cli._commands import main as run_app
 
     run_app()
+
+
+def _plain_scan(args: list[str]) -> tuple[list[str], set[str]] | None:
+    """``scan`` arguments the fast path can take: paths and known flags (in any order, as typer takes them)."""
+    if not args or args[0] != "scan":
+        return None
+    paths = [a for a in args[1:] if not a.startswith("-")]
+    options = [a for a in args[1:] if a.startswith("-")]
+    if not paths or any(o not in SCAN_FLAGS for o in options):
+        return None
+    return paths, {SCAN_FLAGS[o] for o in options}
 
 
 def __getattr__(name: str) -> object:
