@@ -35,7 +35,9 @@ def test_reference_site_builds_with_the_guide(tmp_path: Path) -> None:
     pdoc.pdoc("tiecheck", "tiecheck.testing", "tiecheck.integrations.transformers", output_directory=tmp_path)
     page = (tmp_path / "tiecheck.html").read_text(encoding="utf-8")
     assert "Check a state dict before saving it" in page  # the guide, included from docs/python-api.md
-    for name in ("scan", "scan_state_dict", "inspect_model", "Report", "StateDictReport"):
+    for name in ("scan", "scan_state_dict", "inspect_model", "Report", "StateDictReport", "fix", "diff"):
+        assert f'id="{name}"' in page, name
+    for name in ("FixResult", "FixPlan", "Diff", "TiecheckError", "FixRefused", "RateLimited"):
         assert f'id="{name}"' in page, name
     assert (tmp_path / "tiecheck" / "testing.html").exists()
     assert (tmp_path / "tiecheck" / "integrations" / "transformers.html").exists()

@@ -135,7 +135,7 @@ def test_version() -> None:
 def test_an_unexpected_error_is_one_line_too(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], fixtures_dir: Path
 ) -> None:
-    import tiecheck.cli.scan as scan_command
+    import tiecheck.cli._scan_run as scan_command
     from tiecheck.cli import main
 
     def broken(*args: object, **kwargs: object) -> None:

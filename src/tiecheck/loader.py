@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tiecheck.checkpoint import Checkpoint, FileFormat, FileProblem, LoadIssue, ModelConfig, ShardIndex, WeightFile
-from tiecheck.errors import FormatError, TiecheckError
+from tiecheck.errors import FormatError, TargetNotFound, UnreadableCheckpoint
 from tiecheck.formats.intent import generation_evidence
 from tiecheck.formats.jsonfiles import parse_config, parse_index
 from tiecheck.formats.lfs import MAX_POINTER_SIZE, parse_lfs_pointer
@@ -56,7 +56,7 @@ def store_for(path: str | Path) -> CheckpointStore:
     """The store for a local path: a checkpoint folder or a single ``.safetensors`` file."""
     target = Path(path)
     if not target.exists():
-        raise TiecheckError(f"{target}: no such file or directory")
+        raise TargetNotFound(f"{target}: no such file or directory")
     if target.is_dir():
         return LocalStore(target)
     if target.name.endswith((INDEX_SUFFIX, PICKLE_INDEX_SUFFIX)):
@@ -66,7 +66,7 @@ def store_for(path: str | Path) -> CheckpointStore:
             # One shard of a sharded checkpoint is not a model: its index makes loaders read the folder.
             return LocalStore(target.parent)
         return LocalStore(target.parent, only=target.name)
-    raise TiecheckError(
+    raise UnreadableCheckpoint(
         f"{target}: not a checkpoint (expected a folder, a .safetensors or .bin/.pt/.pth/.ckpt/.pkl file, or an index)"
     )
 
@@ -129,7 +129,9 @@ def load_checkpoint(store: CheckpointStore) -> Checkpoint:
             issues.append(LoadIssue("TC008", shards[0], "shards without an index: loaders cannot find the tensors"))
     side = [n for n in names if n.endswith(PICKLE_FORMAT_SUFFIXES) and n not in weight_names]
     if not weight_names and index_name is None and not side:
-        raise TiecheckError(f"{store.location}: not a checkpoint (no .safetensors or pytorch_model*.bin weights found)")
+        raise UnreadableCheckpoint(
+            f"{store.location}: not a checkpoint (no .safetensors or pytorch_model*.bin weights found)"
+        )
 
     outside = _outside(store, [*weight_names, *([index_name] if index_name else [])])
     for name in outside:

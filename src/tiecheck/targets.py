@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tiecheck.content import ProgressSink
-from tiecheck.errors import TiecheckError
+from tiecheck.errors import TargetNotFound, TiecheckError
 from tiecheck.findings import Severity
 from tiecheck.loader import PICKLE_FORMAT_SUFFIXES
 from tiecheck.scan import Report, scan
@@ -163,7 +163,7 @@ def hub_repo(path: Path | str) -> str | None:
     target = parse_hub_target(text, bare=not explicit)
     if target is None:
         if explicit:
-            raise TiecheckError(f"{text}: not a Hub repo id (expected hf://ORG/NAME or hf://ORG/NAME@REVISION)")
+            raise TargetNotFound(f"{text}: not a Hub repo id (expected hf://ORG/NAME or hf://ORG/NAME@REVISION)")
         return None
     return f"hf://{target.repo_id}" + (f"@{target.revision}" if target.revision else "")
 

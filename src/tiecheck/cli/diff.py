@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from enum import Enum
-from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.padding import Padding
-from rich.text import Text
 
 from tiecheck.cli.app import EXIT_FINDINGS, EXIT_OK, StdoutConsole, app, closed_pipe_ok, fail
-from tiecheck.compare import DiffResult, Status, diff
 from tiecheck.errors import TiecheckError
-from tiecheck.rules.base import human_bytes
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from tiecheck.compare import Diff
 
 
 class DiffFormat(str, Enum):
@@ -26,45 +24,74 @@ class DiffFormat(str, Enum):
     json = "json"
 
 
+class DiffContent(str, Enum):
+    """How much of each tensor ``diff`` reads (see :mod:`tiecheck.compare`)."""
+
+    full = "full"
+    sample = "sample"
+    header = "header"
+
+
 @app.command("diff")
 def diff_command(
-    a: Annotated[Path, typer.Argument(help="The checkpoint before (folder or .safetensors file).", metavar="A")],
-    b: Annotated[Path, typer.Argument(help="The checkpoint after.", metavar="B")],
+    a: Annotated[
+        str,
+        typer.Argument(help="The checkpoint before (folder, .safetensors file or hf://ORG/NAME[@REV]).", metavar="A"),
+    ],
+    b: Annotated[str, typer.Argument(help="The checkpoint after.", metavar="B")],
     output_format: Annotated[DiffFormat, typer.Option("--format", "-f", help="Report format.")] = DiffFormat.table,
+    content: Annotated[
+        DiffContent | None,
+        typer.Option(
+            "--content",
+            help="Compare tensors by full hashes, by sampled fingerprints or by header only "
+            "[default: full; sample when a side is a Hub repo].",
+            show_default=False,
+        ),
+    ] = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Read Hub repos from the local Hugging Face cache only.")
+    ] = False,
 ) -> None:
     """Compare two checkpoints by name and content hash. Exit 1 when B lost, added or changed a tensor."""
+    from tiecheck import diff
+
     try:
-        result = diff(a, b)
+        result = diff(a, b, content=None if content is None else content.value, offline=offline or None)
     except TiecheckError as exc:
         fail(str(exc))
     except OSError as exc:
         fail(f"{exc.filename or a}: {exc.strerror.lower() if exc.strerror else exc}")
     with closed_pipe_ok():
         if output_format is DiffFormat.json:
-            sys.stdout.write(json.dumps(diff_dict(result), indent=2) + "\n")
+            sys.stdout.write(result.to_json())
         else:
             render_diff(result, StdoutConsole())
     raise typer.Exit(EXIT_OK if result.lossless else EXIT_FINDINGS)
 
 
-def diff_dict(result: DiffResult) -> dict[str, object]:
-    return {
-        "a": result.a,
-        "b": result.b,
-        "lossless": result.lossless,
-        "counts": {s.value: result.count(s) for s in Status},
-        "bytes_hashed": result.bytes_hashed,
-        "tensors": [
-            {"name": t.name, "status": t.status.value, "detail": t.detail}
-            for t in result.tensors
-            if t.status is not Status.SAME
-        ],
-    }
+def diff_dict(result: Diff) -> dict[str, object]:
+    """The JSON document of ``diff -f json`` (kept for callers of the former helper: :meth:`Diff.to_dict`)."""
+    return result.to_dict()
 
 
-def render_diff(result: DiffResult, console: Console) -> None:
+def render_diff(result: Diff, console: Console) -> None:
+    from rich.padding import Padding
+    from rich.text import Text
+
+    from tiecheck.compare import Status
+    from tiecheck.rules.base import human_bytes
+
     counts = ", ".join(f"{result.count(s)} {s.value}" for s in Status)
-    console.print(f"{result.a} -> {result.b}: {counts} ({human_bytes(result.bytes_hashed)} hashed)", highlight=False)
+    if result.content == "full":
+        read = f"{human_bytes(result.bytes_hashed)} hashed"
+    elif result.content == "sample":
+        read = f"{human_bytes(result.bytes_hashed)} read: compared by sampled fingerprints, --content full hashes all"
+    else:
+        read = "headers only: dtypes and shapes compared, no tensor bytes read"
+    if result.transferred is not None:
+        read += f"; {result.transferred.requests} request(s), {human_bytes(result.transferred.bytes)} transferred"
+    console.print(f"{result.a} -> {result.b}: {counts} ({read})", highlight=False)
     # One line per tensor (status, then the whole name), the detail indented under it: a name is never split,
     # whatever the terminal's width, and the lines stay greppable.
     for t in (t for t in result.tensors if t.status is not Status.SAME):

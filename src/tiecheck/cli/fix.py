@@ -9,25 +9,20 @@ refused or could not run (nothing changed, or the message says what did); 130 in
 
 from __future__ import annotations
 
-import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from tiecheck.cli.app import EXIT_FINDINGS, EXIT_OK, app, fail, stderr
-from tiecheck.cli.progress import progress_for
-from tiecheck.errors import TiecheckError
-from tiecheck.findings import Severity
-from tiecheck.fixer import CommittedError, FixOutcome, Options, Pending, Plan, RefusedError, VerificationError, run_fix
-from tiecheck.output.json import finding_dict
-from tiecheck.rules.base import human_bytes
-from tiecheck.targets import hub_repo
+from tiecheck.cli.app import EXIT_FINDINGS, EXIT_OK, StdoutConsole, app, fail, stderr
+from tiecheck.errors import FixRefused, TiecheckError, VerificationFailed
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from tiecheck._api import FixPlan, FixResult, PendingRecovery
 
 
 class FixFormat(str, Enum):
@@ -61,24 +56,21 @@ def fix_command(
     output_format: Annotated[FixFormat, typer.Option("--format", "-f", help="Report format.")] = FixFormat.table,
 ) -> None:
     """Fix index, metadata and redundant tensors: streamed, verified, atomic. Index repairs always apply."""
-    if str(path).startswith("hf:/"):  # a Hub repo (pathlib folds hf:// to hf:/)
-        try:
-            repo = hub_repo(path)
-        except TiecheckError as exc:
-            fail(str(exc))
-        fail(
-            f"{repo}: fix rewrites files, so it works on a local copy: download it (`hf download ORG/NAME "
-            "--local-dir DIR`), run `tiecheck fix DIR`, then upload the result (`hf upload ORG/NAME DIR`)"
-        )
-    console = Console()
+    from rich.text import Text
+
+    from tiecheck import fix
+    from tiecheck.cli.progress import progress_for
+    from tiecheck.findings import Severity
+
+    console = StdoutConsole()
     as_json = output_format is FixFormat.json
-    shown: list[Plan] = []
+    shown: list[FixPlan] = []
     # Consent needs a prompt someone can see and answer: stdin and stdout on a terminal, not JSON.
     can_ask = not as_json and sys.stdin.isatty() and sys.stdout.isatty()
 
     def ask(question: str) -> bool:
         if not can_ask:
-            raise RefusedError(
+            raise FixRefused(
                 "no terminal to ask for consent before changing files in place; pass --yes to apply, "
                 "--dry-run to see the plan, or --output DIR to write a fixed copy"
             )
@@ -88,24 +80,25 @@ def fix_command(
             return False
         return answer.strip().lower() in ("y", "yes")
 
-    def confirm(plan: Plan) -> bool:
+    def confirm(plan: FixPlan) -> bool:
         if not as_json:
             render_plan(plan, console)
             shown.append(plan)
         return yes or ask("Apply these changes in place?")
 
-    def confirm_recovery(pending: Pending) -> bool:
+    def confirm_recovery(pending: PendingRecovery) -> bool:
         if not as_json:
             console.print("An interrupted fix left this folder mid-way; recovering will:", highlight=False)
-            for line in pending.describe():
+            for line in pending.lines:
                 console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
         return yes or ask("Recover?")
 
-    options = Options(drop_duplicates=drop_duplicates, tie_head=tie_head, to_safetensors=to_safetensors)
     try:
-        outcome = run_fix(
+        result = fix(
             path,
-            options,
+            drop_duplicates=drop_duplicates,
+            tie_head=tie_head,
+            to_safetensors=to_safetensors,
             output=output,
             dry_run=dry_run,
             confirm=confirm,
@@ -115,29 +108,30 @@ def fix_command(
     except KeyboardInterrupt:
         stderr.print("tiecheck: interrupted", highlight=False)
         raise typer.Exit(130) from None
-    except VerificationError as exc:
+    except VerificationFailed as exc:
         fail(f"verification failed, the staged files were discarded and nothing was changed: {exc}")
-    except CommittedError as exc:
-        fail(str(exc))
     except TiecheckError as exc:
         fail(str(exc))
     except OSError as exc:
         where = exc.filename or path
         fail(f"{where}: {exc.strerror.lower() if exc.strerror else exc}; nothing was changed")
     if as_json:
-        sys.stdout.write(json.dumps(outcome_dict(outcome, dry_run, output), indent=2) + "\n")
+        sys.stdout.write(result.to_json())
     else:
-        render_outcome(outcome, console, dry_run, plan_shown=bool(shown))
-    if outcome.declined:
+        render_outcome(result, console, plan_shown=bool(shown))
+    if result.declined:
         stderr.print("tiecheck: aborted: nothing was changed", highlight=False)
         raise typer.Exit(EXIT_FINDINGS)
-    remaining = outcome.applied.final.findings if outcome.applied else outcome.before.findings
-    if any(f.severity >= Severity.ERROR for f in remaining):
+    if any(f.severity >= Severity.ERROR for f in result.remaining):
         raise typer.Exit(EXIT_FINDINGS)
     raise typer.Exit(EXIT_OK)
 
 
-def render_plan(plan: Plan, console: Console) -> None:
+def render_plan(plan: FixPlan, console: Console) -> None:
+    from rich.table import Table
+
+    from tiecheck.rules.base import human_bytes
+
     if plan.empty:
         console.print("Nothing to fix.", highlight=False)
     else:
@@ -154,76 +148,28 @@ def render_plan(plan: Plan, console: Console) -> None:
         console.print(f"[dim]{note.code}[/dim] {note.subject}: {note.reason}", highlight=False)
 
 
-def render_outcome(outcome: FixOutcome, console: Console, dry_run: bool, plan_shown: bool) -> None:
-    if outcome.recovery is not None and outcome.recovery.happened:
-        console.print(f"Recovered: {outcome.recovery.describe()}.", highlight=False)
-    if outcome.pending is not None and outcome.pending.any:
+def render_outcome(result: FixResult, console: Console, plan_shown: bool) -> None:
+    from tiecheck.rules.base import human_bytes
+
+    if result.recovery is not None and result.recovery.happened:
+        console.print(f"Recovered: {result.recovery.describe()}.", highlight=False)
+    if result.pending is not None and result.pending.any:
         console.print("An interrupted fix is pending; the next in-place run would:", highlight=False)
-        for line in outcome.pending.describe():
+        for line in result.pending.lines:
             console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
     if not plan_shown:
-        render_plan(outcome.plan, console)
-    applied = outcome.applied
-    if dry_run and not outcome.plan.empty:
+        render_plan(result.plan, console)
+    if result.mode == "dry-run" and not result.plan.empty:
         console.print("Dry run: nothing was changed.", highlight=False)
-    if applied is None:
+    v = result.verification
+    if result.after is None or v is None:
         return
-    v = applied.verification
     console.print(
-        f"Fixed {applied.destination}: saved {human_bytes(outcome.plan.bytes_saved)}. Verified: {v.tensors_hashed} "
+        f"Fixed {result.destination}: saved {human_bytes(result.plan.bytes_saved)}. Verified: {v.tensors_hashed} "
         f"tensor(s) re-read and hashed ({human_bytes(v.bytes_hashed)}), {v.files_linked} shard(s) renamed by link, "
         f"{v.dropped_checked} dropped tensor(s) restorable from an identical partner.",
         highlight=False,
     )
     resolved = ", ".join(sorted({f.code for f in v.resolved})) or "none"
-    remaining = ", ".join(sorted({f.code for f in applied.final.findings})) or "none"
+    remaining = ", ".join(sorted({f.code for f in result.after.findings})) or "none"
     console.print(f"Re-scan: resolved {resolved}; remaining {remaining}; no new finding.", highlight=False)
-
-
-def outcome_dict(outcome: FixOutcome, dry_run: bool, output: Path | None) -> dict[str, Any]:
-    plan = outcome.plan
-    applied = outcome.applied
-    recovery = outcome.recovery
-    return {
-        "target": str(outcome.root),
-        "mode": "dry-run" if dry_run else ("output" if output is not None else "in-place"),
-        "recovery": None
-        if recovery is None
-        else {
-            "rolled_forward": recovery.rolled_forward,
-            "steps_redone": recovery.steps_redone,
-            "removed_temps": list(recovery.removed_temps),
-        },
-        "pending_recovery": outcome.pending_recovery,
-        "pending_steps": [list(s) for s in outcome.pending.steps or ()] if outcome.pending else [],
-        "declined": outcome.declined,
-        "plan": {
-            "bytes_saved": plan.bytes_saved,
-            "actions": [
-                {
-                    "kind": a.kind.value,
-                    "file": a.file,
-                    "tensor": a.tensor,
-                    "new_name": a.new_name,
-                    "bytes_saved": a.bytes_saved,
-                    "reason": a.reason,
-                    "codes": list(a.codes),
-                }
-                for a in plan.actions
-            ],
-            "kept": [{"subject": k.subject, "code": k.code, "reason": k.reason} for k in plan.kept],
-        },
-        "applied": applied is not None,
-        "destination": str(applied.destination) if applied else None,
-        "verification": None
-        if applied is None
-        else {
-            "tensors_hashed": applied.verification.tensors_hashed,
-            "bytes_hashed": applied.verification.bytes_hashed,
-            "files_linked": applied.verification.files_linked,
-            "dropped_checked": applied.verification.dropped_checked,
-            "resolved": [finding_dict(f) for f in applied.verification.resolved],
-        },
-        "findings_before": [finding_dict(f) for f in outcome.before.findings],
-        "findings_after": [finding_dict(f) for f in applied.final.findings] if applied else None,
-    }

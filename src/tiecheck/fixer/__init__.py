@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tiecheck.content import ContentReader, ProgressSink
-from tiecheck.errors import TiecheckError
+from tiecheck.errors import TargetNotFound, UnreadableCheckpoint
 from tiecheck.fixer.apply import Applied, CommittedError, apply_in_place, apply_to_output, ensure_writable
 from tiecheck.fixer.hooks import CHUNK, NO_HOOKS, FixHooks, Run
 from tiecheck.fixer.journal import Pending, Recovery, read_pending, recover
@@ -45,10 +45,10 @@ class FixOutcome:
 def checkpoint_root(path: str | Path) -> Path:
     target = Path(path)
     if not target.exists():
-        raise TiecheckError(f"{target}: no such file or directory")
+        raise TargetNotFound(f"{target}: no such file or directory")
     if target.is_file():
         if not (target.suffix in (".safetensors", ".bin", ".pt", ".pth") or target.name.endswith(".index.json")):
-            raise TiecheckError(f"{target}: not a checkpoint (expected a folder, a weight file or an index)")
+            raise UnreadableCheckpoint(f"{target}: not a checkpoint (expected a folder, a weight file or an index)")
         return target.parent
     return target
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from tiecheck.checkpoint import Checkpoint, FileFormat, TensorRecord
 from tiecheck.content import ContentReader
-from tiecheck.errors import FormatError, TiecheckError
+from tiecheck.errors import FixRefused, FormatError
 from tiecheck.findings import Finding, Severity
 from tiecheck.fixer.jsonedit import set_value
 from tiecheck.formats.jsonfiles import parse_config
@@ -36,7 +36,7 @@ from tiecheck.ties.resolve import ResolvedTie
 BLOCKING = ("TC001", "TC002", "TC003", "TC008", "TC011", "TC012")
 
 
-class RefusedError(TiecheckError):
+class RefusedError(FixRefused):
     """The fix would lose or corrupt something (a differing duplicate...): nothing is touched."""
 
 
@@ -205,7 +205,8 @@ class _Planner:
             f = blocking[0]
             raise RefusedError(
                 f"{self.ckpt.location}: cannot fix a checkpoint with {f.code} ({f.name}) errors; "
-                f"repair them first: {f.message}"
+                f"repair them first: {f.message}",
+                tuple(blocking),
             )
         pickles = [f.name for f in self.ckpt.files if f.format is not FileFormat.SAFETENSORS]
         if pickles and not self.options.to_safetensors:
@@ -216,7 +217,8 @@ class _Planner:
         if pickles and unsafe:
             raise RefusedError(
                 f"{unsafe[0].files[0] if unsafe[0].files else self.ckpt.location}: cannot convert: "
-                f"{unsafe[0].code} ({unsafe[0].name}): {unsafe[0].message}"
+                f"{unsafe[0].code} ({unsafe[0].name}): {unsafe[0].message}",
+                tuple(unsafe),
             )
 
     def _drop(self, record: TensorRecord, partner: TensorRecord, via_tie: bool, code: str) -> None:

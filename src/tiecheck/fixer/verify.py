@@ -29,7 +29,7 @@ from pathlib import Path
 
 from tiecheck.checkpoint import TensorRecord
 from tiecheck.content import ContentReader
-from tiecheck.errors import TiecheckError
+from tiecheck.errors import VerificationFailed
 from tiecheck.findings import Finding
 from tiecheck.fixer.hooks import Run
 from tiecheck.fixer.plan import Plan, finding_key
@@ -40,7 +40,7 @@ from tiecheck.scan import Report, scan_store
 from tiecheck.ties.resolve import ResolvedTie, resolve_ties
 
 
-class VerificationError(TiecheckError):
+class VerificationError(VerificationFailed):
     """The staged fix does not hold what the plan promised: it is discarded, nothing changes."""
 
 

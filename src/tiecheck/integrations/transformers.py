@@ -19,7 +19,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from tiecheck.errors import TiecheckError
+from tiecheck.errors import CheckpointRejected
 from tiecheck.findings import Severity
 from tiecheck.scan import Report, scan
 
@@ -27,17 +27,6 @@ logger = logging.getLogger("tiecheck")
 
 #: The folder name transformers gives each checkpoint (``transformers.trainer_utils.PREFIX_CHECKPOINT_DIR``).
 _CHECKPOINT_PREFIX = "checkpoint"
-
-
-class CheckpointRejected(TiecheckError):
-    """A checkpoint saved during training has findings at or above the callback's ``fail_on`` severity."""
-
-    def __init__(self, report: Report, fail_on: Severity) -> None:
-        worst = [f for f in report.findings if f.severity >= fail_on]
-        listed = "; ".join(f"{f.code} {f.message}" for f in worst[:3])
-        more = f" (and {len(worst) - 3} more)" if len(worst) > 3 else ""
-        super().__init__(f"{report.target}: {len(worst)} finding(s) at {fail_on.label} or worse: {listed}{more}")
-        self.report = report
 
 
 class TiecheckCallback(TrainerCallback):

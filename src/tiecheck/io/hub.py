@@ -21,7 +21,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from tiecheck.errors import TiecheckError
+from tiecheck.errors import (
+    AccessDenied,
+    ChangedDuringScan,
+    NetworkError,
+    NotCached,
+    RateLimited,
+    RemoteError,
+    RepoNotFound,
+    RevisionNotFound,
+    TargetNotFound,
+)
 from tiecheck.io.source import Closing
 
 #: The first read of a file: the header of a typical shard (a few hundred tensors); a larger one costs a second.
@@ -63,29 +73,32 @@ class Transfer:
     bytes: int = 0
 
 
-def _hub_error(exc: Exception, target: str) -> TiecheckError:
+def _hub_error(exc: Exception, target: str) -> RemoteError:
     """One line for each way the Hub says no, naming the repo and what to do."""
     from huggingface_hub import errors
 
     response = getattr(exc, "response", None)
     status = getattr(response, "status_code", None)
     if isinstance(exc, errors.GatedRepoError):
-        return TiecheckError(f"{target}: gated repository; request access on its page, then log in (`hf auth login`)")
+        return AccessDenied(
+            f"{target}: gated repository; request access on its page, then log in (`hf auth login`)", target, gated=True
+        )
     if isinstance(exc, errors.RevisionNotFoundError):
-        return TiecheckError(f"{target}: revision not found")
+        return RevisionNotFound(f"{target}: revision not found", target)
     if isinstance(exc, errors.RepositoryNotFoundError):
-        return TiecheckError(
-            f"{target}: repository not found, or private without access (log in with `hf auth login` or set HF_TOKEN)"
+        return RepoNotFound(
+            f"{target}: repository not found, or private without access (log in with `hf auth login` or set HF_TOKEN)",
+            target,
         )
     if status in (401, 403):
-        return TiecheckError(f"{target}: access denied ({status}); log in with `hf auth login` or set HF_TOKEN")
+        return AccessDenied(f"{target}: access denied ({status}); log in with `hf auth login` or set HF_TOKEN", target)
     if status == 429:
         return _status_error(429, getattr(response, "headers", {}), target)
     if isinstance(exc, errors.OfflineModeIsEnabled):
-        return TiecheckError(f"{target}: offline (HF_HUB_OFFLINE) and the repo is not in the local cache")
+        return NotCached(f"{target}: offline (HF_HUB_OFFLINE) and the repo is not in the local cache", target)
     if status is not None:
-        return TiecheckError(f"{target}: the Hub answered {status}")
-    return TiecheckError(f"{target}: cannot reach the Hub ({type(exc).__name__}: {exc})")
+        return NetworkError(f"{target}: the Hub answered {status}", target)
+    return NetworkError(f"{target}: cannot reach the Hub ({type(exc).__name__}: {exc})", target)
 
 
 class HubStore:
@@ -119,10 +132,10 @@ class HubStore:
             info = api.model_info(repo_id, revision=revision)
             self._count(1, 0)
             if not info.sha:
-                raise TiecheckError(f"{target}: the Hub did not say which commit {revision or 'main'} is")
+                raise NetworkError(f"{target}: the Hub did not say which commit {revision or 'main'} is", target)
             self.sha: str = info.sha
             entries = list(api.list_repo_tree(repo_id, revision=self.sha))
-        except TiecheckError:
+        except RemoteError:
             raise
         except Exception as exc:  # noqa: BLE001 - every Hub or network failure becomes one line
             raise _hub_error(exc, target) from None
@@ -220,24 +233,25 @@ class HubStore:
                 if response.status_code >= 400:
                     raise _status_error(response.status_code, response.headers, where)
                 if response.status_code == 200 and "If-Range" in headers:
-                    raise TiecheckError(f"{where}: the file changed while it was being scanned; scan again")
+                    raise ChangedDuringScan(f"{where}: the file changed while it was being scanned; scan again", where)
                 if response.status_code != 206:  # a server that ignores Range would send the whole file
-                    raise TiecheckError(f"{where}: the server answered {response.status_code} to a range request")
+                    raise NetworkError(f"{where}: the server answered {response.status_code} to a range request", where)
                 body = bytearray()
                 for chunk in response.iter_bytes():
                     body += chunk
                     if len(body) > length:
                         break
-        except (TiecheckError, _Expired):
+        except (RemoteError, _Expired):
             raise
         except Exception as exc:  # noqa: BLE001 - network failures become one line
             raise _hub_error(exc, self.location) from None
         self._count(0, len(body))
         expected = f"bytes {start}-{start + length - 1}/{self._sizes[name]}"
         if response.headers.get("Content-Range") != expected or len(body) != length:
-            raise TiecheckError(
+            raise ChangedDuringScan(
                 f"{where}: a range response does not match the request (asked {expected!r}, got "
-                f"{response.headers.get('Content-Range')!r} with {len(body)} bytes): truncated or changed"
+                f"{response.headers.get('Content-Range')!r} with {len(body)} bytes): truncated or changed",
+                where,
             )
         etag = response.headers.get("ETag", "")
         with self._lock:
@@ -245,7 +259,7 @@ class HubStore:
             if hub and response.history:
                 self._direct.setdefault(name, str(response.url))
         if etag != first:
-            raise TiecheckError(f"{where}: the file changed while it was being scanned; scan again")
+            raise ChangedDuringScan(f"{where}: the file changed while it was being scanned; scan again", where)
         return bytes(body)
 
 
@@ -258,15 +272,27 @@ class _Expired(Exception):
     """The CDN refused an address the Hub gave earlier in the scan (signed addresses expire)."""
 
 
-def _status_error(status: int, headers: Any, where: str) -> TiecheckError:
+def _status_error(status: int, headers: Any, where: str) -> RemoteError:
     if status == 429:
         retry = headers.get("Retry-After")
-        return TiecheckError(f"{where}: rate limited by the Hub (429)" + (f"; retry after {retry} s" if retry else ""))
+        return RateLimited(
+            f"{where}: rate limited by the Hub (429)" + (f"; retry after {retry} s" if retry else ""),
+            where,
+            retry_after=_seconds(retry),
+        )
     if status in (401, 403):
-        return TiecheckError(f"{where}: access denied ({status}); log in with `hf auth login` or set HF_TOKEN")
+        return AccessDenied(f"{where}: access denied ({status}); log in with `hf auth login` or set HF_TOKEN", where)
     if status == 416:
-        return TiecheckError(f"{where}: a read past the end of the file (416)")
-    return TiecheckError(f"{where}: the Hub answered {status}")
+        return ChangedDuringScan(f"{where}: a read past the end of the file (416)", where)
+    return NetworkError(f"{where}: the Hub answered {status}", where)
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """``Retry-After`` as seconds: a number of seconds (an HTTP date is not parsed: None)."""
+    try:
+        return max(0.0, float(retry_after)) if retry_after else None
+    except ValueError:
+        return None
 
 
 class HubFileSource(Closing):
@@ -322,11 +348,11 @@ def open_hub(text: str, *, offline: bool | None = None, token: str | None = None
 
     target = parse_hub_target(text, bare=True)
     if target is None:
-        raise TiecheckError(f"{text}: not a Hub repo id (expected hf://ORG/NAME or hf://ORG/NAME@REVISION)")
+        raise TargetNotFound(f"{text}: not a Hub repo id (expected hf://ORG/NAME or hf://ORG/NAME@REVISION)")
     if offline if offline is not None else constants.HF_HUB_OFFLINE:
         folder = cached_snapshot(target)
         if folder is None:
-            raise TiecheckError(f"{text}: offline, and the repo is not in the local Hugging Face cache")
+            raise NotCached(f"{text}: offline, and the repo is not in the local Hugging Face cache", text)
         return LocalStore(folder)
     return HubStore(target.repo_id, target.revision, token=token)
 

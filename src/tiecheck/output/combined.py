@@ -13,11 +13,7 @@ from rich.text import Text
 
 from tiecheck import __version__
 from tiecheck.findings import Severity
-from tiecheck.output.github import render_github
-from tiecheck.output.gitlab import render_gitlab
 from tiecheck.output.json import SCHEMA_VERSION, report_dict
-from tiecheck.output.markdown import render_markdown
-from tiecheck.output.sarif import render_sarif
 from tiecheck.output.table import render_table, statistics_table
 from tiecheck.targets import MultiReport
 
@@ -76,13 +72,23 @@ def render(multi: MultiReport, fmt: str) -> str:
     """The report as text in ``fmt`` (``table`` is rendered without colour, for a file)."""
     if fmt == "json":
         return json.dumps(multi_dict(multi), indent=2) + "\n"
+    # Each renderer is imported when its format is asked for: a table scan loads none of them (SARIF's
+    # fingerprints alone import hashlib and OpenSSL).
     if fmt == "sarif":
+        from tiecheck.output.sarif import render_sarif
+
         return render_sarif(multi) + "\n"
     if fmt == "github":
+        from tiecheck.output.github import render_github
+
         return render_github(multi)
     if fmt == "markdown":
+        from tiecheck.output.markdown import render_markdown
+
         return render_markdown(multi)
     if fmt == "gitlab":
+        from tiecheck.output.gitlab import render_gitlab
+
         return render_gitlab(multi)
     if fmt == "table":
         buffer = io.StringIO()

@@ -1,0 +1,137 @@
+"""The command line's shared parts that need no CLI framework: exit codes, the stdout console and its one
+width rule, the error boundary. ``tiecheck scan PATH...`` runs on these alone, without typer.
+
+Exit codes: 0 no finding at or above the fail level, 1 at least one, 2 tiecheck could not run,
+130 interrupted (Ctrl-C). A reader that closes the pipe early (``| head``) changes none of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from enum import Enum
+from typing import Any, NoReturn
+
+from rich.console import Console
+from rich.segment import Segment
+
+EXIT_OK, EXIT_FINDINGS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+stderr = Console(stderr=True)
+
+
+def _to_devnull() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+#: Layout width when no terminal is anywhere (CI logs, files): lines are never padded to it.
+LOG_WIDTH = 120
+#: Spaces (and the style codes between them) at the end of a line: rich pads cells and blocks with them.
+_TRAILING = re.compile(r"(?:[ ]|\x1b\[[0-9;]*m)+$", re.MULTILINE)
+_STYLE_CODE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def output_width() -> int | None:
+    """The one width rule of every command's stdout report.
+
+    The terminal stdout is (rich finds it, and honours ``COLUMNS``); when stdout is a pipe (``| less``,
+    ``| tee``, ``| head``), the terminal the user reads it in (stderr's or the controlling one); with no
+    terminal anywhere, :data:`LOG_WIDTH`. None: let rich measure.
+    """
+    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
+        return None
+    for columns in (_stderr_columns, _controlling_terminal_columns):
+        try:
+            return columns()
+        except (OSError, ValueError):  # not a terminal, or no file descriptor at all (a test runner's stream)
+            continue
+    return LOG_WIDTH
+
+
+def _stderr_columns() -> int:
+    return os.get_terminal_size(sys.stderr.fileno()).columns
+
+
+def _controlling_terminal_columns() -> int:
+    tty = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    try:
+        return os.get_terminal_size(tty).columns
+    finally:
+        os.close(tty)
+
+
+class StdoutConsole(Console):
+    """The console of stdout reports: no trailing padding, one width rule, and a reader that closes the pipe
+    early ends the output, not the command."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        if "width" not in kwargs and "file" not in kwargs:
+            kwargs["width"] = output_width()
+        super().__init__(**kwargs)
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        rendered = super()._render_buffer(buffer)
+        return _TRAILING.sub(lambda m: "".join(_STYLE_CODE.findall(m[0])), rendered)
+
+    def on_broken_pipe(self) -> None:
+        _to_devnull()
+        self.quiet = True
+
+
+@contextlib.contextmanager
+def closed_pipe_ok() -> Iterator[None]:
+    """Writing to stdout: a reader that stops early (``| head -1``) is not an error of tiecheck.
+
+    The rest of the output goes to /dev/null, so the exit code still says what the scan found.
+    """
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _to_devnull()
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+    sarif = "sarif"
+    github = "github"
+    markdown = "markdown"
+    gitlab = "gitlab"
+
+
+class FailLevel(str, Enum):
+    error = "error"
+    warning = "warning"
+    info = "info"
+
+
+def fail(message: str) -> NoReturn:
+    stderr.print(f"tiecheck: error: {message}", markup=False, highlight=False, soft_wrap=True)
+    raise SystemExit(EXIT_ERROR)
+
+
+def run(command: Callable[[], object]) -> None:
+    """Run ``command`` (the Typer application, or a command run directly) inside the error boundary of the
+    command line: exit codes as the module documentation says, one line for an internal error."""
+    try:
+        command()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:
+        if os.environ.get("TIECHECK_DEBUG"):
+            raise
+        stderr.print(
+            f"tiecheck: internal error: {type(exc).__name__}: {exc} (set TIECHECK_DEBUG=1 for the traceback)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(EXIT_ERROR)

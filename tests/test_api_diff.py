@@ -1,0 +1,156 @@
+"""``tiecheck.diff()`` on local folders and Hub repos (a real HTTP Hub on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import tiecheck
+from hub_server import FakeHub, serve
+from tiecheck.testing import config, values, write_json, write_sharded
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
+    from huggingface_hub import constants
+
+    with serve() as state:
+        monkeypatch.setattr(constants, "ENDPOINT", state.hub_url)
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        yield state
+
+
+@pytest.fixture
+def pair(tmp_path: Path, fixtures_dir: Path) -> tuple[Path, Path]:
+    """A merge with a duplicated head, and the same checkpoint fixed (the head dropped, restorable)."""
+    merged = tmp_path / "merged"
+    shutil.copytree(fixtures_dir / "gemma2-merge-duplicated-head", merged)
+    fixed = tmp_path / "fixed"
+    tiecheck.fix(merged, drop_duplicates=True, output=fixed)
+    return merged, fixed
+
+
+def _statuses(result: tiecheck.Diff) -> dict[str, tuple[str, str]]:
+    return {t.name: (t.status.value, t.detail) for t in result.tensors}
+
+
+def test_a_local_diff_is_what_the_cli_prints(pair: tuple[Path, Path]) -> None:
+    a, b = pair
+    result = tiecheck.diff(a, b)
+    assert result.lossless and result.content == "full" and result.transferred is None
+    assert result.count(tiecheck.DiffStatus.RESTORABLE) == 1
+    printed = subprocess.run(
+        [sys.executable, "-m", "tiecheck", "diff", str(a), str(b), "-f", "json"], capture_output=True, text=True
+    )
+    assert printed.returncode == 0, printed.stderr
+    assert json.loads(printed.stdout) == json.loads(result.to_json())
+
+
+@pytest.mark.parametrize("content", [None, "sample", "full", "header"])
+def test_a_remote_diff_equals_the_local_diff_of_the_same_files(
+    hub: FakeHub, pair: tuple[Path, Path], content: str | None
+) -> None:
+    a, b = pair
+    hub.add_folder("org/merged", a)
+    hub.add_folder("org/fixed", b)
+    local = tiecheck.diff(a, b, content=content)  # type: ignore[arg-type]
+    remote = tiecheck.diff("hf://org/merged", "hf://org/fixed@main", content=content)  # type: ignore[arg-type]
+    mixed = tiecheck.diff(a, "hf://org/fixed", content=content)  # type: ignore[arg-type]
+    assert _statuses(remote) == _statuses(local) == _statuses(mixed)
+    assert remote.content == mixed.content == (content or "sample")
+    assert local.content == (content or "full")
+    assert remote.transferred is not None and remote.transferred.requests > 0
+    assert remote.bytes_hashed == local.bytes_hashed == mixed.bytes_hashed  # the same bytes, read by ranges
+    if remote.content == "header":
+        assert remote.bytes_hashed == 0 == local.bytes_hashed
+
+
+@pytest.fixture
+def subtle(tmp_path: Path) -> tuple[Path, Path]:
+    """Two checkpoints whose 256 KiB tensor differs in one element between the sampled blocks."""
+    folders = []
+    for name, value in (("a", b"\x00\x00\x80\x3f"), ("b", b"\x00\x00\x00\x40")):
+        folder = tmp_path / name
+        folder.mkdir()
+        data = bytearray(values("w", (256, 256), "F32")[2])
+        data[len(data) // 2 + 8192 : len(data) // 2 + 8196] = value
+        write_sharded(folder, [{"model.layers.0.mlp.weight": ("F32", (256, 256), bytes(data))}])
+        write_json(folder / "config.json", config("llama", "LlamaForCausalLM", dtype="float32"))
+        folders.append(folder)
+    return folders[0], folders[1]
+
+
+def test_samples_miss_what_full_hashes_see(hub: FakeHub, subtle: tuple[Path, Path]) -> None:
+    a, b = subtle
+    hub.add_folder("org/a", a)
+    hub.add_folder("org/b", b)
+    assert not tiecheck.diff(a, b).lossless
+    assert not tiecheck.diff("hf://org/a", "hf://org/b", content="full").lossless
+    sampled = tiecheck.diff("hf://org/a", "hf://org/b")
+    assert sampled.content == "sample" and sampled.lossless  # as documented: a difference between samples
+    assert sampled.bytes_hashed == 2 * 4 * 4096
+    total = sum(p.stat().st_size for p in (*a.iterdir(), *b.iterdir()))
+    assert sampled.transferred is not None and sampled.transferred.bytes < total / 4
+
+
+def test_cli_diffs_hub_repos(hub: FakeHub, pair: tuple[Path, Path], tmp_path: Path) -> None:
+    a, b = pair
+    hub.add_folder("org/merged", a)
+    env = {**os.environ, "HF_ENDPOINT": hub.hub_url, "HF_HUB_DISABLE_TELEMETRY": "1"}
+    env.pop("HF_HUB_OFFLINE", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "tiecheck", "diff", "hf://org/merged", str(b)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())  # the first line wraps at the log width
+    assert text.startswith(f"hf://org/merged -> {b}: ") and "sampled fingerprints" in text and "request(s)" in text
+    absent = subprocess.run(
+        [sys.executable, "-m", "tiecheck", "diff", "hf://org/absent", str(b)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert absent.returncode == 2 and absent.stderr.startswith("tiecheck: error: hf://org/absent: repository not found")
+
+
+def _cache(root: Path, repo_id: str, folder: Path, sha: str = "b" * 40) -> None:
+    """The Hugging Face cache layout: blobs, a snapshot of symlinks to them, refs/main naming the commit."""
+    repo = root / f"models--{repo_id.replace('/', '--')}"
+    (repo / "blobs").mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(sha)
+    snapshot = repo / "snapshots" / sha
+    snapshot.mkdir(parents=True)
+    for path in folder.iterdir():
+        blob = repo / "blobs" / path.name.encode().hex()
+        blob.write_bytes(path.read_bytes())
+        (snapshot / path.name).symlink_to(Path("../../blobs") / blob.name)
+
+
+def test_offline_diffs_the_local_cache_without_a_request(
+    pair: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import constants
+
+    a, b = pair
+    _cache(tmp_path / "cache", "org/merged", a)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens: any request would fail
+    cached = tiecheck.diff("hf://org/merged", b, offline=True)
+    assert _statuses(cached) == _statuses(tiecheck.diff(a, b)) and cached.lossless
+    assert cached.content == "full" and cached.transferred is None  # the cache is local: hashed in full
+    with pytest.raises(tiecheck.NotCached):
+        tiecheck.diff("hf://org/absent", b, offline=True)
