@@ -308,12 +308,13 @@ def _missing_partner(ctx: ScanContext) -> Iterator[Finding]:
         if ctx.listed(target) or source not in ctx.tensors:
             continue
         declared = next((t for t in cls.ties if t.target == target and t.source == source), None)
-        if declared is not None:
-            flag = config.tie_levels.get(declared.level)
-            if flag is None:
-                flag = config.tie_word_embeddings
-            if flag is not False:
-                continue  # tied for transformers 5 too (it restores the name from its partner), or not known
+        if declared is None:
+            continue  # 5.x declares no such tie: whether it still has that parameter at all is not known
+        flag = config.tie_levels.get(declared.level)
+        if flag is None:
+            flag = config.tie_word_embeddings
+        if flag is not False:
+            continue  # tied for transformers 5 too (it restores the name from its partner), or not known
         stored = ctx.tensors[source]
         found = finding(
             "TC107",
