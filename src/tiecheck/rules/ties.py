@@ -178,8 +178,13 @@ def _untied(
         )
     elif restored is not None and kept is not None and ctx.content.equal(kept, restored):
         yield _tieable(ctx, tie, kept, restored)
-    elif restored is not None and kept is not None and tie.legacy_tied and not kept.aliases(restored):
+    elif restored is not None and kept is not None and _legacy_only(tie, name, kept, restored):
         yield _legacy_overwrites_head(ctx, tie, kept, restored)
+
+
+def _legacy_only(tie: ResolvedTie, name: str, kept: TensorRecord, restored: TensorRecord) -> bool:
+    """A head 4.x ties to a different stored embedding (a pickle's shared storage is one tensor: not that)."""
+    return bool(tie.legacy_tied) and name == tie.group.head and not kept.aliases(restored)
 
 
 def _legacy_overwrites_head(ctx: ScanContext, tie: ResolvedTie, kept: TensorRecord, restored: TensorRecord) -> Finding:
