@@ -10,7 +10,7 @@ from tiecheck.findings import Finding, Severity
 from tiecheck.rules.base import ScanContext, human_bytes
 from tiecheck.rules.catalog import finding
 from tiecheck.ties.known import CURRENT, LEGACY, ClassKnowledge, knowledge
-from tiecheck.ties.loaders import Outcome, loader_table, outcomes, tie_cases, with_loaders
+from tiecheck.ties.loaders import LOADERS, Outcome, loader_table, outcomes, tie_cases, with_loaders
 from tiecheck.ties.resolve import ResolvedTie, architecture_class, naming_confirmed
 from tiecheck.ties.table import NAME_PATTERNS, has_lm_head, is_base_model
 
@@ -327,10 +327,10 @@ def _missing_partner(ctx: ScanContext) -> Iterator[Finding]:
                 f"{target} is not stored, but {source} is: transformers {LEGACY} shared the two in one parameter "
                 f"whatever tie_word_embeddings says, so its save_pretrained wrote one name; transformers >= 5 "
                 f"restores {target} from {source} only when the config ties them, and here it does not "
-                f"({config.tie_basis}): it initialises {target} and the outputs change. Write {source}'s bytes "
-                f"under {target} as well ({human_bytes(stored.nbytes)}).",
+                f"({config.tie_key} is false: {config.tie_basis}): it initialises {target} and the outputs "
+                f"change. Write {source}'s bytes under {target} as well ({human_bytes(stored.nbytes)}).",
                 outcomes(
-                    dict.fromkeys(("transformers 5", "transformers 4", "vLLM", "llama.cpp"), "untied-partner-absent"),
+                    dict.fromkeys(LOADERS, "untied-partner-absent"),
                     cls.name,
                 ),
             ),
