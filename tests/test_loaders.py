@@ -184,3 +184,18 @@ def test_dtype_findings_name_each_loaders_load_dtype(tmp_path: Path, gen: Module
     (tc303,) = [f for f in scan(folder).findings if f.code == "TC303"]
     assert "transformers 5: loads the stored dtype" in tc303.message
     assert "llama.cpp: converts to float16 (default --outtype; ignores the config)" in tc303.message
+
+
+def test_tc108_is_information_when_the_flag_transformers_5_reads_is_explicit(tmp_path: Path, gen: ModuleType) -> None:
+    """What transformers 5's own save_pretrained writes for an untied Gemma 3 or Mistral 3: outer false, text true."""
+    tensors = {"language_model.model.embed_tokens.weight": t(gen, "emb"), "language_model.lm_head.weight": t(gen, "h")}
+    config = {
+        "model_type": "mistral3",
+        "architectures": ["Mistral3ForConditionalGeneration"],
+        "tie_word_embeddings": False,
+        "text_config": {"model_type": "mistral", "tie_word_embeddings": True},
+    }
+    (found,) = [f for f in scan(make(tmp_path / "a", tensors, config)).findings if f.code.startswith("TC1")]
+    assert (found.code, found.severity) == ("TC108", Severity.INFO)
+    assert found.message.startswith("Loaders disagree (transformers 5: uses the stored tensor")
+    assert "Fine for transformers 5; for 4.x users also set" in found.message

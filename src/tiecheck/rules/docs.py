@@ -224,7 +224,8 @@ DOCS: dict[str, RuleDoc] = {
         example="A LLaVA checkpoint whose config.json carries no tie_word_embeddings: 4.57's LlavaConfig defaulted "
         "the flag to true, 5.x to false.",
         fix="Not fixed automatically: write tie_word_embeddings: false explicitly (and in text_config, if "
-        "present) so every version keeps the stored head.",
+        "present) so every version keeps the stored head. Information only when config.json already sets the "
+        "flag transformers 5 reads (what 5.x's save_pretrained writes for an untied Gemma 3): 5.x loads it right.",
     ),
     "TC301": RuleDoc(
         detects="Most floating weights are stored in another floating dtype than config.json declares "

@@ -192,20 +192,28 @@ def _legacy_overwrites_head(ctx: ScanContext, tie: ResolvedTie, kept: TensorReco
     config = ctx.checkpoint.config
     assert config is not None
     key = _key(ctx, tie)
-    state = "false" if config.tie_word_embeddings is False else "unset"
+    # set where transformers 5 reads it (as its save_pretrained writes it): the author's intent, 4.x misreads it
+    explicit = config.tie_basis.startswith(f"{config.tie_key} in ")
+    if explicit:
+        advice = (
+            "Fine for transformers 5; for 4.x users also set the flag 4.x reads "
+            "(text_config.tie_word_embeddings) to false."
+        )
+    else:
+        advice = f"Write {key}: false explicitly (and text_config's, if the config has one) so every version keeps it."
     return finding(
         "TC108",
         with_loaders(
-            f"{key} is {state} ({config.tie_basis}), so transformers >= 5 keeps {restored.name} as stored; "
-            f"transformers {LEGACY} ties it for this config (it reads another level's flag or default) and "
-            f"overwrites it with {kept.name}, which differs{_difference(kept, restored)}: the two versions run "
-            f"different models. Write {key}: false explicitly (and text_config's, if the config has one) so every "
-            "version keeps the stored head.",
+            f"{key} is {'false' if explicit else 'not set'} ({config.tie_basis}), so transformers >= 5 keeps "
+            f"{restored.name} as stored; transformers {LEGACY} ties it for this config (it reads another level's "
+            f"flag or default) and overwrites it with {kept.name}, which differs{_difference(kept, restored)}: the "
+            f"two versions run different models. {advice}",
             _loaders(ctx, tie, "head-differs"),
         ),
         tensors=[restored.name, kept.name],
         files=[restored.file, kept.file],
         bytes=restored.nbytes,
+        severity=Severity.INFO if explicit else None,
     )
 
 
