@@ -7,10 +7,11 @@ from dataclasses import replace
 
 from tiecheck.checkpoint import TensorRecord
 from tiecheck.findings import Finding, Severity
+from tiecheck.rules._partners import missing_partner
 from tiecheck.rules.base import ScanContext, human_bytes
 from tiecheck.rules.catalog import finding
 from tiecheck.ties.known import CURRENT, LEGACY, ClassKnowledge, knowledge
-from tiecheck.ties.loaders import LOADERS, Outcome, loader_table, outcomes, tie_cases, with_loaders
+from tiecheck.ties.loaders import Outcome, outcomes, tie_cases, with_loaders
 from tiecheck.ties.resolve import ResolvedTie, architecture_class, naming_confirmed
 from tiecheck.ties.table import NAME_PATTERNS, has_lm_head, is_base_model
 
@@ -20,7 +21,9 @@ def check_ties(ctx: ScanContext) -> Iterator[Finding]:
         for found in _check_tie(ctx, tie):
             yield _capped(found) if tie.guess else found
     yield from _missing_untied_head(ctx)
-    yield from _missing_partner(ctx)
+    config = ctx.checkpoint.config
+    for found in missing_partner(ctx):
+        yield _capped(found) if config is not None and config.custom_code else found
 
 
 def _architecture(ctx: ScanContext) -> str | None:
@@ -308,45 +311,6 @@ def _legacy_head(cls: ClassKnowledge, declared: object, legacy: bool | None) -> 
 
 def _outer(ties: list[ResolvedTie]) -> bool:
     return all(not t.level for t in ties)
-
-
-def _missing_partner(ctx: ScanContext) -> Iterator[Finding]:
-    """A name transformers 4 restored from a partner whatever the tie flag, and 5.x restores only when tied."""
-    config = ctx.checkpoint.config
-    names = set(ctx.tensors)
-    cls = architecture_class(config, names)
-    if config is None or cls is None or cls.name not in config.architectures:
-        return
-    for target, source in loader_table().unconditional.get(cls.name, ()):
-        if ctx.listed(target) or source not in ctx.tensors:
-            continue
-        declared = next((t for t in cls.ties if t.target == target and t.source == source), None)
-        if declared is None:
-            continue  # 5.x declares no such tie: whether it still has that parameter at all is not known
-        flag = config.tie_levels.get(declared.level)
-        if flag is None:
-            flag = config.tie_word_embeddings
-        if flag is not False:
-            continue  # tied for transformers 5 too (it restores the name from its partner), or not known
-        stored = ctx.tensors[source]
-        found = finding(
-            "TC107",
-            with_loaders(
-                f"{target} is not stored, but {source} is: transformers {LEGACY} shared the two in one parameter "
-                f"whatever tie_word_embeddings says, so its save_pretrained wrote one name; transformers >= 5 "
-                f"restores {target} from {source} only when the config ties them, and here it does not "
-                f"({config.tie_key} is false: {config.tie_basis}): it initialises {target} and the outputs "
-                f"change. Write {source}'s bytes under {target} as well ({human_bytes(stored.nbytes)}).",
-                outcomes(
-                    dict.fromkeys(LOADERS, "untied-partner-absent"),
-                    cls.name,
-                ),
-            ),
-            tensors=[target, source],
-            files=[stored.file],
-            bytes=stored.nbytes,
-        )
-        yield _capped(found) if config.custom_code else found
 
 
 def check_base_model(ctx: ScanContext) -> Iterator[Finding]:
