@@ -24,10 +24,17 @@ def test_the_shipped_set_is_complete() -> None:
     assert {p.split("-")[-1] for p in CHECKPOINTS} == {"safetensors", "bin"}
 
 
+#: Not false alarms: an untied BERT/RoBERTa masked-LM head saved by 4.x stores its decoder bias under one name
+#: (4.x shared the two whatever the tie flag); transformers 5 initialises the other (TC107, tests/test_loaders.py
+#: loads it and shows the logits change). Safetensors only: a pickle stores both names.
+LOADS_DIFFERENTLY_UNDER_5 = {"bert-untied-safetensors": {"TC107"}, "roberta-untied-safetensors": {"TC107"}}
+
+
 @pytest.mark.parametrize("name", CHECKPOINTS)
 def test_transformers_457_save_scans_clean(name: str) -> None:
     report = scan(DATA / name)
+    expected = LOADS_DIFFERENTLY_UNDER_5.get(name, set())
     bad = [(f.code, f.tensors, f.message) for f in report.findings if f.severity >= Severity.WARNING]
-    assert not bad, bad
+    assert {code for code, _, _ in bad} == expected, bad
     assert report.ties, "the architecture's ties are known (generated data, not name patterns)"
     assert report.checkpoint.config is not None

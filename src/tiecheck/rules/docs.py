@@ -196,10 +196,36 @@ DOCS: dict[str, RuleDoc] = {
     ),
     "TC106": RuleDoc(
         detects="The tied head is stored but the embedding it is tied to is not.",
-        why="transformers >= 5 ties symmetrically and restores the embedding from the head; older versions and "
-        "other loaders initialise the embedding at random.",
+        why="transformers >= 5 ties symmetrically and restores the embedding from the head; transformers 4.57 "
+        "leaves the embedding without weights (on the meta device: the model cannot run), and vLLM and llama.cpp "
+        "refuse to load a model without its embedding (docs/loaders.md).",
         example="A GPT-2 export that kept lm_head.weight and dropped transformer.wte.weight as the 'duplicate'.",
         fix="Not fixed automatically: store the tensor under the embedding's name instead.",
+    ),
+    "TC107": RuleDoc(
+        detects="A parameter that transformers 4 kept as one Parameter with a partner whatever tie_word_embeddings "
+        "says (so its save_pretrained wrote only the partner), which transformers 5 restores from the partner only "
+        "when the config ties them, is missing while the partner is stored and the config does not tie them. The "
+        "pairs come from building every class under 4.57 with every tie flag false "
+        "(scripts/derive_unconditional_ties.py); the masked-LM decoder biases (BERT, RoBERTa and their kin).",
+        why="transformers 5 reports the name missing and initialises it (a zero bias for BERT), so the logits "
+        "change: the same checkpoint predicts differently under 4.x and 5.x, with only a line in the load log.",
+        example="An untied BertForMaskedLM saved by transformers 4.57 stores cls.predictions.bias but not "
+        "cls.predictions.decoder.bias.",
+        fix="Not fixed automatically yet: write the partner's bytes under the missing name as well "
+        "(cls.predictions.decoder.bias = cls.predictions.bias); every version then loads the same model.",
+    ),
+    "TC108": RuleDoc(
+        detects="The head and the embedding are both stored and differ; transformers 5 does not tie them for this "
+        "config, but transformers 4.57 does (its config class read another level's flag or a default that 5.x "
+        "changed, e.g. a config without tie_word_embeddings).",
+        why="transformers 4 overwrites the stored head with the embedding at load, so the trained head is "
+        "discarded there while transformers 5 uses it: two different models from one checkpoint.",
+        example="A LLaVA checkpoint whose config.json carries no tie_word_embeddings: 4.57's LlavaConfig defaulted "
+        "the flag to true, 5.x to false.",
+        fix="Not fixed automatically: write tie_word_embeddings: false explicitly (and in text_config, if "
+        "present) so every version keeps the stored head. Information only when config.json already sets the "
+        "flag transformers 5 reads (what 5.x's save_pretrained writes for an untied Gemma 3): 5.x loads it right.",
     ),
     "TC301": RuleDoc(
         detects="Most floating weights are stored in another floating dtype than config.json declares "

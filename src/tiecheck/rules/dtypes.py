@@ -1,4 +1,4 @@
-"""Precision rules (TC301-TC302): are the weights stored the way the config says?"""
+"""Precision rules (TC301-TC302): are the weights stored the way the config says, and what loaders load."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from tiecheck.findings import Finding
 from tiecheck.formats.dtypes import DTYPES, WIDE_FLOATS
 from tiecheck.rules.base import ScanContext, human_bytes
 from tiecheck.rules.catalog import finding
+from tiecheck.ties.loaders import dtype_cases, outcomes, with_loaders
 
 
 def check_dtypes(ctx: ScanContext) -> Iterator[Finding]:
@@ -23,6 +24,9 @@ def check_dtypes(ctx: ScanContext) -> Iterator[Finding]:
 
     config = ctx.checkpoint.config
     declared = config.dtype if config else None
+    architecture = config.architectures[0] if config is not None and config.architectures else None
+    # which dtype each loader loads in: the finding is about what the load costs or loses
+    loaders = outcomes(dtype_cases(config is not None and config.dtype_declared is not None), architecture)
     if config is not None and declared in WIDE_FLOATS and not config.quantized:
         wide = {d: b for d, b in bytes_by_dtype.items() if d in WIDE_FLOATS}
         dominant = max(wide, key=lambda d: wide[d]) if wide else None
@@ -40,8 +44,13 @@ def check_dtypes(ctx: ScanContext) -> Iterator[Finding]:
             names = sorted(t.name for t in floats if t.dtype == dominant)
             yield finding(
                 "TC301",
-                f"config.json declares {config.dtype_declared} but {share:.0%} of the floating weights are stored as "
-                f"{dominant} ({cost}). Convert the weights to {config.dtype_declared}, or correct the config's dtype.",
+                with_loaders(
+                    f"config.json declares {config.dtype_declared} but {share:.0%} of the floating weights are stored "
+                    f"as {dominant} ({cost}). Convert the weights to {config.dtype_declared}, or correct the config's "
+                    "dtype.",
+                    loaders,
+                    compare=False,
+                ),
                 tensors=names,
                 files=sorted({t.file for t in floats if t.dtype == dominant}),
                 bytes=abs(stored - as_declared),
@@ -51,7 +60,11 @@ def check_dtypes(ctx: ScanContext) -> Iterator[Finding]:
         minority = min(bytes_by_dtype, key=lambda d: bytes_by_dtype[d])
         yield finding(
             "TC302",
-            f"floating tensors are stored in {len(count_by_dtype)} dtypes: {parts}. Often intended (quantisation "
-            "scales, float32 norms); otherwise a sign of a partial conversion.",
+            with_loaders(
+                f"floating tensors are stored in {len(count_by_dtype)} dtypes: {parts}. Often intended (quantisation "
+                "scales, float32 norms); otherwise a sign of a partial conversion.",
+                loaders,
+                compare=False,
+            ),
             tensors=sorted(t.name for t in floats if t.dtype == minority),
         )

@@ -14,6 +14,7 @@ from tiecheck.formats.safetensors import TRUNCATED
 from tiecheck.loader import LFS_POINTER
 from tiecheck.rules.base import ScanContext, human_bytes
 from tiecheck.rules.catalog import finding
+from tiecheck.ties.loaders import dtype_cases, outcomes, with_loaders
 
 #: Problems these rules report; the format rules (TC001, TC403) leave them alone.
 INCOMPLETE = frozenset({LFS_POINTER, TRUNCATED})
@@ -81,11 +82,16 @@ def check_missing_dtype(ctx: ScanContext) -> Iterator[Finding]:
     stored = sum(t.nbytes for t in floats)
     as_f32 = sum(t.numel * 4 for t in floats)
     cost = f" ({human_bytes(as_f32)} instead of {human_bytes(stored)})" if as_f32 > stored else ""
+    architecture = config.architectures[0] if config.architectures else None
     yield finding(
         "TC303",
-        f"config.json declares no dtype, so loaders guess: transformers 5 loads the weights as stored ({first}, "
-        f"from the first floating tensor); transformers 4 loads float32 unless given dtype='auto'{cost}. Add "
-        f'"dtype": "{_torch_name(first)}" to config.json.',
+        with_loaders(
+            f"config.json declares no dtype, so loaders guess: transformers 5 loads the weights as stored ({first}, "
+            f"from the first floating tensor); transformers 4 loads float32 unless given dtype='auto'{cost}. Add "
+            f'"dtype": "{_torch_name(first)}" to config.json.',
+            outcomes(dtype_cases(declared=False), architecture),
+            compare=False,
+        ),
         files=[ctx.checkpoint.config_file] if ctx.checkpoint.config_file else [],
     )
 

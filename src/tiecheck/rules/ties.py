@@ -7,10 +7,12 @@ from dataclasses import replace
 
 from tiecheck.checkpoint import TensorRecord
 from tiecheck.findings import Finding, Severity
+from tiecheck.rules._partners import missing_partner
 from tiecheck.rules._unseen import tied_pair_not_compared
 from tiecheck.rules.base import ScanContext, human_bytes
 from tiecheck.rules.catalog import finding
 from tiecheck.ties.known import CURRENT, LEGACY, ClassKnowledge, knowledge
+from tiecheck.ties.loaders import Outcome, outcomes, tie_cases, with_loaders
 from tiecheck.ties.resolve import ResolvedTie, architecture_class, naming_confirmed
 from tiecheck.ties.table import NAME_PATTERNS, has_lm_head, is_base_model
 
@@ -20,6 +22,21 @@ def check_ties(ctx: ScanContext) -> Iterator[Finding]:
         for found in _check_tie(ctx, tie):
             yield _capped(found) if tie.guess else found
     yield from _missing_untied_head(ctx)
+    config = ctx.checkpoint.config
+    for found in missing_partner(ctx):
+        yield _capped(found) if config is not None and config.custom_code else found
+
+
+def _architecture(ctx: ScanContext) -> str | None:
+    """The class loaders build (``architectures[0]``): vLLM and llama.cpp dispatch on it too."""
+    config = ctx.checkpoint.config
+    return config.architectures[0] if config is not None and config.architectures else None
+
+
+def _loaders(ctx: ScanContext, tie: ResolvedTie, state: str) -> tuple[Outcome, ...]:
+    """What each loader does with this tie in ``state`` (see :func:`tiecheck.ties.loaders.tie_cases`)."""
+    tied = True if tie.group.always else tie.tied
+    return outcomes(tie_cases(state, tied, tie.legacy_tied, outer=not tie.level), _architecture(ctx))
 
 
 def _capped(found: Finding) -> Finding:
@@ -68,10 +85,13 @@ def _tied(
             return  # in a missing or broken shard: TC001/TC002 say so
         yield finding(
             "TC106",
-            f"{name} is stored but {tie.group.kept}, which the tie pairs it with, is not: "
-            f"{_why_tied(ctx, tie)}. transformers >= 5 ties symmetrically and restores {tie.group.kept} from "
-            f"{name}; older versions and other loaders initialise {tie.group.kept} at random. "
-            f"Store the tensor under {tie.group.kept} instead.",
+            with_loaders(
+                f"{name} is stored but {tie.group.kept}, which the tie pairs it with, is not: "
+                f"{_why_tied(ctx, tie)}. transformers >= 5 ties symmetrically and restores {tie.group.kept} from "
+                f"{name}; transformers {LEGACY} and other loaders do not. Store the tensor under {tie.group.kept} "
+                "instead.",
+                _loaders(ctx, tie, "embedding-absent"),
+            ),
             tensors=[name, tie.group.kept],
             files=[restored.file],
             bytes=restored.nbytes,
@@ -88,9 +108,13 @@ def _tied(
         forced = tie.group.always and tie.legacy_tied is False
         yield finding(
             "TC101",
-            f"{name} is stored although {_why_tied(ctx, tie)} and it is byte-identical to {tie.group.kept}: "
-            f"{human_bytes(restored.nbytes)} of redundant weights. Loaders restore it from {tie.group.kept}; "
-            "`tiecheck fix --drop-duplicates` removes it.",
+            with_loaders(
+                f"{name} is stored although {_why_tied(ctx, tie)} and it is byte-identical to {tie.group.kept}: "
+                f"{human_bytes(restored.nbytes)} of redundant weights. Loaders restore it from {tie.group.kept}; "
+                "`tiecheck fix --drop-duplicates` removes it.",
+                _loaders(ctx, tie, "head-identical"),
+                identical=True,
+            ),
             tensors=[name, tie.group.kept],
             files=[restored.file, kept.file],
             bytes=restored.nbytes,
@@ -101,11 +125,14 @@ def _tied(
         return  # the config class forces the flag (T5 in 5.x), 5.x keeps both as they differ, 4.x did not tie
     yield finding(
         "TC102",
-        f"{_why_tied(ctx, tie)}, but {name} differs from {tie.group.kept}{_difference(kept, restored)}. "
-        f"transformers < 5 overwrites {name} with {tie.group.kept} at load (the stored values are ignored); "
-        f"transformers >= 5 sees they differ and unties them. The two read the model differently: set "
-        f"{_key(ctx, tie)} to false to keep "
-        f"both, or drop {name} to keep the tie.",
+        with_loaders(
+            f"{_why_tied(ctx, tie)}, but {name} differs from {tie.group.kept}{_difference(kept, restored)}. "
+            f"transformers < 5 overwrites {name} with {tie.group.kept} at load (the stored values are ignored); "
+            f"transformers >= 5 sees they differ and unties them. The two read the model differently: set "
+            f"{_key(ctx, tie)} to false to keep "
+            f"both, or drop {name} to keep the tie.",
+            _loaders(ctx, tie, "head-differs"),
+        ),
         tensors=[name, tie.group.kept],
         files=[restored.file, kept.file],
         bytes=restored.nbytes,
@@ -117,9 +144,12 @@ def _legacy_random_head(ctx: ScanContext, tie: ResolvedTie, kept: TensorRecord, 
     assert config is not None
     return finding(
         "TC103",
-        f"{name} is not stored: transformers >= 5 restores it from {tie.group.kept} ({_why_tied(ctx, tie)}), but "
-        f"transformers {LEGACY} does not tie it for this config and initialises it at random. Fine for "
-        "transformers 5; for 4.x users set the flag 4.x reads (text_config.tie_word_embeddings) to true.",
+        with_loaders(
+            f"{name} is not stored: transformers >= 5 restores it from {tie.group.kept} ({_why_tied(ctx, tie)}), "
+            f"but transformers {LEGACY} does not tie it for this config and initialises it at random. Fine for "
+            "transformers 5; for 4.x users set the flag 4.x reads (text_config.tie_word_embeddings) to true.",
+            _loaders(ctx, tie, "head-absent"),
+        ),
         tensors=[name, tie.group.kept],
         files=[kept.file],
         severity=Severity.INFO,
@@ -144,34 +174,84 @@ def _untied(
         key = _key(ctx, tie)
         yield finding(
             "TC103",
-            f"{key} is false ({config.tie_basis}) and {name} is not stored: {heads[0]} will "
-            "initialise its output head at random and generate gibberish, with only a warning in the load log. "
-            f"If the model was trained with a tied head, set {key} to true; otherwise restore "
-            f"{name} from the source checkpoint ({tie.basis}).",
+            with_loaders(
+                f"{key} is false ({config.tie_basis}) and {name} is not stored: {heads[0]} will "
+                "initialise its output head at random and generate gibberish, with only a warning in the load log. "
+                f"If the model was trained with a tied head, set {key} to true; otherwise restore "
+                f"{name} from the source checkpoint ({tie.basis}).",
+                _loaders(ctx, tie, "head-absent"),
+            ),
             tensors=[name],
             files=[kept.file] if kept else [],
         )
     elif restored is not None and kept is not None and ctx.content.equal(kept, restored):
         yield _tieable(ctx, tie, kept, restored)
+    elif restored is not None and kept is not None and _legacy_only(tie, name, kept, restored):
+        yield _legacy_overwrites_head(ctx, tie, kept, restored)
+
+
+def _legacy_only(tie: ResolvedTie, name: str, kept: TensorRecord, restored: TensorRecord) -> bool:
+    """A head 4.x ties to a different stored embedding (a pickle's shared storage is one tensor: not that)."""
+    return bool(tie.legacy_tied) and name == tie.group.head and not kept.aliases(restored)
+
+
+def _legacy_overwrites_head(ctx: ScanContext, tie: ResolvedTie, kept: TensorRecord, restored: TensorRecord) -> Finding:
+    """Untied for transformers 5, tied for 4.x (another level's flag or default): 4.x discards the stored values."""
+    config = ctx.checkpoint.config
+    assert config is not None
+    key = _key(ctx, tie)
+    # set where transformers 5 reads it (as its save_pretrained writes it): the author's intent, 4.x misreads it
+    explicit = config.tie_basis.startswith(f"{config.tie_key} in ")
+    if explicit:
+        advice = (
+            "Fine for transformers 5; for 4.x users also set the flag 4.x reads "
+            "(text_config.tie_word_embeddings) to false."
+        )
+    else:
+        advice = f"Write {key}: false explicitly (and text_config's, if the config has one) so every version keeps it."
+    return finding(
+        "TC108",
+        with_loaders(
+            f"{key} is {'false' if explicit else 'not set'} ({config.tie_basis}), so transformers >= 5 keeps "
+            f"{restored.name} as stored; transformers {LEGACY} ties it for this config (it reads another level's "
+            f"flag or default) and overwrites it with {kept.name}, which differs{_difference(kept, restored)}: the "
+            f"two versions run different models. {advice}",
+            _loaders(ctx, tie, "head-differs"),
+        ),
+        tensors=[restored.name, kept.name],
+        files=[restored.file, kept.file],
+        bytes=restored.nbytes,
+        severity=Severity.INFO if explicit else None,
+    )
 
 
 def _tieable(ctx: ScanContext, tie: ResolvedTie, kept: TensorRecord, restored: TensorRecord) -> Finding:
     config = ctx.checkpoint.config
     flag = f"{config.tie_key} is false" if config and config.tie_word_embeddings is False else "nothing declares a tie"
+    found = _loaders(ctx, tie, "head-identical")
     if kept.aliases(restored):
         return finding(
             "TC104",
-            f"{restored.name} and {kept.name} share one storage in {kept.file} (the model was tied when saved) "
-            f"but {flag}: loaders build two independent copies ({human_bytes(restored.nbytes)} of load memory) "
-            f"and a fine-tune drifts them apart ({tie.basis}). `tiecheck fix --tie-head` sets the flag.",
+            with_loaders(
+                f"{restored.name} and {kept.name} share one storage in {kept.file} (the model was tied when saved) "
+                f"but {flag}: loaders build two independent copies ({human_bytes(restored.nbytes)} of load memory) "
+                f"and a fine-tune drifts them apart ({tie.basis}). `tiecheck fix --tie-head` sets the flag.",
+                found,
+                identical=True,
+            ),
             tensors=[restored.name, kept.name],
             files=[kept.file],
             bytes=restored.nbytes,
         )
     return finding(
         "TC104",
-        f"{restored.name} is byte-identical to {kept.name} but {flag}: tying them would save "
-        f"{human_bytes(restored.nbytes)} ({tie.basis}). `tiecheck fix --tie-head` drops the copy and sets the flag.",
+        with_loaders(
+            f"{restored.name} is byte-identical to {kept.name} but {flag}: tying them would save "
+            f"{human_bytes(restored.nbytes)} ({tie.basis}). `tiecheck fix --tie-head` drops the copy and sets the "
+            "flag.",
+            found,
+            identical=True,
+        ),
         tensors=[restored.name, kept.name],
         files=[restored.file, kept.file],
         bytes=restored.nbytes,
@@ -208,9 +288,15 @@ def _missing_untied_head(ctx: ScanContext) -> Iterator[Finding]:
     )
     found = finding(
         "TC103",
-        f"{cls.output}, the output head of {cls.name}, is not stored and {why}: the loader initialises it at "
-        "random and the model generates gibberish, with only a warning in the load log. "
-        f"{advice} {cls.output} from the source checkpoint.{was}",
+        with_loaders(
+            f"{cls.output}, the output head of {cls.name}, is not stored and {why}: the loader initialises it at "
+            "random and the model generates gibberish, with only a warning in the load log. "
+            f"{advice} {cls.output} from the source checkpoint.{was}",
+            outcomes(
+                tie_cases("head-absent", False, _legacy_head(cls, declared, legacy), outer=_outer(head_ties)),
+                _architecture(ctx),
+            ),
+        ),
         tensors=[cls.output],
     )
     yield _capped(found) if config.custom_code else found
@@ -218,6 +304,18 @@ def _missing_untied_head(ctx: ScanContext) -> Iterator[Finding]:
 
 def _version() -> str:
     return CURRENT
+
+
+def _legacy_head(cls: ClassKnowledge, declared: object, legacy: bool | None) -> bool | None:
+    """Whether transformers 4 ties the head: as the tie says, or not at all when 4.x knew the class without one."""
+    if declared is not None:
+        return legacy
+    old = knowledge(LEGACY).classes.get(cls.name)
+    return False if old is not None and not any(t.target == old.output for t in old.ties) else None
+
+
+def _outer(ties: list[ResolvedTie]) -> bool:
+    return all(not t.level for t in ties)
 
 
 def check_base_model(ctx: ScanContext) -> Iterator[Finding]:
