@@ -32,6 +32,23 @@ class FixFormat(str, Enum):
     json = "json"
 
 
+def read_answer() -> str | None:
+    """One line from the terminal, or None at end of input; Ctrl-C raises KeyboardInterrupt at once.
+
+    Not ``input()``: a SIGINT that lands after the prompt is written but before ``input()`` blocks in
+    read() only sets Python's flag, and read() then waits for a line that never comes (the pseudo-terminal
+    test hung that way under load). Waiting in short select() calls returns to Python between them, where
+    the pending signal is raised.
+    """
+    if sys.platform != "win32":
+        import select
+
+        while not select.select([sys.stdin], [], [], 0.1)[0]:
+            pass
+    line = sys.stdin.readline()
+    return line or None
+
+
 @app.command("fix")
 def fix_command(
     path: Annotated[Path, typer.Argument(help="Checkpoint folder (or a weight file or index inside it).")],
@@ -74,11 +91,10 @@ def fix_command(
                 "no terminal to ask for consent before changing files in place; pass --yes to apply, "
                 "--dry-run to see the plan, or --output DIR to write a fixed copy"
             )
-        try:
-            answer = console.input(Text(f"{question} [y/N]: "))
-        except EOFError:
-            return False
-        return answer.strip().lower() in ("y", "yes")
+        console.print(Text(f"{question} [y/N]: "), end="")
+        console.file.flush()
+        answer = read_answer()
+        return answer is not None and answer.strip().lower() in ("y", "yes")
 
     def confirm(plan: FixPlan) -> bool:
         if not as_json:
