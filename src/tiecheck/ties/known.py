@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -87,14 +88,57 @@ class TypeKnowledge:
         return True if value == "T" else False if value == "F" else None
 
 
+class _Classes(Mapping[str, "ClassKnowledge"]):
+    """The classes of a data file, each turned into a :class:`ClassKnowledge` when first asked for.
+
+    A scan asks about one or two architectures of the 1,400-odd in the file: building them all took
+    a sixth of a small scan's start-up.
+    """
+
+    def __init__(self, raw: dict[str, Any], rules: list[tuple[str, str]]) -> None:
+        self._raw = raw
+        self._rules = rules
+        self._made: dict[str, ClassKnowledge] = {}
+        self._by_type: dict[str, list[str]] | None = None
+
+    def __getitem__(self, name: str) -> ClassKnowledge:
+        made = self._made.get(name)
+        if made is None:
+            made = _class(name, self._raw[name])
+            if not made.built:  # only its plain _tied_weights_keys: give it the on-disk naming too
+                made = _renamed(made, self._rules) or made
+            self._made[name] = made
+        return made
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._raw
+
+    def names_of_type(self, model_type: str) -> list[str]:
+        if self._by_type is None:
+            index: dict[str, list[str]] = {}
+            for name, entry in self._raw.items():
+                index.setdefault(entry["model_type"], []).append(name)
+            self._by_type = index
+        return self._by_type.get(model_type, [])
+
+
 @dataclass(frozen=True)
 class Knowledge:
     version: str
-    classes: dict[str, ClassKnowledge]
+    classes: Mapping[str, ClassKnowledge]
     model_types: dict[str, TypeKnowledge]
     failed: dict[str, str]
+    _classes: _Classes | None = field(default=None, repr=False, compare=False)
 
     def by_model_type(self, model_type: str) -> tuple[ClassKnowledge, ...]:
+        if self._classes is not None:
+            return tuple(self.classes[name] for name in self._classes.names_of_type(model_type))
         return tuple(c for c in self.classes.values() if c.model_type == model_type)
 
 
@@ -124,18 +168,20 @@ def _type(model_type: str, raw: dict[str, Any]) -> TypeKnowledge:
     )
 
 
-def _rename_rules(classes: dict[str, ClassKnowledge]) -> list[tuple[str, str]]:
+def _rename_rules(raw_classes: dict[str, Any]) -> list[tuple[str, str]]:
     """Prefix renamings ``save_pretrained`` applies (in-memory -> on-disk), learnt from the built classes.
 
     ``model.language_model.`` -> ``language_model.model.``, ``lm_head.`` -> ``language_model.lm_head.``...
-    Used to give classes that could not be built their on-disk naming too.
+    Used to give classes that could not be built their on-disk naming too. Read from the raw entries
+    (disk ties beside ``module_names`` ties), so no class needs building to learn them.
     """
     counts: dict[tuple[str, str], int] = {}
-    for cls in classes.values():
-        if cls.alias is None:
+    for entry in raw_classes.values():
+        module = entry.get("module_names")
+        if not module:
             continue
-        for disk, memory in zip(cls.ties, cls.alias.ties, strict=False):
-            for a, b in ((memory.target, disk.target), (memory.source, disk.source)):
+        for (dt, ds, _), (mt, ms, _) in zip(entry.get("ties", ()), module.get("ties", ()), strict=False):
+            for a, b in ((mt, dt), (ms, ds)):
                 pa, pb = a.split("."), b.split(".")
                 while pa and pb and pa[-1] == pb[-1]:
                     pa.pop()
@@ -168,14 +214,11 @@ def knowledge(version: str = CURRENT) -> Knowledge:
         return Knowledge(version=version, classes={}, model_types={}, failed={})
     text = path.read_text("utf-8")
     raw = json.loads(text)
-    classes = {name: _class(name, entry) for name, entry in raw["classes"].items()}
-    rules = _rename_rules(classes)
-    for name, cls in list(classes.items()):
-        if not cls.built:
-            classes[name] = _renamed(cls, rules) or cls
+    classes = _Classes(raw["classes"], _rename_rules(raw["classes"]))
     return Knowledge(
         version=raw["transformers"],
         classes=classes,
         model_types={mt: _type(mt, entry) for mt, entry in raw["model_types"].items()},
         failed=dict(raw.get("failed", {})),
+        _classes=classes,
     )
