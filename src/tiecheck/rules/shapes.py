@@ -86,35 +86,31 @@ class _Bad:
         return self.tensor.shape[self.dim.dim]
 
 
-def _mismatches(ctx: ScanContext, config: ModelConfig, dims: Iterable[Dim]) -> dict[str, list[_Bad]]:
+def _followers(ctx: ScanContext, dims: Iterable[Dim]) -> Iterator[tuple[str, TensorRecord, Dim]]:
+    """The stored tensors each record sizes, that can be judged: packed quantised weights and ZeRO-3
+    placeholders have other shapes by design (TC304, TC013)."""
     by_general: dict[str, list[str]] = {}
     for name in ctx.tensors:
         by_general.setdefault(_general(name), []).append(name)
-    bad: dict[str, list[_Bad]] = {}
     for dim in dims:
-        value = config.sizes.get(dim.key)
-        if value is None:
-            continue
         for name in by_general.get(dim.name, ()):
             tensor = ctx.tensors[name]
-            # packed quantised weights and ZeRO-3 placeholders have other shapes by design (TC013, TC304)
-            if len(tensor.shape) <= dim.dim or not tensor.is_float or tensor.numel == 0:
-                continue
-            if tensor.shape[dim.dim] != value + dim.offset:
-                bad.setdefault(dim.key, []).append(_Bad(name, tensor, dim, value + dim.offset))
+            if len(tensor.shape) > dim.dim and tensor.is_float and tensor.numel:
+                yield name, tensor, dim
+
+
+def _mismatches(ctx: ScanContext, config: ModelConfig, dims: Iterable[Dim]) -> dict[str, list[_Bad]]:
+    bad: dict[str, list[_Bad]] = {}
+    for name, tensor, dim in _followers(ctx, dims):
+        value = config.sizes.get(dim.key)
+        if value is not None and tensor.shape[dim.dim] != value + dim.offset:
+            bad.setdefault(dim.key, []).append(_Bad(name, tensor, dim, value + dim.offset))
     return bad
 
 
-def _agreeing(ctx: ScanContext, known: ClassShapes, key: str) -> set[int]:
-    """The count that the stored tensors following ``key`` which do match the config imply (the config's)."""
-    names = {d.name for d in known.dims if d.key == key}
-    config = ctx.checkpoint.config
-    value = config.sizes.get(key) if config else None
-    if value is None or not any(_general(n) in names and ctx.tensors[n].is_float for n in ctx.tensors):
-        return set()
-    bad = _mismatches(ctx, config, [d for d in known.dims if d.key == key]) if config else {}
-    stored = sum(1 for n in ctx.tensors if _general(n) in names and ctx.tensors[n].is_float)
-    return {value} if stored > len(bad.get(key, ())) else set()
+def _implied(ctx: ScanContext, known: ClassShapes, key: str) -> set[int]:
+    """The values of ``key`` the stored tensors it sizes imply (more than one: they disagree)."""
+    return {t.shape[d.dim] - d.offset for _, t, d in _followers(ctx, (d for d in known.dims if d.key == key))}
 
 
 def _listing(bad: list[_Bad], what: str) -> str:
@@ -132,7 +128,7 @@ def _dims(ctx: ScanContext, config: ModelConfig, known: ClassShapes) -> Iterator
     for key, bad in sorted(_mismatches(ctx, config, known.dims).items()):
         kind = key_kind(key)
         value = config.sizes[key]
-        stored = sorted({b.size - b.dim.offset for b in bad} | _agreeing(ctx, known, key))
+        stored = sorted(_implied(ctx, known, key))
         tensors = [b.name for b in bad]
         files = [b.tensor.file for b in bad]
         if kind == "vocab":
@@ -361,15 +357,19 @@ def _guessed(ctx: ScanContext, config: ModelConfig, listed: set[str]) -> Iterato
             if _VOCAB_NAMES.search(n) and len(t.shape) == 2 and t.is_float and t.shape[0] not in vocabish | {0}
         ]
         if bad:
+            # some architectures keep rows beyond the vocabulary on purpose (Mllama's image tokens, Moshi's
+            # padding token): without the class's data, more rows than the config is only information
+            short = any(t.shape[0] < value for t in bad)
             yield finding(
                 "TC014",
                 f"{', '.join(f'{t.name} has {t.shape[0]} rows' for t in bad[:_LISTED])}, but {key} is {value} in "
                 f"config.json: a vocabulary resized without updating the config, or weights merged from another "
-                f"vocabulary. A loader that sizes the embedding from the config fails (size mismatch). Set {key} "
-                f"to the stored rows if tokens were added.{_GUESS}",
+                f"vocabulary. A loader that sizes the embedding from the config fails (size mismatch)"
+                + (f"; token ids from {min(t.shape[0] for t in bad)} on have no row" if short else "")
+                + f". Set {key} to the stored rows if tokens were added.{_GUESS}",
                 tensors=[t.name for t in bad],
                 files=[t.file for t in bad],
-                severity=Severity.WARNING,
+                severity=Severity.WARNING if short else Severity.INFO,
             )
     counts = {sizes[k] for k in _LAYER_KEYS if k in sizes} or {
         sizes[f"text_config.{k}"] for k in _LAYER_KEYS if f"text_config.{k}" in sizes
