@@ -102,11 +102,17 @@ def view(model: Any, naming: Any) -> tuple[dict[str, tuple[int, ...]], dict[str,
     shapes: dict[str, tuple[int, ...]] = {}
     lists: dict[str, int] = {}
     state = set(model.state_dict().keys())
+    # one module listed twice (Deformable DETR's shared box heads) is saved once: it makes no list
+    once = {n for n, _ in model.named_parameters()} | {n for n, _ in model.named_buffers()}
     named = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
     for name, tensor in named:
         if name not in state:
             continue
         saved = naming(name)
+        if name not in once:
+            if saved.find(".*.") < 0:
+                shapes.setdefault(_general(saved), tuple(int(d) for d in tensor.shape))
+            continue
         star = saved.find(".*.")
         if star >= 0:  # a fused tensor saved one per index: its first dimension is the list's length
             prefix = _general(saved[: star + 1])
@@ -203,6 +209,51 @@ def _perturbed(
                     and all(c[dim] == new for (new, _), c in zip(results, changed, strict=True))
                 ):
                     out["h"].append([tensor, dim, full])
+    _drop_dependent_offsets(cls, base, path, full, namings, views, records)
+
+
+def _dim(shapes: dict[str, tuple[int, ...]], record: list[Any]) -> int | None:
+    shape = shapes.get(record[0])
+    return shape[record[1]] if shape is not None and len(shape) > record[1] else None
+
+
+def _drop_dependent_offsets(
+    cls: type,
+    base: Any,
+    path: str,
+    full: str,
+    namings: dict[str, Any],
+    views: dict[str, Any],
+    records: dict[str, dict[str, list[list[Any]]]],
+) -> None:
+    """An offset that another value of the same level moves (Molmo2's ``additional_vocab_size``) is no constant:
+    such records are dropped (a record is kept only where it holds for every config)."""
+    suspects = [(n, k, r) for n in namings for k in ("d", "l") for r in records[n][k] if r[2] == full and r[-1]]
+    if not suspects:
+        return
+    holder = dict(levels(base))[path]
+    key = full.rsplit(".", 1)[-1]
+    dropped: set[int] = set()
+    for attr, value in sorted(vars(holder).items()):
+        if attr == key or not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            continue
+        config = copy.deepcopy(base)
+        vars(dict(levels(config))[path])[attr] = value + 1
+        try:
+            model = build(cls, config)
+        except Exception:  # noqa: BLE001 - a change the architecture rejects teaches nothing
+            continue
+        seen = {n: view(model, f) for n, f in namings.items()}
+        for naming, kind, record in suspects:
+            shapes, lists = seen[naming]
+            old_shapes, old_lists = views[naming]
+            if kind == "d" and _dim(shapes, record) != _dim(old_shapes, record):
+                dropped.add(id(record))
+            if kind == "l" and lists.get(record[0]) != old_lists.get(record[0]):
+                dropped.add(id(record))
+    for naming in namings:
+        for kind in ("d", "l"):
+            records[naming][kind] = [r for r in records[naming][kind] if id(r) not in dropped]
 
 
 def _keep_hidden(entry: dict[str, Any]) -> None:
@@ -214,15 +265,6 @@ def _keep_hidden(entry: dict[str, Any]) -> None:
             del block["h"]
     if "m" in entry and entry["m"] == {k: v for k, v in entry.items() if k in "dhl"}:
         del entry["m"]
-
-
-def default_config(config_cls: type) -> Any:
-    try:
-        return config_cls()
-    except ValueError as exc:
-        if "prediction_length" not in str(exc):
-            raise
-        return config_cls(prediction_length=8)
 
 
 def main() -> int:
@@ -244,10 +286,13 @@ def main() -> int:
                 continue
             config_cls = configuration_auto.CONFIG_MAPPING[model_type]
             try:
-                base = default_config(config_cls)
-                entry = describe(cls, base)
-            except ImportError:
+                entry = describe(cls, config_cls())
+            except ImportError:  # DETR family: the default backbone is timm's
                 entry = describe(cls, config_cls(use_timm_backbone=False, use_pretrained_backbone=False))
+            except ValueError as exc:  # time-series models have no default prediction length
+                if "prediction_length" not in str(exc):
+                    raise
+                entry = describe(cls, config_cls(prediction_length=8))
             _keep_hidden(entry)
             classes[name] = {"t": model_type, **entry}
         except Exception as exc:  # noqa: BLE001 - recorded as failed

@@ -115,6 +115,8 @@ def _layer_damage(cls: Any, config: Any, src: Path, out: Path, stored: dict[str,
             continue
         new = [k for k in after if k not in base]
         prefixes = sorted({m.group(1) for k in new for m in [re.match(rf"^(.*?\.){count}\.", k)] if m})
+        # the list with the most tensors per index: the transformer layers, not a conv stack sized alike
+        prefixes.sort(key=lambda p: -sum(k.startswith(f"{p}{count - 1}.") for k in stored))
         for prefix in prefixes:
             last = sorted(k for k in stored if k.startswith(f"{prefix}{count - 1}."))
             if not any(k in base for k in last):  # the saved names are not the module names: not judged here
