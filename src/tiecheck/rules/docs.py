@@ -30,6 +30,10 @@ _NO_FIX_REEXPORT = (
     f"Not fixed automatically: the bytes are not there to repair; re-export from the source weights. {_BLOCKS_FIX}"
 )
 
+_SHAPES_NOT_FIXED = (
+    "`tiecheck fix` does not change shapes or counts; its other repairs (duplicates, ties, the index) still run."
+)
+
 DOCS: dict[str, RuleDoc] = {
     "TC001": RuleDoc(
         detects="A .safetensors file whose header breaks the format: a bad length prefix, invalid JSON, an unknown "
@@ -150,7 +154,8 @@ DOCS: dict[str, RuleDoc] = {
         "config.json still says vocab_size 32000; or a merge took the config of one model and the embedding of "
         "another with a different tokenizer.",
         fix="Not fixed automatically: when the rows are right (tokens added), set vocab_size to the stored rows "
-        "(the message names it); when the config is right, the weights come from another vocabulary. " + _BLOCKS_FIX,
+        "(the message names it); when the config is right, the weights come from another vocabulary. "
+        + _SHAPES_NOT_FIXED,
     ),
     "TC015": RuleDoc(
         detects="An embedding or head whose columns disagree with the config's hidden_size (GPT-2's n_embd, "
@@ -158,7 +163,7 @@ DOCS: dict[str, RuleDoc] = {
         why="The whole model is built at the config's width: from_pretrained refuses the load with a size "
         "mismatch on every such tensor.",
         example="The config.json of a 7B model was copied beside the weights of its 1B sibling.",
-        fix="Not fixed automatically: use the config.json the weights were saved with. " + _BLOCKS_FIX,
+        fix="Not fixed automatically: use the config.json the weights were saved with. " + _SHAPES_NOT_FIXED,
     ),
     "TC016": RuleDoc(
         detects="The layers stored disagree with the config's layer count (num_hidden_layers, n_layer, "
@@ -172,7 +177,7 @@ DOCS: dict[str, RuleDoc] = {
         example="A pruning script removed model.layers.30 and model.layers.31 but left num_hidden_layers at 32; a "
         "shard holding layers 12-15 was lost and the index regenerated without it.",
         fix="Not fixed automatically: restore the missing tensors, or renumber the layers from 0 and set the "
-        "count to match. " + _BLOCKS_FIX,
+        "count to match. " + _SHAPES_NOT_FIXED,
     ),
     "TC017": RuleDoc(
         detects="A mixture-of-experts checkpoint whose experts disagree with the config's num_local_experts / "
@@ -182,7 +187,7 @@ DOCS: dict[str, RuleDoc] = {
         example="An expert-pruning script kept 6 of 8 experts per layer of a Mixtral and did not update "
         "num_local_experts.",
         fix="Not fixed automatically: restore the experts, or set the count to the number stored (renumbered "
-        "from 0, router rows to match). " + _BLOCKS_FIX,
+        "from 0, router rows to match). " + _SHAPES_NOT_FIXED,
     ),
     "TC020": RuleDoc(
         detects="The folder holds .tiecheck-fix.json (the journal of a fix interrupted after its commit point) or "
