@@ -57,9 +57,9 @@ def _general(name: str) -> str:
     return _INDEX.sub("*", name)
 
 
-def _score(cls: ClassShapes, general: set[str], listed: set[str]) -> int:
+def _score(cls: ClassShapes, general: set[str]) -> int:
     named = sum(d.name in general for d in (*cls.dims, *cls.widths))
-    return named + sum(any(lst.pattern().match(n) for n in listed) for lst in cls.lists[:4])
+    return named + sum(any(g.startswith(lst.prefix + "*.") for g in general) for lst in cls.lists)
 
 
 def _class_shapes(config: ModelConfig, listed: set[str]) -> ClassShapes | None:
@@ -69,7 +69,7 @@ def _class_shapes(config: ModelConfig, listed: set[str]) -> ClassShapes | None:
     if not candidates and config.model_type:
         candidates = [c for c in data.values() if c.model_type == config.model_type]
     general = {_general(n) for n in listed}
-    scored = [(_score(v, general, listed), i, v) for i, c in enumerate(candidates) for v in c.variants()]
+    scored = [(_score(v, general), i, v) for i, c in enumerate(candidates) for v in c.variants()]
     best = max(scored, key=lambda s: (s[0], -s[1]), default=None)
     return best[2] if best is not None and best[0] > 0 else None
 
@@ -187,7 +187,7 @@ def _widths(ctx: ScanContext, config: ModelConfig, known: ClassShapes) -> Iterat
 
 def _instances(lst: IndexList, listed: Iterable[str]) -> dict[str, dict[int, list[str]]]:
     """Concrete prefix (``model.layers.``) -> stored index -> the names under it."""
-    pattern = lst.pattern()
+    pattern = lst.pattern
     result: dict[str, dict[int, list[str]]] = {}
     for name in listed:
         match = pattern.match(name)

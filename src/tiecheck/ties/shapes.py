@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from typing import Any
 
@@ -46,6 +46,7 @@ class IndexList:
     offset: int
     """The indices run from 0 to ``config[key] + offset - 1``."""
 
+    @cached_property
     def pattern(self) -> re.Pattern[str]:
         """Matches a stored name under this list; group 1 is the concrete prefix, group 2 the index."""
         body = r"\.".join(r"\d+" if part == "*" else re.escape(part) for part in self.prefix.split("."))
