@@ -26,6 +26,10 @@ from tiecheck.formats.safetensors import write_file
 CHUNK = 4096
 
 
+#: The config of big_llama's embedding (TC014/TC015 compare it with the stored rows and columns).
+BIG = {"vocab_size": 512, "hidden_size": 64}
+
+
 def big_llama(gen: Any) -> dict[str, Any]:
     """A Llama-like model whose embedding (64 KB) takes 16 chunks to copy."""
     tensors = {"model.embed_tokens.weight": gen.values("embed", (512, 64))}
@@ -41,7 +45,7 @@ def sharded_head_in_last_shard(gen: Any, folder: Path) -> Options:
     shards[-1]["model.embed_tokens.weight"] = shards[0].pop("model.embed_tokens.weight")
     shards[-1]["lm_head.weight"] = tensors["model.embed_tokens.weight"]
     gen.write_sharded(folder, shards)
-    gen.write_json(folder / "config.json", gen.config("gemma2", "Gemma2ForCausalLM"))
+    gen.write_json(folder / "config.json", gen.config("gemma2", "Gemma2ForCausalLM", **BIG))
     return Options(drop_duplicates=True)
 
 
@@ -50,7 +54,7 @@ def head_in_own_shard(gen: Any, folder: Path) -> Options:
     tensors = big_llama(gen)
     shards = [*gen.split(tensors, 2), {"lm_head.weight": tensors["model.embed_tokens.weight"]}]
     gen.write_sharded(folder, shards)
-    gen.write_json(folder / "config.json", gen.config("gemma2", "Gemma2ForCausalLM"))
+    gen.write_json(folder / "config.json", gen.config("gemma2", "Gemma2ForCausalLM", **BIG))
     return Options(drop_duplicates=True)
 
 
@@ -59,7 +63,7 @@ def single_file_tie_head(gen: Any, folder: Path) -> Options:
     tensors = big_llama(gen)
     tensors["lm_head.weight"] = tensors["model.embed_tokens.weight"]
     write_file(folder / "model.safetensors", tensors, {"format": "pt"})
-    gen.write_json(folder / "config.json", gen.config("qwen2", "Qwen2ForCausalLM", tie_word_embeddings=False))
+    gen.write_json(folder / "config.json", gen.config("qwen2", "Qwen2ForCausalLM", tie_word_embeddings=False, **BIG))
     return Options(tie_head=True)
 
 

@@ -63,7 +63,8 @@ def test_only_headers_config_index_and_samples_are_transferred(hub: FakeHub, tmp
     tensors |= llama_like(dtype="F32", head=True)
     write_sharded(tmp_path, [dict(list(tensors.items())[i::3]) for i in range(3)])
     write_json(
-        tmp_path / "config.json", config("llama", "LlamaForCausalLM", dtype="float32", tie_word_embeddings=False)
+        tmp_path / "config.json",
+        config("llama", "LlamaForCausalLM", dtype="float32", tie_word_embeddings=False, num_hidden_layers=6),
     )
     hub.add_folder("org/big", tmp_path)
     repo_bytes = sum(p.stat().st_size for p in tmp_path.iterdir())

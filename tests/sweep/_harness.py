@@ -22,6 +22,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 BUILDER = HERE / "_build.py"
+SHAPE_DAMAGE = HERE / "_shape_damage.py"
 WORKERS = 2
 TIMEOUT = 180.0
 
@@ -67,6 +68,40 @@ def build_missing(root: Path, types: list[str], workers: int = WORKERS, timeout:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+
+
+def _shape_digest() -> str:
+    return hashlib.sha256(SHAPE_DAMAGE.read_bytes()).hexdigest()[:12]
+
+
+def damage_shapes_missing(root: Path, types: list[str], workers: int = WORKERS) -> None:
+    """Derive the shape damage (``_shape_damage.py``) from the cached clean saves, where not current; cached
+    apart from the builds, so that changing it does not rebuild every architecture."""
+    digest = _shape_digest()
+
+    def stale(t: str) -> bool:
+        path = root / t / "shapes.json"
+        return (root / t / "manifest.json").exists() and (
+            not path.exists() or json.loads(path.read_text()).get("digest") != digest
+        )
+
+    todo = [t for t in types if stale(t)]
+    if not todo:
+        return
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "HF_HUB_OFFLINE": "1"}
+    chunks = [todo[i::workers] for i in range(workers)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(SHAPE_DAMAGE), str(root), *chunk],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for chunk in chunks
+        if chunk
+    ]
+    for proc in procs:
+        proc.wait()
 
 
 @dataclass
@@ -116,9 +151,12 @@ def judge_type(root: Path, model_type: str) -> TypeResult:
     folder = root / model_type
     manifest = json.loads((folder / "manifest.json").read_text())
     result = TypeResult(model_type, cannot_build=dict(manifest["failed"]), seconds=manifest.get("seconds"))
+    shapes = folder / "shapes.json"
+    derived = json.loads(shapes.read_text())["classes"] if shapes.exists() else []
     for entry in manifest["classes"]:
         result.classes.append(entry["class"])
-        for ck in entry["checkpoints"]:
+        extra = [c for d in derived if d["class"] == entry["class"] for c in d["checkpoints"]]
+        for ck in entry["checkpoints"] + extra:
             path = folder / ck["path"]
             where = {"class": entry["class"], "checkpoint": ck["path"]}
             try:
@@ -147,6 +185,7 @@ def run(types: list[str] | None = None, root: Path | None = None, *, build: bool
     types = types or model_types()
     if build:
         build_missing(root, types)
+        damage_shapes_missing(root, types)
     else:
         types = [t for t in types if (root / t / "manifest.json").exists()]
     return judge_all(root, types)

@@ -32,7 +32,11 @@ def markdown(results: list[TypeResult], data: dict[str, Any], expected: dict[str
         "no warning or error. Each tied save then gets its head written back byte-identical (expected: TC101 naming "
         "the head) and, separately, with a changed value (TC102 naming head and embedding); each untied save loses "
         "its head (TC103 naming the head). The head is the module `get_output_embeddings()` returns and the tie is "
-        "the storage the class shares after building, taken from transformers' objects, not from tiecheck.",
+        "the storage the class shares after building, taken from transformers' objects, not from tiecheck. "
+        "From the first class's clean single-file save, `_shape_damage.py` derives two more (see docs/shapes.md): "
+        "config.json's vocabulary size raised by 8 (TC014 naming every stored tensor the class sizes by it) and the "
+        "last layer removed (TC016 naming one of its tensors), what follows which value found by building the "
+        "class again on the meta device with the value changed (about 3 minutes for every type, cached apart).",
         "",
         "Reproduce (a cold build of every model type took 5 to 9 minutes on a shared 2-core machine, 7.5 GB of "
         "checkpoints under the temp dir; builds are cached): "

@@ -60,3 +60,16 @@ def test_judge_reports_a_miss_when_the_finding_is_absent(llama: Path, tmp_path: 
     result = _harness.judge_type(tmp_path, "llama")
     assert result.status == "miss"
     assert result.misses[0]["checkpoint"] == "LlamaForCausalLM-untied-single"
+
+
+def test_shape_damage_is_derived_from_the_clean_saves_and_caught(llama: Path) -> None:
+    _harness.damage_shapes_missing(llama, ["llama"], workers=1)
+    derived = json.loads((llama / "llama" / "shapes.json").read_text())
+    assert derived["failed"] == {}
+    (entry,) = derived["classes"]
+    expect = {ck["kind"]: ck["expect"] for ck in entry["checkpoints"]}
+    # what transformers sizes by vocab_size, and a tensor of the last layer the layer count sizes
+    assert expect["vocab-config"] == {"code": "TC014", "tensors": ["lm_head.weight", "model.embed_tokens.weight"]}
+    assert expect["missing-last-layer"] == {"code": "TC016", "tensors": ["model.layers.1.input_layernorm.weight"]}
+    result = _harness.judge_type(llama, "llama")
+    assert result.status == "ok" and result.damaged == 8  # the 6 tie damages and the 2 shape damages

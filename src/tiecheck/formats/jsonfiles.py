@@ -92,7 +92,19 @@ def parse_config(text: str) -> ModelConfig:
         custom_code=bool(document.get("auto_map")),
         tie_levels=MappingProxyType(dict(flag.levels)),
         legacy_tie_levels=MappingProxyType(dict(flag.legacy_levels)),
+        sizes=MappingProxyType(_sizes(document)),
     )
+
+
+def _sizes(document: dict[str, Any], prefix: str = "", depth: int = 3) -> dict[str, int]:
+    """The integers of a config document by dotted key (booleans are not sizes), nested objects included."""
+    result: dict[str, int] = {}
+    for key, value in document.items():
+        if isinstance(value, int) and not isinstance(value, bool):
+            result[prefix + key] = value
+        elif isinstance(value, dict) and depth > 1:
+            result.update(_sizes(value, f"{prefix}{key}.", depth - 1))
+    return result
 
 
 #: Where quantisers describe their format (compressed-tensors wrote ``compression_config`` before 0.8).

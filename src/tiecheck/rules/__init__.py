@@ -9,6 +9,7 @@ from tiecheck.rules.dtypes import check_dtypes
 from tiecheck.rules.incomplete import check_empty_tensors, check_incomplete_files, check_missing_dtype
 from tiecheck.rules.pickle import check_pickle, check_side_pickles
 from tiecheck.rules.quantization import check_quantization
+from tiecheck.rules.shapes import check_shapes
 from tiecheck.rules.structure import check_duplicate_keys, check_files, check_index, check_load_issues
 from tiecheck.rules.ties import check_base_model, check_ties
 
@@ -20,6 +21,7 @@ CHECKS: tuple[Check, ...] = (
     check_load_issues,
     check_index,
     check_duplicate_keys,
+    check_shapes,
     check_ties,
     check_base_model,
     check_content,

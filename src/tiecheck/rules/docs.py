@@ -30,6 +30,10 @@ _NO_FIX_REEXPORT = (
     f"Not fixed automatically: the bytes are not there to repair; re-export from the source weights. {_BLOCKS_FIX}"
 )
 
+_SHAPES_NOT_FIXED = (
+    "`tiecheck fix` does not change shapes or counts; its other repairs (duplicates, ties, the index) still run."
+)
+
 DOCS: dict[str, RuleDoc] = {
     "TC001": RuleDoc(
         detects="A .safetensors file whose header breaks the format: a bad length prefix, invalid JSON, an unknown "
@@ -138,6 +142,52 @@ DOCS: dict[str, RuleDoc] = {
         "with shape [0].",
         fix="Not fixed automatically: rebuild the weights with `zero_to_fp32.py` from the ZeRO checkpoint, or "
         "save with `stage3_gather_16bit_weights_on_model_save: true`.",
+    ),
+    "TC014": RuleDoc(
+        detects="A vocabulary-sized tensor (input embedding, output head, a logits bias) whose rows disagree with "
+        "the config's vocab_size (at the level where it lives: text_config.vocab_size for a multimodal model). "
+        "Which tensors follow which key, and with which offset, is generated from transformers for every class; "
+        "for an architecture transformers does not know, the common embedding names are checked (a warning).",
+        why="transformers sizes the embedding from the config: from_pretrained refuses the load with a size "
+        "mismatch, and with ignore_mismatched_sizes=True initialises the embedding and head at random.",
+        example="Tokens were added and the model resized with resize_token_embeddings(32010), but the saved "
+        "config.json still says vocab_size 32000; or a merge took the config of one model and the embedding of "
+        "another with a different tokenizer.",
+        fix="Not fixed automatically: when the rows are right (tokens added), set vocab_size to the stored rows "
+        "(the message names it); when the config is right, the weights come from another vocabulary. "
+        + _SHAPES_NOT_FIXED,
+    ),
+    "TC015": RuleDoc(
+        detects="An embedding or head whose columns disagree with the config's hidden_size (GPT-2's n_embd, "
+        "T5's d_model...).",
+        why="The whole model is built at the config's width: from_pretrained refuses the load with a size "
+        "mismatch on every such tensor.",
+        example="The config.json of a 7B model was copied beside the weights of its 1B sibling.",
+        fix="Not fixed automatically: use the config.json the weights were saved with. " + _SHAPES_NOT_FIXED,
+    ),
+    "TC016": RuleDoc(
+        detects="The layers stored disagree with the config's layer count (num_hidden_layers, n_layer, "
+        "encoder_layers...): layers missing at the end, a gap in the numbering, or layers beyond the count. The "
+        "layer lists that follow each key are generated from transformers; for an unknown architecture the "
+        "common prefixes (model.layers., transformer.h.) are checked as a guess.",
+        why="Missing layers load without an error: from_pretrained initialises them at random with the "
+        '"newly initialized" warning, and the model produces garbage. Extra layers are ignored as unexpected '
+        "keys: the weights are silently dropped (a warning). Layers of multi-token-prediction heads "
+        "(num_nextn_predict_layers) and names the class ignores on load are not counted as extra.",
+        example="A pruning script removed model.layers.30 and model.layers.31 but left num_hidden_layers at 32; a "
+        "shard holding layers 12-15 was lost and the index regenerated without it.",
+        fix="Not fixed automatically: restore the missing tensors, or renumber the layers from 0 and set the "
+        "count to match. " + _SHAPES_NOT_FIXED,
+    ),
+    "TC017": RuleDoc(
+        detects="A mixture-of-experts checkpoint whose experts disagree with the config's num_local_experts / "
+        "num_experts / n_routed_experts: experts missing or extra in a layer, or router rows of another count.",
+        why="transformers 5 stacks each layer's experts into one tensor: a different number of experts fails "
+        "the load with a size mismatch. Loaders that keep experts apart initialise missing ones at random.",
+        example="An expert-pruning script kept 6 of 8 experts per layer of a Mixtral and did not update "
+        "num_local_experts.",
+        fix="Not fixed automatically: restore the experts, or set the count to the number stored (renumbered "
+        "from 0, router rows to match). " + _SHAPES_NOT_FIXED,
     ),
     "TC020": RuleDoc(
         detects="The folder holds .tiecheck-fix.json (the journal of a fix interrupted after its commit point) or "
