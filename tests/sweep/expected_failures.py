@@ -1,6 +1,8 @@
 """Reviewed expected failures of the architecture sweep: model type -> why tiecheck is still wrong about it.
 
 Each entry is an xfail with its reason in the sweep test (not strict: a fix shows as XPASS, then the entry goes).
+Only misses are expected: a false alarm fails the test whatever the list says, and for the types in
+:data:`SHAPE_DAMAGE_ONLY` only misses of the shape damage are (a tie miss there fails too).
 Keep it short and explicit; an entry is a known false alarm or miss, not a way to silence a new one. Reviewed
 against the issue-9 tie logic (branch issue-9-ties) on transformers 5.23.0: 486 architectures built, no false
 alarm, this one with misses (aya_vision, listed at first, was fixed there since).
@@ -43,3 +45,8 @@ EXPECTED_FAILURES: dict[str, str] = {
         "damage edits decoder.vocab_size"
     ),
 }
+
+#: Types whose listed misses are shape damage only (``shapes/...`` checkpoints): their tie damage must pass.
+SHAPE_DAMAGE_ONLY = frozenset(
+    {"convnext", "convnextv2", "cpmant", "marian", "ovis2", "qwen4_exp", "qwen4_exp_text", "t5gemma2"}
+)

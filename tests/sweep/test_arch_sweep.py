@@ -12,7 +12,7 @@ from typing import Any
 
 import _harness
 import pytest
-from expected_failures import EXPECTED_FAILURES
+from expected_failures import EXPECTED_FAILURES, SHAPE_DAMAGE_ONLY
 
 pytestmark = pytest.mark.slow
 
@@ -44,11 +44,18 @@ def _explain(result: _harness.TypeResult) -> str:
     return f"{result.model_type}: {result.status}\n{json.dumps(detail, indent=1)[:4000]}"
 
 
+def _only_expected_misses(result: _harness.TypeResult) -> bool:
+    """A listed type may miss what its entry says, nothing else (no false alarm ever reaches here)."""
+    if result.model_type not in SHAPE_DAMAGE_ONLY:
+        return True
+    return all(str(miss["checkpoint"]).startswith("shapes/") for miss in result.misses)
+
+
 def test_architecture_scans_right(sweep: dict[str, _harness.TypeResult], model_type: str) -> None:
     result = sweep[model_type]
     if not result.built:
         pytest.skip(f"cannot build tiny: {result.cannot_build}")
-    if result.status != "ok" and model_type in EXPECTED_FAILURES:
+    if result.status == "miss" and model_type in EXPECTED_FAILURES and _only_expected_misses(result):
         pytest.xfail(EXPECTED_FAILURES[model_type])
     assert result.status == "ok", _explain(result)
 
