@@ -106,8 +106,8 @@ MUTATIONS: list[tuple[str, str, str, str]] = [
     ),
     (
         "fixer/plan.py",
-        'BLOCKING = ("TC001", "TC002", "TC003", "TC008", "TC011", "TC012")',
-        "BLOCKING = ()",
+        "BLOCKING = BLOCKS_FIX\n",
+        "BLOCKING = frozenset()\n",
         "test_fix.py::test_broken_checkpoint_is_refused",
     ),
     (
