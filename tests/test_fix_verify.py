@@ -13,7 +13,6 @@ import dataclasses
 import errno
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,14 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from fixhelpers import codes, snapshot
+from fixhelpers import (
+    INDEX,
+    SHARD1,
+    codes,
+    copy_fixture,
+    snapshot,
+    use_merged,  # noqa: F401 - the "merged" fixture
+)
 from tiecheck import scan
 from tiecheck.cli import app
 from tiecheck.fixer import Options, VerificationError, run_fix
@@ -35,22 +41,11 @@ from tiecheck.io.source import LocalStore
 from tiecheck.scan import Report, scan_store
 
 runner = CliRunner()
-SHARD1, SHARD2 = "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"
-INDEX = "model.safetensors.index.json"
-
-
-@pytest.fixture
-def merged(tmp_path: Path, fixtures_dir: Path) -> Path:
-    folder = tmp_path / "merged"
-    shutil.copytree(fixtures_dir / "gemma2-merge-duplicated-head", folder)
-    return folder
 
 
 @pytest.fixture
 def tieable(tmp_path: Path, fixtures_dir: Path) -> Path:
-    folder = tmp_path / "tieable"
-    shutil.copytree(fixtures_dir / "qwen2-tieable-head", folder)
-    return folder
+    return copy_fixture(fixtures_dir, "qwen2-tieable-head", tmp_path, "tieable")
 
 
 def planned(folder: Path, options: Options) -> tuple[Report, Plan]:
