@@ -5,7 +5,9 @@ Compared with what a user would otherwise run, each in its own process (wall tim
 process's peak RSS, from ``wait4``):
 
 * ``cp``: copying the shard that the fix rewrites (the floor for rewriting it), with and
-  without ``sync`` of the copy (tiecheck fsyncs what it writes);
+  without ``sync`` of the copy (tiecheck fsyncs what it writes), and then ``mv`` over the
+  shard (an in-place rewrite also frees the old file: the kernel drops its cached pages and
+  blocks);
 * the hand-written script: ``safetensors.torch.load_file`` the shard, drop ``lm_head.weight``,
   ``save_file`` it back (and, as such scripts do, leave the index stale);
 * ``tiecheck fix``: scan, plan, stream the shard without the head, verify (hash every copied
@@ -28,7 +30,6 @@ tensor saved as a transpose, against the same tensor saved contiguous.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -38,6 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tiecheck import testing
 from tiecheck.formats.safetensors import encode_header
 
 VOCAB, HIDDEN, FFN = 131072, 2048, 8192
@@ -55,21 +57,18 @@ def _fill(out: object, nbytes: int, seed: int, block: bytes) -> None:
         written += n
 
 
+def _layer_shapes() -> list[tuple[str, tuple[int, ...]]]:
+    """One decoder layer's tensors: the layout ``tiecheck.testing`` builds, at Gemma2-2B-like sizes."""
+    size = {testing.HIDDEN: HIDDEN, testing.FFN: FFN, testing.HIDDEN // 2: HIDDEN // 4}  # tiny dims -> real ones
+    layer = testing.decoder_layers("", 1)
+    return [(name.removeprefix("layers.0."), tuple(size[d] for d in shape)) for name, (_, shape, _) in layer.items()]
+
+
 def generate(folder: Path, gb: float, head: str = "middle") -> tuple[str, int]:
     """A sharded checkpoint of about ``gb`` GB; returns the shard holding the duplicated head and its size."""
     block = os.urandom(BLOCK)
     embed = ("model.embed_tokens.weight", (VOCAB, HIDDEN))
-    per_layer = [
-        ("self_attn.q_proj.weight", (HIDDEN, HIDDEN)),
-        ("self_attn.k_proj.weight", (HIDDEN // 4, HIDDEN)),
-        ("self_attn.v_proj.weight", (HIDDEN // 4, HIDDEN)),
-        ("self_attn.o_proj.weight", (HIDDEN, HIDDEN)),
-        ("mlp.gate_proj.weight", (FFN, HIDDEN)),
-        ("mlp.up_proj.weight", (FFN, HIDDEN)),
-        ("mlp.down_proj.weight", (HIDDEN, FFN)),
-        ("input_layernorm.weight", (HIDDEN,)),
-        ("post_attention_layernorm.weight", (HIDDEN,)),
-    ]
+    per_layer = _layer_shapes()
     layer_bytes = sum(2 * _numel(s) for _, s in per_layer)
     embed_bytes = 2 * _numel(embed[1])
     layers = max(1, int((gb * 1e9 - 2 * embed_bytes) // layer_bytes))
@@ -103,18 +102,10 @@ def generate(folder: Path, gb: float, head: str = "middle") -> tuple[str, int]:
                 weight_map[t] = name
                 total += 2 * _numel(s)
     index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
-    (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
-    config = {
-        "architectures": ["Gemma2ForCausalLM"],
-        "model_type": "gemma2",
-        "hidden_size": HIDDEN,
-        "intermediate_size": FFN,
-        "num_hidden_layers": layers,
-        "vocab_size": VOCAB,
-        "tie_word_embeddings": True,
-        "dtype": "bfloat16",
-    }
-    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    testing.write_json(folder / "model.safetensors.index.json", index)
+    shapes = {"hidden_size": HIDDEN, "intermediate_size": FFN, "num_hidden_layers": layers, "vocab_size": VOCAB}
+    config = testing.config("gemma2", "Gemma2ForCausalLM", **shapes, tie_word_embeddings=True)
+    testing.write_json(folder / "config.json", config)
     return names[-1], (folder / names[-1]).stat().st_size
 
 
@@ -151,6 +142,7 @@ def measure(cmd: list[str]) -> tuple[float, int, int]:
 
 CP = "cp (the shard the fix rewrites)"
 CP_SYNC = "cp + sync of the copy (durable, as tiecheck is)"
+CP_SYNC_MV = "cp + sync + mv over the shard (frees the old one, as an in-place fix does)"
 FIX = "tiecheck fix --drop-duplicates"
 STARTUP = "start-up (python -m tiecheck --version)"
 COLD = " (cold)"
@@ -250,6 +242,13 @@ def main() -> None:
                 "sh",
                 "-c",
                 'cp "$0" "$1" && sync "$1"',
+                str(folder / shard),
+                str(base / "copy.safetensors"),
+            ],
+            CP_SYNC_MV: [
+                "sh",
+                "-c",
+                'cp "$0" "$1" && sync "$1" && mv "$1" "$0"',
                 str(folder / shard),
                 str(base / "copy.safetensors"),
             ],
