@@ -13,6 +13,7 @@ import dataclasses
 import errno
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from typer.testing import CliRunner
 from fixhelpers import (
     INDEX,
     SHARD1,
+    SHARD2,
     codes,
     copy_fixture,
     snapshot,
@@ -286,3 +288,41 @@ def test_ctrl_c_after_the_commit_point_leaves_a_consistent_journal(merged: Path)
     outcome = run_fix(merged, Options(drop_duplicates=True))
     assert outcome.recovery is not None and outcome.recovery.rolled_forward
     assert codes(merged) == set()
+
+
+# --- files changed under the fix -------------------------------------------------------------
+# The scan's byte comparison of the pair is the drop's proof, and the scan's headers say what to
+# copy: both hold only while the files are the ones the fix first saw.
+
+
+def test_a_shard_rewritten_in_place_while_the_fix_runs_is_refused(merged: Path) -> None:
+    shard = merged / SHARD1  # holds the embedding the dropped head is restored from
+
+    class Rewrite:
+        def step(self, name: str) -> None:
+            if name == "staged all":
+                with shard.open("r+b") as f:  # same size, same inode: only the bytes and mtime change
+                    f.seek(-1, os.SEEK_END)
+                    last = f.read(1)
+                    f.seek(-1, os.SEEK_END)
+                    f.write(bytes([last[0] ^ 1]))
+
+    with pytest.raises(VerificationError, match=f"{SHARD1} changed while the fix ran"):
+        run_fix(merged, Options(drop_duplicates=True), hooks=Rewrite())
+    assert not [p for p in merged.iterdir() if p.name.startswith(".tiecheck")]
+    assert codes(merged) == {"TC101"}, "the folder keeps its old index and shards"
+
+
+def test_a_shard_swapped_after_planning_is_refused(merged: Path) -> None:
+    shard = merged / SHARD2  # the one the fix rewrites
+
+    def swap(plan: Plan) -> bool:
+        other = merged / "other"
+        shutil.copyfile(shard, other)
+        other.replace(shard)  # same bytes, another file: the scan's reading no longer vouches for it
+        return True
+
+    before = snapshot(merged)
+    with pytest.raises(VerificationError, match=f"{SHARD2} changed while the fix ran"):
+        run_fix(merged, Options(drop_duplicates=True), confirm=swap)
+    assert snapshot(merged) == before

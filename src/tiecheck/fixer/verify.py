@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +69,42 @@ class MappedStore:
 
     def read_text(self, name: str) -> str:
         return self._files[name].read_text(encoding="utf-8")
+
+
+Identity = tuple[int, int, int, int]
+"""A file as the fix first saw it: device, inode, size and modification time (ns)."""
+
+
+def identity(path: Path) -> Identity | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def identities(root: Path, names: Iterable[str] = ()) -> dict[str, Identity]:
+    """Every top-level file of ``root`` (taken before the scan reads them), and ``names``."""
+    seen: dict[str, Identity] = {}
+    for name in (*(e.name for e in os.scandir(root) if e.is_file()), *names):
+        found = identity(root / name)
+        if found is not None:
+            seen[name] = found
+    return seen
+
+
+def check_unchanged(root: Path, plan: Plan, seen: Mapping[str, Identity]) -> None:
+    """Refuse if a file the fix reads changed since the fix first saw it.
+
+    The scan's byte comparison of each dropped pair stands as the drop's proof, and the writer
+    copies the ranges the scan's headers gave: both hold only for the files as they were then.
+    Taken after the copy, so a file swapped or rewritten before or while it was copied is caught.
+    """
+    read = {t.file for out in plan.files for t in out.tensors} | {o.source for o in plan.files if o.source}
+    read |= {t.file for d in plan.dropped for t in (d.record, d.partner)}
+    for name in sorted(read):
+        if name not in seen or identity(root / name) != seen[name]:
+            raise VerificationError(f"{name} changed while the fix ran; run it again on the settled folder")
 
 
 @dataclass(frozen=True)
