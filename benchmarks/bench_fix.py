@@ -24,12 +24,16 @@ the interpreter with tiecheck's CLI imported (``python -m tiecheck --version``).
 ``--strided`` instead times ``fix --to-safetensors`` of a pickle holding one 64 MB float32
 tensor saved as a transpose, against the same tensor saved contiguous.
 
-    python benchmarks/bench_fix.py [--gb 4] [--repeat 5] [--head middle|end] [--dir PATH] [--strided]
+``--phases`` instead times the phases of a warm fix, in one process per run, from the fix's own
+progress stages and named steps.
+
+    python benchmarks/bench_fix.py [--gb 4] [--repeat 5] [--head middle|end] [--dir PATH] [--strided | --phases]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -37,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tiecheck import testing
@@ -212,6 +217,74 @@ def strided(base: Path, repeat: int) -> None:
         print(f"| {kind} | {statistics.median(values):.2f} s | {min(values):.2f} - {max(values):.2f} s |")
 
 
+PHASES = (
+    "imports (tiecheck.fixer; tiecheck itself is loaded before)",
+    "scan (headers, config, tie tables, samples) and plan",
+    "scan: exact compare of head and embedding",
+    "copy of the kept bytes (read, hash, copy_file_range)",
+    "verification: re-hash of the staged shard",
+    "verification: re-scan, nothing-lost checks, fsync wait",
+    "journal and switch",
+    "closing the replaced shard (the kernel frees it)",
+)
+
+
+def phases_of(folder: str) -> None:
+    """In this process: fix ``folder`` and print how long each phase took (JSON), from the fix's own
+    progress stages and hook steps."""
+    t0 = time.perf_counter()
+    from tiecheck.fixer import Options, run_fix
+
+    events: list[tuple[float, str]] = []
+
+    class Events:
+        def step(self, name: str) -> None:
+            if not name.startswith("copy "):
+                events.append((time.perf_counter(), name))
+
+        def begin(self, description: str, total: int) -> None:
+            events.append((time.perf_counter(), "begin " + description.split()[0]))
+
+        def advance(self, nbytes: int) -> None:
+            pass
+
+        def end(self) -> None:
+            events.append((time.perf_counter(), "end"))
+
+    t1 = time.perf_counter()
+    run_fix(folder, Options(drop_duplicates=True), hooks=Events(), progress=Events())
+    t2 = time.perf_counter()
+
+    def at(name: str, after: float = 0.0) -> float:
+        return next(t for t, n in events if n == name and t >= after)
+
+    compare = at("begin comparing")
+    copy, verify = at("begin copy"), at("begin verify")
+    marks = [t1, compare, at("end", compare), copy, at("staged all"), verify, at("end", verify), at("verified")]
+    spans = [t1 - t0, compare - t1 + copy - marks[2], marks[2] - compare, marks[4] - copy, marks[6] - verify]
+    spans += [marks[7] - marks[6], at("journal removed") - marks[7], t2 - at("journal removed")]
+    print(json.dumps(dict(zip(PHASES, spans, strict=True))))
+
+
+def phases(folder: Path, restore: Callable[[], None], repeat: int) -> None:
+    runs: list[dict[str, float]] = []
+    for _ in range(repeat):
+        restore()
+        warm_cache(list(folder.iterdir()))
+        done = subprocess.run(
+            [sys.executable, __file__, "--phases-of", str(folder)], capture_output=True, text=True, check=True
+        )
+        runs.append(json.loads(done.stdout))
+    print(f"\nWhere a warm in-place fix spends its time (median of {repeat} runs, one process each)\n")
+    print("| phase | median | min - max |")
+    print("| --- | ---: | ---: |")
+    for phase in PHASES:
+        values = [r[phase] for r in runs]
+        print(f"| {phase} | {statistics.median(values):.2f} s | {min(values):.2f} - {max(values):.2f} s |")
+    totals = [sum(r.values()) for r in runs]
+    print(f"| **total** | **{statistics.median(totals):.2f} s** | {min(totals):.2f} - {max(totals):.2f} s |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gb", type=float, default=4.0)
@@ -220,7 +293,12 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path(".bench-tmp"), help="where to generate the data (deleted)")
     parser.add_argument("--strided", action="store_true", help="time the conversion of a transposed pickle tensor")
     parser.add_argument("--no-handwritten", action="store_true", help="skip the load_file/save_file script")
+    parser.add_argument("--phases", action="store_true", help="time the phases of a warm fix instead")
+    parser.add_argument("--phases-of", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.phases_of:
+        phases_of(args.phases_of)
+        return
     args.dir.mkdir(exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="tiecheck-bench-", dir=args.dir))
     if args.strided:
@@ -249,6 +327,9 @@ def main() -> None:
             shutil.copyfile(pristine_index, folder / "model.safetensors.index.json")
             os.sync()  # no method pays for another's (or the generator's) pending writeback
 
+        if args.phases:
+            phases(folder, restore, args.repeat)
+            return
         runs = {
             CP: ["cp", str(folder / shard), str(base / "copy.safetensors")],
             CP_SYNC: [
