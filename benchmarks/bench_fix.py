@@ -5,7 +5,9 @@ Compared with what a user would otherwise run, each in its own process (wall tim
 process's peak RSS, from ``wait4``):
 
 * ``cp``: copying the shard that the fix rewrites (the floor for rewriting it), with and
-  without ``sync`` of the copy (tiecheck fsyncs what it writes);
+  without ``sync`` of the copy (tiecheck fsyncs what it writes), and then ``mv`` over the
+  shard (an in-place rewrite also frees the old file: the kernel drops its cached pages and
+  blocks);
 * the hand-written script: ``safetensors.torch.load_file`` the shard, drop ``lm_head.weight``,
   ``save_file`` it back (and, as such scripts do, leave the index stale);
 * ``tiecheck fix``: scan, plan, stream the shard without the head, verify (hash every copied
@@ -14,15 +16,18 @@ process's peak RSS, from ``wait4``):
 The checkpoint (a Gemma2-shaped config, tied, with the embedding copied into the last shard
 as ``lm_head.weight`` the way merge tools do, by default in the middle of that shard) is
 written streamed, never held in memory, under ``.bench-tmp/`` (git-ignored), and deleted at
-the end. Every method runs warm (the data was just written) and cold (the checkpoint's and the
-copy's pages dropped from the page cache with ``posix_fadvise(DONTNEED)`` before the run, so
-the machine's other users keep theirs). ``fix - start-up`` subtracts the median start-up of
+the end. Every method runs warm (every file of the checkpoint read through just before) and cold
+(the checkpoint's and the copy's pages dropped from the page cache with ``posix_fadvise(DONTNEED)``
+before the run, so the machine's other users keep theirs). ``fix - start-up`` subtracts the median start-up of
 the interpreter with tiecheck's CLI imported (``python -m tiecheck --version``).
 
 ``--strided`` instead times ``fix --to-safetensors`` of a pickle holding one 64 MB float32
 tensor saved as a transpose, against the same tensor saved contiguous.
 
-    python benchmarks/bench_fix.py [--gb 4] [--repeat 5] [--head middle|end] [--dir PATH] [--strided]
+``--phases`` instead times the phases of a warm fix, in one process per run, from the fix's own
+progress stages and named steps.
+
+    python benchmarks/bench_fix.py [--gb 4] [--repeat 5] [--head middle|end] [--dir PATH] [--strided | --phases]
 """
 
 from __future__ import annotations
@@ -36,8 +41,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from tiecheck import testing
 from tiecheck.formats.safetensors import encode_header
 
 VOCAB, HIDDEN, FFN = 131072, 2048, 8192
@@ -55,21 +62,18 @@ def _fill(out: object, nbytes: int, seed: int, block: bytes) -> None:
         written += n
 
 
+def _layer_shapes() -> list[tuple[str, tuple[int, ...]]]:
+    """One decoder layer's tensors: the layout ``tiecheck.testing`` builds, at Gemma2-2B-like sizes."""
+    size = {testing.HIDDEN: HIDDEN, testing.FFN: FFN, testing.HIDDEN // 2: HIDDEN // 4}  # tiny dims -> real ones
+    layer = testing.decoder_layers("", 1)
+    return [(name.removeprefix("layers.0."), tuple(size[d] for d in shape)) for name, (_, shape, _) in layer.items()]
+
+
 def generate(folder: Path, gb: float, head: str = "middle") -> tuple[str, int]:
     """A sharded checkpoint of about ``gb`` GB; returns the shard holding the duplicated head and its size."""
     block = os.urandom(BLOCK)
     embed = ("model.embed_tokens.weight", (VOCAB, HIDDEN))
-    per_layer = [
-        ("self_attn.q_proj.weight", (HIDDEN, HIDDEN)),
-        ("self_attn.k_proj.weight", (HIDDEN // 4, HIDDEN)),
-        ("self_attn.v_proj.weight", (HIDDEN // 4, HIDDEN)),
-        ("self_attn.o_proj.weight", (HIDDEN, HIDDEN)),
-        ("mlp.gate_proj.weight", (FFN, HIDDEN)),
-        ("mlp.up_proj.weight", (FFN, HIDDEN)),
-        ("mlp.down_proj.weight", (HIDDEN, FFN)),
-        ("input_layernorm.weight", (HIDDEN,)),
-        ("post_attention_layernorm.weight", (HIDDEN,)),
-    ]
+    per_layer = _layer_shapes()
     layer_bytes = sum(2 * _numel(s) for _, s in per_layer)
     embed_bytes = 2 * _numel(embed[1])
     layers = max(1, int((gb * 1e9 - 2 * embed_bytes) // layer_bytes))
@@ -103,18 +107,10 @@ def generate(folder: Path, gb: float, head: str = "middle") -> tuple[str, int]:
                 weight_map[t] = name
                 total += 2 * _numel(s)
     index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
-    (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
-    config = {
-        "architectures": ["Gemma2ForCausalLM"],
-        "model_type": "gemma2",
-        "hidden_size": HIDDEN,
-        "intermediate_size": FFN,
-        "num_hidden_layers": layers,
-        "vocab_size": VOCAB,
-        "tie_word_embeddings": True,
-        "dtype": "bfloat16",
-    }
-    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    testing.write_json(folder / "model.safetensors.index.json", index)
+    shapes = {"hidden_size": HIDDEN, "intermediate_size": FFN, "num_hidden_layers": layers, "vocab_size": VOCAB}
+    config = testing.config("gemma2", "Gemma2ForCausalLM", **shapes, tie_word_embeddings=True)
+    testing.write_json(folder / "config.json", config)
     return names[-1], (folder / names[-1]).stat().st_size
 
 
@@ -151,6 +147,7 @@ def measure(cmd: list[str]) -> tuple[float, int, int]:
 
 CP = "cp (the shard the fix rewrites)"
 CP_SYNC = "cp + sync of the copy (durable, as tiecheck is)"
+CP_SYNC_MV = "cp + sync + mv over the shard (frees the old one, as an in-place fix does)"
 FIX = "tiecheck fix --drop-duplicates"
 STARTUP = "start-up (python -m tiecheck --version)"
 COLD = " (cold)"
@@ -162,6 +159,19 @@ tensors = load_file(path)
 del tensors["lm_head.weight"]
 save_file(tensors, path, metadata={"format": "pt"})
 """
+
+
+def warm_cache(paths: list[Path]) -> None:
+    """Read these files through, so that a warm run finds every byte in the page cache.
+
+    A cold run drops the whole checkpoint from the cache, and ``restore`` rewrites only the shard
+    the fix changes: without this, the next "warm" run would read the embedding's shard from disk.
+    """
+    buffer = bytearray(BLOCK)
+    for path in paths:
+        with open(path, "rb", buffering=0) as f:
+            while f.readinto(buffer):
+                pass
 
 
 def drop_cache(paths: list[Path]) -> None:
@@ -207,6 +217,74 @@ def strided(base: Path, repeat: int) -> None:
         print(f"| {kind} | {statistics.median(values):.2f} s | {min(values):.2f} - {max(values):.2f} s |")
 
 
+PHASES = (
+    "imports (tiecheck.fixer; tiecheck itself is loaded before)",
+    "scan (headers, config, tie tables, samples) and plan",
+    "scan: exact compare of head and embedding",
+    "copy of the kept bytes (read, hash, copy_file_range)",
+    "verification: re-hash of the staged shard",
+    "verification: re-scan, nothing-lost checks, fsync wait",
+    "journal and switch",
+    "closing the replaced shard (the kernel frees it)",
+)
+
+
+def phases_of(folder: str) -> None:
+    """In this process: fix ``folder`` and print how long each phase took (JSON), from the fix's own
+    progress stages and hook steps."""
+    t0 = time.perf_counter()
+    from tiecheck.fixer import Options, run_fix
+
+    events: list[tuple[float, str]] = []
+
+    class Events:
+        def step(self, name: str) -> None:
+            if not name.startswith("copy "):
+                events.append((time.perf_counter(), name))
+
+        def begin(self, description: str, total: int) -> None:
+            events.append((time.perf_counter(), "begin " + description.split()[0]))
+
+        def advance(self, nbytes: int) -> None:
+            pass
+
+        def end(self) -> None:
+            events.append((time.perf_counter(), "end"))
+
+    t1 = time.perf_counter()
+    run_fix(folder, Options(drop_duplicates=True), hooks=Events(), progress=Events())
+    t2 = time.perf_counter()
+
+    def at(name: str, after: float = 0.0) -> float:
+        return next(t for t, n in events if n == name and t >= after)
+
+    compare = at("begin comparing")
+    copy, verify = at("begin copy"), at("begin verify")
+    marks = [t1, compare, at("end", compare), copy, at("staged all"), verify, at("end", verify), at("verified")]
+    spans = [t1 - t0, compare - t1 + copy - marks[2], marks[2] - compare, marks[4] - copy, marks[6] - verify]
+    spans += [marks[7] - marks[6], at("journal removed") - marks[7], t2 - at("journal removed")]
+    print(json.dumps(dict(zip(PHASES, spans, strict=True))))
+
+
+def phases(folder: Path, restore: Callable[[], None], repeat: int) -> None:
+    runs: list[dict[str, float]] = []
+    for _ in range(repeat):
+        restore()
+        warm_cache(list(folder.iterdir()))
+        done = subprocess.run(
+            [sys.executable, __file__, "--phases-of", str(folder)], capture_output=True, text=True, check=True
+        )
+        runs.append(json.loads(done.stdout))
+    print(f"\nWhere a warm in-place fix spends its time (median of {repeat} runs, one process each)\n")
+    print("| phase | median | min - max |")
+    print("| --- | ---: | ---: |")
+    for phase in PHASES:
+        values = [r[phase] for r in runs]
+        print(f"| {phase} | {statistics.median(values):.2f} s | {min(values):.2f} - {max(values):.2f} s |")
+    totals = [sum(r.values()) for r in runs]
+    print(f"| **total** | **{statistics.median(totals):.2f} s** | {min(totals):.2f} - {max(totals):.2f} s |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gb", type=float, default=4.0)
@@ -215,7 +293,12 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path(".bench-tmp"), help="where to generate the data (deleted)")
     parser.add_argument("--strided", action="store_true", help="time the conversion of a transposed pickle tensor")
     parser.add_argument("--no-handwritten", action="store_true", help="skip the load_file/save_file script")
+    parser.add_argument("--phases", action="store_true", help="time the phases of a warm fix instead")
+    parser.add_argument("--phases-of", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.phases_of:
+        phases_of(args.phases_of)
+        return
     args.dir.mkdir(exist_ok=True)
     base = Path(tempfile.mkdtemp(prefix="tiecheck-bench-", dir=args.dir))
     if args.strided:
@@ -244,12 +327,22 @@ def main() -> None:
             shutil.copyfile(pristine_index, folder / "model.safetensors.index.json")
             os.sync()  # no method pays for another's (or the generator's) pending writeback
 
+        if args.phases:
+            phases(folder, restore, args.repeat)
+            return
         runs = {
             CP: ["cp", str(folder / shard), str(base / "copy.safetensors")],
             CP_SYNC: [
                 "sh",
                 "-c",
                 'cp "$0" "$1" && sync "$1"',
+                str(folder / shard),
+                str(base / "copy.safetensors"),
+            ],
+            CP_SYNC_MV: [
+                "sh",
+                "-c",
+                'cp "$0" "$1" && sync "$1" && mv "$1" "$0"',
                 str(folder / shard),
                 str(base / "copy.safetensors"),
             ],
@@ -276,6 +369,8 @@ def main() -> None:
                 restore()
                 if label.endswith(COLD):
                     drop_cache([*folder.iterdir(), base / "copy.safetensors"])
+                else:
+                    warm_cache(list(folder.iterdir()))
                 seconds, rss, code = measure(cmd)
                 (base / "copy.safetensors").unlink(missing_ok=True)
                 os.sync()

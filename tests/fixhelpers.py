@@ -11,17 +11,36 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors import safe_open
 
 from tiecheck import scan
 
 LOAD_ERRORS = {"TC001", "TC002", "TC003", "TC008", "TC009"}
+SHARD1, SHARD2 = "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"
+INDEX = "model.safetensors.index.json"
+
+
+def copy_fixture(fixtures_dir: Path, name: str, tmp_path: Path, as_name: str | None = None) -> Path:
+    """A writable copy of the generated fixture ``name`` (tests fix it in place)."""
+    folder = tmp_path / (as_name or name)
+    shutil.copytree(fixtures_dir / name, folder)
+    return folder
+
+
+@pytest.fixture(name="merged")
+def use_merged(tmp_path: Path, fixtures_dir: Path) -> Path:
+    """Fixture ``merged``, the fix tests' usual patient: a two-shard Gemma2 with its tied head stored again (TC101),
+    as merges leave it. A test module imports ``use_merged`` to have it (the name differs so arguments do not
+    shadow the import)."""
+    return copy_fixture(fixtures_dir, "gemma2-merge-duplicated-head", tmp_path, "merged")
 
 
 def snapshot(folder: Path) -> dict[str, str]:

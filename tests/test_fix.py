@@ -13,7 +13,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from fixhelpers import codes, loadable, snapshot
+from fixhelpers import (
+    codes,
+    copy_fixture,
+    loadable,
+    snapshot,
+    use_merged,  # noqa: F401 - the "merged" fixture
+)
 from tiecheck.cli import app
 from tiecheck.fixer import Options, run_fix
 from tiecheck.fixer.journal import JOURNAL, tmp_name
@@ -25,19 +31,6 @@ runner = CliRunner()
 def fix(*args: str) -> Any:
     """``tiecheck fix --yes ARGS``: consent given (there is no terminal to ask on under the test runner)."""
     return runner.invoke(app, ["fix", "--yes", *args])
-
-
-@pytest.fixture
-def merged(tmp_path: Path, fixtures_dir: Path) -> Path:
-    folder = tmp_path / "merged"
-    shutil.copytree(fixtures_dir / "gemma2-merge-duplicated-head", folder)
-    return folder
-
-
-def copy_fixture(fixtures_dir: Path, name: str, tmp_path: Path) -> Path:
-    folder = tmp_path / name
-    shutil.copytree(fixtures_dir / name, folder)
-    return folder
 
 
 def test_drop_duplicates_in_place(merged: Path) -> None:

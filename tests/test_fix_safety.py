@@ -13,22 +13,20 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from fixhelpers import codes, loadable, snapshot
+from fixhelpers import (
+    INDEX,
+    SHARD2,
+    codes,
+    loadable,
+    snapshot,
+    use_merged,  # noqa: F401 - the "merged" fixture
+)
 from tiecheck import scan
 from tiecheck.cli import app
 from tiecheck.fixer import Options, RefusedError, run_fix
 from tiecheck.fixer.journal import JOURNAL, tmp_name
 
 runner = CliRunner()
-SHARD2 = "model-00002-of-00002.safetensors"
-INDEX = "model.safetensors.index.json"
-
-
-@pytest.fixture
-def merged(tmp_path: Path, fixtures_dir: Path) -> Path:
-    folder = tmp_path / "merged"
-    shutil.copytree(fixtures_dir / "gemma2-merge-duplicated-head", folder)
-    return folder
 
 
 @pytest.fixture

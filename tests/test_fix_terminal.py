@@ -6,7 +6,6 @@ import contextlib
 import os
 import pty
 import select
-import shutil
 import signal
 import sys
 import time
@@ -14,16 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from fixhelpers import codes, snapshot
+from fixhelpers import (
+    codes,
+    snapshot,
+    use_merged,  # noqa: F401 - the "merged" fixture
+)
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX pseudo-terminals")
-
-
-@pytest.fixture
-def merged(tmp_path: Path, fixtures_dir: Path) -> Path:
-    folder = tmp_path / "merged"
-    shutil.copytree(fixtures_dir / "gemma2-merge-duplicated-head", folder)
-    return folder
 
 
 class Terminal:

@@ -21,7 +21,15 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from fixhelpers import codes, snapshot
+from fixhelpers import (
+    INDEX,
+    SHARD1,
+    SHARD2,
+    codes,
+    copy_fixture,
+    snapshot,
+    use_merged,  # noqa: F401 - the "merged" fixture
+)
 from tiecheck import scan
 from tiecheck.cli import app
 from tiecheck.fixer import Options, VerificationError, run_fix
@@ -35,22 +43,11 @@ from tiecheck.io.source import LocalStore
 from tiecheck.scan import Report, scan_store
 
 runner = CliRunner()
-SHARD1, SHARD2 = "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"
-INDEX = "model.safetensors.index.json"
-
-
-@pytest.fixture
-def merged(tmp_path: Path, fixtures_dir: Path) -> Path:
-    folder = tmp_path / "merged"
-    shutil.copytree(fixtures_dir / "gemma2-merge-duplicated-head", folder)
-    return folder
 
 
 @pytest.fixture
 def tieable(tmp_path: Path, fixtures_dir: Path) -> Path:
-    folder = tmp_path / "tieable"
-    shutil.copytree(fixtures_dir / "qwen2-tieable-head", folder)
-    return folder
+    return copy_fixture(fixtures_dir, "qwen2-tieable-head", tmp_path, "tieable")
 
 
 def planned(folder: Path, options: Options) -> tuple[Report, Plan]:
@@ -229,21 +226,23 @@ def test_error_past_the_commit_point_does_not_claim_nothing_changed(
 # --- the --deep tie compare is exact to the last byte --------------------------------------
 
 
-@pytest.mark.parametrize("where", ["last-byte", "last-byte-of-first-chunk", "first-byte"])
+@pytest.mark.parametrize("where", ["last-byte", "last-byte-of-first-chunk", "first-byte", "nowhere"])
 def test_deep_tie_compare_sees_a_difference_anywhere(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
     import tiecheck.content
 
-    chunk = 256 * 1024  # above content.SMALL: chunks take the vectorised compare, whose tail is separate
+    chunk = 256 * 1024  # above content.SMALL: --deep chunks take the vectorised compare, whose tail is separate
     monkeypatch.setattr(tiecheck.content, "CHUNK", chunk)
+    monkeypatch.setattr(tiecheck.content, "PAIR_CHUNK", chunk)  # the exact compare (not --deep) reads in these
     rng = np.random.default_rng(0)
     # 888,658 bytes: three full chunks, then 102,226 bytes, not a multiple of 8 (a tail past the fast path)
     embed = rng.standard_normal((443, 1003)).astype(np.float16)
     head = embed.copy()
     flat = head.reshape(-1).view(np.uint8)
-    position = {"last-byte": flat.size - 1, "last-byte-of-first-chunk": chunk - 1, "first-byte": 0}[where]
-    flat[position] ^= 0x01
+    position = {"last-byte": flat.size - 1, "last-byte-of-first-chunk": chunk - 1, "first-byte": 0}.get(where)
+    if position is not None:
+        flat[position] ^= 0x01
     folder = tmp_path / "m"
     folder.mkdir()
     tensors = {
@@ -257,7 +256,10 @@ def test_deep_tie_compare_sees_a_difference_anywhere(
     )
     for deep in (False, True):
         found = {f.code for f in scan(folder, deep=deep).findings}
-        assert "TC102" in found and "TC101" not in found, (deep, found)
+        if position is None:  # identical, chunk tails included: the compare must not read past the tensor
+            assert "TC101" in found and "TC102" not in found, (deep, found)
+        else:
+            assert "TC102" in found and "TC101" not in found, (deep, found)
 
 
 @pytest.mark.parametrize("at", ["staged model-00002-of-00002.safetensors", "verified"])
@@ -286,3 +288,41 @@ def test_ctrl_c_after_the_commit_point_leaves_a_consistent_journal(merged: Path)
     outcome = run_fix(merged, Options(drop_duplicates=True))
     assert outcome.recovery is not None and outcome.recovery.rolled_forward
     assert codes(merged) == set()
+
+
+# --- files changed under the fix -------------------------------------------------------------
+# The scan's byte comparison of the pair is the drop's proof, and the scan's headers say what to
+# copy: both hold only while the files are the ones the fix first saw.
+
+
+def test_a_shard_rewritten_in_place_while_the_fix_runs_is_refused(merged: Path) -> None:
+    shard = merged / SHARD1  # holds the embedding the dropped head is restored from
+
+    class Rewrite:
+        def step(self, name: str) -> None:
+            if name == "staged all":
+                with shard.open("r+b") as f:  # same size, same inode: only the bytes and mtime change
+                    f.seek(-1, os.SEEK_END)
+                    last = f.read(1)
+                    f.seek(-1, os.SEEK_END)
+                    f.write(bytes([last[0] ^ 1]))
+
+    with pytest.raises(VerificationError, match=f"{SHARD1} changed while the fix ran"):
+        run_fix(merged, Options(drop_duplicates=True), hooks=Rewrite())
+    assert not [p for p in merged.iterdir() if p.name.startswith(".tiecheck")]
+    assert codes(merged) == {"TC101"}, "the folder keeps its old index and shards"
+
+
+def test_a_shard_swapped_after_planning_is_refused(merged: Path) -> None:
+    shard = merged / SHARD2  # the one the fix rewrites
+
+    def swap(plan: Plan) -> bool:
+        other = merged / "other"
+        shutil.copyfile(shard, other)
+        other.replace(shard)  # same bytes, another file: the scan's reading no longer vouches for it
+        return True
+
+    before = snapshot(merged)
+    with pytest.raises(VerificationError, match=f"{SHARD2} changed while the fix ran"):
+        run_fix(merged, Options(drop_duplicates=True), confirm=swap)
+    assert snapshot(merged) == before

@@ -26,7 +26,7 @@ import itertools
 import os
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -52,6 +52,11 @@ def _numpy() -> ModuleType:
 
 CHUNK = 8 << 20
 """Bytes per sequential read; with one worker per core this bounds the mapped working set."""
+PAIR_CHUNK = 2 << 20
+"""Bytes per step of an exact pair compare read into buffers: small enough to stay in the CPU cache."""
+PAIR_AHEAD = 64 << 20
+"""Readahead the pair compare asks for, per tensor, a window ahead: two files read in lockstep from
+a cold cache come in at disk speed (1.0 s for 2 x 512 MB, against 1.3 s with 8 MB windows)."""
 SAMPLE = 4096
 """Bytes per sampled block of a fingerprint."""
 SAMPLES = 4
@@ -154,7 +159,7 @@ def _sign_clear(dtype: str) -> int | None:
     return bits.mask if bits is not None and bits.mask != (1 << (8 * (element_width(dtype) or 1))) - 1 else None
 
 
-def constant_pattern(data: memoryview | bytes, dtype: str) -> bytes | None:
+def constant_pattern(data: memoryview | bytes | bytearray, dtype: str) -> bytes | None:
     """The element every element of ``data`` equals bitwise, or None.
 
     +0 and -0 count as the same (zero): a merge that multiplies by zero leaves both signs. NaNs count
@@ -173,6 +178,8 @@ def constant_pattern(data: memoryview | bytes, dtype: str) -> bytes | None:
             return zero if is_zero else first_raw
         if clear is None or int.from_bytes(first_raw, "little") & clear:
             return None  # not all equal, and not a mix of signed zeros
+    if not _edges_may_be_constant(data, width, clear):
+        return None  # most data: told by its first and last elements, without importing numpy
     np = _numpy()
     values = np.frombuffer(data, dtype=_uint(width))
     first = values[0]
@@ -187,6 +194,28 @@ def constant_pattern(data: memoryview | bytes, dtype: str) -> bytes | None:
     return None
 
 
+EDGE = 64
+"""Elements at each end of the data that :func:`constant_pattern` checks before looking at all of them."""
+
+
+def _edges_may_be_constant(data: memoryview | bytes | bytearray, width: int, clear: int | None) -> bool:
+    """False when the first and last :data:`EDGE` elements already show ``data`` is not constant.
+
+    A necessary condition of what :func:`constant_pattern` finds: every element equal to the
+    first, or (a float starting with a signed zero) every element a signed zero.
+    """
+    span = min(len(data), EDGE * width)
+    edges = (bytes(data[:span]), bytes(data[len(data) - span :]))
+    first = edges[0][:width]
+    if all(edge == first * (span // width) for edge in edges):
+        return True
+    if clear is None or int.from_bytes(first, "little") & clear:
+        return False
+    return all(
+        int.from_bytes(edge[i : i + width], "little") & clear == 0 for edge in edges for i in range(0, span, width)
+    )
+
+
 _local = threading.local()
 
 
@@ -198,7 +227,7 @@ def _scratch(nbytes: int) -> Any:
     return buffer[:nbytes]
 
 
-def count_nonfinite(data: memoryview | bytes, dtype: str) -> tuple[int, int] | None:
+def count_nonfinite(data: memoryview | bytes | bytearray, dtype: str) -> tuple[int, int] | None:
     """(NaN count, Inf count) from the raw bits, without converting to float32; None if not decodable."""
     bits = _FLOAT_BITS.get(dtype)
     width = element_width(dtype)
@@ -246,7 +275,7 @@ class _Accumulator:
         self.nan = self.inf = 0
         self.ends_in_zero = True
 
-    def feed(self, chunk: memoryview) -> None:
+    def feed(self, chunk: memoryview | bytes | bytearray) -> None:
         self.hasher.update(chunk)
         if len(chunk):
             self.ends_in_zero = chunk[-1] == 0
@@ -704,7 +733,7 @@ class ContentReader(Closing):
     def _compare_bytes(self, a: TensorRecord, b: TensorRecord, hash_into: bool) -> bool:
         """Chunked exact compare, stopping at the first difference; when equal, both hashes come free."""
         acc = _Accumulator(a, deep=False) if hash_into else None
-        for chunk_a, chunk_b in zip(self._chunks(a), self._chunks(b), strict=True):
+        for chunk_a, chunk_b in self._pair_chunks(a, b):
             if not _same(chunk_a, chunk_b):
                 return False
             if acc is not None:
@@ -756,6 +785,46 @@ class ContentReader(Closing):
         self._release(src, offset, length)
         return data
 
+    def _pair_chunks(
+        self, a: TensorRecord, b: TensorRecord
+    ) -> Iterable[tuple[memoryview | bytearray, memoryview | bytearray]]:
+        """Two equal-sized tensors' bytes in lockstep, chunk by chunk (each pair valid until the next).
+
+        Local files are read into two reused, cache-sized buffers, compared with ``memcmp``
+        (``bytearray ==``): as fast as numpy on mapped pages, without importing numpy (a fix pays
+        for nothing else of it), allocating or mapping pages. Other sources: :meth:`_chunks`.
+        """
+        sources = self.source(a.file), self.source(b.file)
+        readers = [getattr(src, "readinto", None) for src in sources]
+        if readers[0] is None or readers[1] is None:
+            return zip(self._chunks(a), self._chunks(b), strict=True)
+        return self._read_pairs(a, b, sources, (readers[0], readers[1]))
+
+    def _read_pairs(
+        self,
+        a: TensorRecord,
+        b: TensorRecord,
+        sources: tuple[ByteSource, ByteSource],
+        readers: tuple[Callable[[int, bytearray], int], Callable[[int, bytearray], int]],
+    ) -> Iterator[tuple[bytearray, bytearray]]:
+        size = min(PAIR_CHUNK, a.nbytes)
+        buffers = bytearray(size), bytearray(size)
+        for done in range(0, a.nbytes, PAIR_CHUNK):
+            if self._cancelled.is_set():
+                raise _Cancelled
+            if done % PAIR_AHEAD == 0 and done + PAIR_AHEAD < a.nbytes:
+                for src, t in zip(sources, (a, b), strict=True):
+                    prefetch: Callable[[int, int], None] | None = getattr(src, "prefetch", None)
+                    if prefetch is not None:  # keep the disk busy well ahead of the compare
+                        prefetch(t.start + done + PAIR_AHEAD, min(PAIR_AHEAD, t.nbytes - done - PAIR_AHEAD))
+            if a.nbytes - done < size:
+                buffers = bytearray(a.nbytes - done), bytearray(a.nbytes - done)
+            for read, t, buffer in zip(readers, (a, b), buffers, strict=True):
+                if read(t.start + done, buffer) != len(buffer):
+                    raise OSError(f"{t.file}: truncated while reading {t.name}")
+            self._count(2 * len(buffers[0]))
+            yield buffers
+
     def _equal_strided(self, a: TensorRecord, b: TensorRecord) -> bool:
         """Element order, not byte ranges: a saved transpose is compared as the tensor it is."""
         for chunk_a, chunk_b in zip(self.logical_chunks(a), self.logical_chunks(b), strict=True):
@@ -795,10 +864,12 @@ def _pair_key(a: TensorRecord, b: TensorRecord) -> tuple[Location, Location]:
     return (min(location(a), location(b)), max(location(a), location(b)))
 
 
-def _same(a: memoryview, b: memoryview) -> bool:
+def _same(a: memoryview | bytearray, b: memoryview | bytearray) -> bool:
     """Exact equality at memory speed (memoryview == compares element by element in Python)."""
     if len(a) != len(b):
         return False
+    if isinstance(a, bytearray) and isinstance(b, bytearray):
+        return a == b  # memcmp
     if len(a) <= SMALL:
         return bytes(a) == bytes(b)
     np = _numpy()

@@ -20,8 +20,8 @@ from tiecheck.loader import load_checkpoint, store_for
 from tiecheck.rules import CHECKS, ScanContext
 from tiecheck.ties.resolve import ResolvedTie, resolve_ties
 
-#: Load errors for which ``tiecheck fix`` refuses a checkpoint (``fixer.plan`` refuses on these codes): with one of
-#: them, no finding is marked fixable, since ``fix`` would not act.
+#: Load errors for which ``tiecheck fix`` refuses a checkpoint (the one definition: ``fixer.plan.BLOCKING`` is this
+#: set): with one of them, no finding is marked fixable, since ``fix`` would not act.
 BLOCKS_FIX = frozenset({"TC001", "TC002", "TC003", "TC008", "TC009", "TC011", "TC012"})
 
 #: How much tensor data a scan reads (``content=``): every candidate in full, sampled blocks, or nothing.

@@ -18,7 +18,7 @@ from tiecheck.fixer.apply import Applied, CommittedError, apply_in_place, apply_
 from tiecheck.fixer.hooks import CHUNK, NO_HOOKS, FixHooks, Run
 from tiecheck.fixer.journal import Pending, Recovery, read_pending, recover
 from tiecheck.fixer.plan import Action, ActionKind, KeptNote, Options, Plan, RefusedError, build_plan
-from tiecheck.fixer.verify import Verification, VerificationError
+from tiecheck.fixer.verify import Verification, VerificationError, identities
 from tiecheck.io.paths import in_cache_snapshot
 from tiecheck.io.source import LocalStore
 from tiecheck.scan import Report, scan_store
@@ -124,19 +124,22 @@ def _fix(
 ) -> FixOutcome:
     waiting = read_pending(root) if recovery is None else None
     store = LocalStore(root)
+    seen = identities(root)  # before the scan reads a byte (files in subfolders: right after it)
     # One reader for the scan, the planner and the verification: a pair the scan compared byte
-    # for byte (the tie a drop relies on) is not read again to verify the drop.
+    # for byte (the tie a drop relies on) is not read again to verify the drop, as long as no file
+    # the fix reads has changed since it was first seen (checked after the copy).
     with ContentReader(store, progress=run.progress) as content:
         before = scan_store(store, target=str(path), progress=run.progress, content_reader=content)
+        seen = {**identities(root, (f.name for f in before.checkpoint.files if f.name not in seen)), **seen}
         plan = build_plan(before, store, options, content)
         if dry_run or plan.empty:
             return FixOutcome(root, recovery, before, plan, None, waiting)
         if output is None and confirm is not None and not confirm(plan):
             return FixOutcome(root, recovery, before, plan, None, declined=True)
         if output is None:
-            applied = apply_in_place(root, plan, before, run, content)
+            applied = apply_in_place(root, plan, before, run, content, seen)
         else:
-            applied = apply_to_output(root, plan, before, output, run, content)
+            applied = apply_to_output(root, plan, before, output, run, content, seen)
     return FixOutcome(root, recovery, before, plan, applied, waiting)
 
 

@@ -43,7 +43,7 @@ import json
 import os
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +55,7 @@ from tiecheck.errors import TiecheckError
 from tiecheck.fixer.hooks import Run
 from tiecheck.fixer.journal import JOURNAL, is_fix_artifact, run_steps, tmp_name
 from tiecheck.fixer.plan import Plan, RefusedError
-from tiecheck.fixer.verify import MappedStore, Verification, verify
+from tiecheck.fixer.verify import Identity, MappedStore, Verification, check_unchanged, verify
 from tiecheck.fixer.writer import WrittenFile, fsync_dir, fsync_file, write_shard, write_text
 from tiecheck.io.paths import within
 from tiecheck.io.source import LocalStore
@@ -95,7 +95,11 @@ class _Sources:
 
     def __call__(self, name: str) -> int:
         if name not in self.fds:
-            self.fds[name] = os.open(self.root / name, os.O_RDONLY)
+            fd = self.fds[name] = os.open(self.root / name, os.O_RDONLY)
+            fadvise = getattr(os, "posix_fadvise", None)
+            if fadvise is not None:  # the copy reads ranges front to back: a larger readahead window (cold cache)
+                with contextlib.suppress(OSError):
+                    fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
         return self.fds[name]
 
     def close(self) -> None:
@@ -160,7 +164,15 @@ def _like(root: Path, out_name: str, source: str | None) -> Path | None:
     return None
 
 
-def apply_in_place(root: Path, plan: Plan, before: Report, run: Run, content: ContentReader | None = None) -> Applied:
+def apply_in_place(
+    root: Path,
+    plan: Plan,
+    before: Report,
+    run: Run,
+    content: ContentReader | None = None,
+    seen: Mapping[str, Identity] | None = None,
+) -> Applied:
+    """``seen``: the files as the fix first saw them (:func:`identities`); a change since refuses the fix."""
     _check_in_place(plan, root)
     ensure_writable(root)
     staged: dict[str, Path] = {}
@@ -195,6 +207,8 @@ def apply_in_place(root: Path, plan: Plan, before: Report, run: Run, content: Co
                 }
                 files.update(staged)
                 mapped = MappedStore(str(root), files)
+                if seen is not None:
+                    check_unchanged(root, plan, seen)
                 verification = verify(plan, before, LocalStore(root), mapped, written, linked, run, content)
                 flushed.result()
             fsync_dir(root)
@@ -268,7 +282,13 @@ def _link(source: Path, dest: Path) -> bool:
 
 
 def apply_to_output(
-    root: Path, plan: Plan, before: Report, output: Path, run: Run, content: ContentReader | None = None
+    root: Path,
+    plan: Plan,
+    before: Report,
+    output: Path,
+    run: Run,
+    content: ContentReader | None = None,
+    seen: Mapping[str, Identity] | None = None,
 ) -> Applied:
     """Write the fixed checkpoint to a new folder; the source folder is only read."""
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
@@ -294,6 +314,8 @@ def apply_to_output(
                 shutil.copyfile(root / config, tmp)
                 staged[config] = tmp
             store = MappedStore(str(output), staged)
+            if seen is not None:
+                check_unchanged(root, plan, seen)
             verification = verify(plan, before, LocalStore(root), store, written, {}, run, content)
         for name, tmp in staged.items():
             tmp.replace(output / name)

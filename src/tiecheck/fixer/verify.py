@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +38,9 @@ from tiecheck.formats.safetensors import read_header
 from tiecheck.io.source import CheckpointStore, LocalFileSource
 from tiecheck.scan import Report, scan_store
 from tiecheck.ties.resolve import ResolvedTie, resolve_ties
+
+_READ_BACK = 2 << 20
+"""Bytes per read of the staged files' re-hash: a buffer the hash reads back from the CPU cache."""
 
 
 class VerificationError(VerificationFailed):
@@ -68,6 +71,42 @@ class MappedStore:
         return self._files[name].read_text(encoding="utf-8")
 
 
+Identity = tuple[int, int, int, int]
+"""A file as the fix first saw it: device, inode, size and modification time (ns)."""
+
+
+def identity(path: Path) -> Identity | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def identities(root: Path, names: Iterable[str] = ()) -> dict[str, Identity]:
+    """Every top-level file of ``root`` (taken before the scan reads them), and ``names``."""
+    seen: dict[str, Identity] = {}
+    for name in (*(e.name for e in os.scandir(root) if e.is_file()), *names):
+        found = identity(root / name)
+        if found is not None:
+            seen[name] = found
+    return seen
+
+
+def check_unchanged(root: Path, plan: Plan, seen: Mapping[str, Identity]) -> None:
+    """Refuse if a file the fix reads changed since the fix first saw it.
+
+    The scan's byte comparison of each dropped pair stands as the drop's proof, and the writer
+    copies the ranges the scan's headers gave: both hold only for the files as they were then.
+    Taken after the copy, so a file swapped or rewritten before or while it was copied is caught.
+    """
+    read = {t.file for out in plan.files for t in out.tensors} | {o.source for o in plan.files if o.source}
+    read |= {t.file for d in plan.dropped for t in (d.record, d.partner)}
+    for name in sorted(read):
+        if name not in seen or identity(root / name) != seen[name]:
+            raise VerificationError(f"{name} changed while the fix ran; run it again on the settled folder")
+
+
 @dataclass(frozen=True)
 class Verification:
     tensors_hashed: int
@@ -92,7 +131,7 @@ def verify(
 ) -> Verification:
     """``reader``: an open reader on ``source_store`` whose comparisons (the scan's, the planner's) are reused."""
     tensors_hashed = bytes_hashed = 0
-    buffer = memoryview(bytearray(run.chunk))
+    buffer = memoryview(bytearray(min(run.chunk, _READ_BACK)))
     run.begin("verify", sum(t.nbytes for name, w in written.items() for t in _planned(plan, name)))
     for out in plan.files:
         path = written[out.name].path if out.name in written else linked.get(out.name)

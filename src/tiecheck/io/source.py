@@ -96,6 +96,17 @@ class LocalFileSource(Closing):
         """A small read outside the map (a fingerprint's sample): no mapped page to count or drop after."""
         return os.pread(self._file.fileno(), length, offset) if length > 0 and offset < self._size else b""
 
+    def readinto(self, offset: int, buffer: bytearray) -> int:
+        """Read ``[offset, offset + len(buffer))`` into ``buffer`` (no allocation); bytes read, fewer at end of file."""
+        view = memoryview(buffer)
+        done = 0
+        while done < len(buffer):
+            n = os.preadv(self._file.fileno(), [view[done:]], offset + done)
+            if n <= 0:
+                break
+            done += n
+        return done
+
     def data_extents(self, offset: int, length: int) -> list[tuple[int, int]] | None:
         """The ranges of ``[offset, offset + length)`` the file system stores; the rest are holes (zeros).
 
