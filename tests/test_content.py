@@ -14,9 +14,10 @@ from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from tiecheck import Finding, Report, scan
+from tiecheck._bytes import constant_pattern, count_nonfinite
 from tiecheck.cli import app
 from tiecheck.cli.progress import RichProgress, progress_for
-from tiecheck.content import SAMPLE, SAMPLES, ContentReader, constant_pattern, count_nonfinite
+from tiecheck.content import SAMPLE, SAMPLES, ContentReader
 from tiecheck.formats.safetensors import write_file
 from tiecheck.io.source import LocalStore
 from tiecheck.loader import load_checkpoint

@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tiecheck.content
-from tiecheck.content import SMALL, ContentReader, constant_pattern
+from tiecheck._bytes import SMALL, constant_pattern
+from tiecheck.content import ContentReader
 from tiecheck.formats.safetensors import write_file
 from tiecheck.io.source import LocalStore
 from tiecheck.loader import load_checkpoint

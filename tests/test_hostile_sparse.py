@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tiecheck import scan
-from tiecheck.content import CHUNK
+from tiecheck._bytes import CHUNK
 from tiecheck.io.source import LocalFileSource
 
 GB = 1 << 30

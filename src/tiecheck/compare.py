@@ -29,8 +29,9 @@ from typing import Any, Literal
 
 import xxhash
 
+from tiecheck._bytes import CHUNK
 from tiecheck.checkpoint import TensorRecord
-from tiecheck.content import CHUNK, ContentReader
+from tiecheck.content import ContentReader
 from tiecheck.io.source import ByteSource, CheckpointStore
 from tiecheck.loader import load_checkpoint, store_for
 from tiecheck.scan import Transferred

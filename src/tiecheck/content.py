@@ -32,38 +32,37 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
-import xxhash
-
+from tiecheck._bytes import (
+    CHUNK,
+    FLOAT_BITS,
+    SMALL,
+    numpy_module,
+)
+from tiecheck._tensor_state import (
+    HASH_NAME,
+    SAMPLE,
+    SAMPLES,
+    Accumulator,
+    Fingerprint,
+    Sample,
+    sample_spans,
+)
+from tiecheck._tensor_state import TensorContent as TensorContent  # part of this module's results
 from tiecheck.checkpoint import TensorRecord
-from tiecheck.formats.dtypes import DTYPES
 from tiecheck.io._ranges import coalesce
 from tiecheck.io.source import ByteSource, CheckpointStore, Closing, SourcePool
 
 if TYPE_CHECKING:
-    from types import ModuleType
+    pass
 
 
-def _numpy() -> ModuleType:
-    """numpy, imported on the first full read: a scan that only reads headers and samples never pays for it."""
-    import numpy
-
-    return numpy
-
-
-CHUNK = 8 << 20
-"""Bytes per sequential read; with one worker per core this bounds the mapped working set."""
 PAIR_CHUNK = 2 << 20
 """Bytes per step of an exact pair compare read into buffers: small enough to stay in the CPU cache."""
 PAIR_AHEAD = 64 << 20
 """Readahead the pair compare asks for, per tensor, a window ahead: two files read in lockstep from
 a cold cache come in at disk speed (1.0 s for 2 x 512 MB, against 1.3 s with 8 MB windows)."""
-SAMPLE = 4096
-"""Bytes per sampled block of a fingerprint."""
-SAMPLES = 4
-"""Sampled blocks per fingerprint: first, last, and evenly spaced between."""
 REMOTE_WORKERS = 8
 """Files sampled at once from a remote store: the work waits on the network, not the CPU."""
-HASH_NAME = "xxh3_128"
 
 Location = tuple[str, int, int]
 
@@ -84,21 +83,6 @@ class ProgressSink(Protocol):
 
 
 @dataclass(frozen=True)
-class TensorContent:
-    """What one full read of a tensor established."""
-
-    hash: str
-    """``xxh3_128:<hex>`` of the tensor's bytes."""
-    constant: bytes | None
-    """The one element bit pattern every element has (little-endian), or None. Mixed +0/-0 counts as +0."""
-    nan: int | None = None
-    """NaN elements; None when not counted (not ``--deep``, or not a floating dtype tiecheck can decode)."""
-    inf: int | None = None
-    ends_in_zero: bool = True
-    """The tensor's last byte is zero (where a cut transfer's zeros would show)."""
-
-
-@dataclass(frozen=True)
 class ContentAnalysis:
     """The outcome of :meth:`ContentReader.analyse`."""
 
@@ -110,253 +94,6 @@ class ContentAnalysis:
 
     def content(self, t: TensorRecord) -> TensorContent | None:
         return self.contents.get(location(t))
-
-
-# --- element-level checks on raw bytes -------------------------------------------------------------
-
-_WIDTHS = (1, 2, 4, 8)
-SMALL = 64 << 10
-"""Up to this many bytes (samples, small tensors), constancy is checked without numpy."""
-
-
-def _uint(width: int) -> Any:
-    return _numpy().dtype(f"<u{width}")
-
-
-@dataclass(frozen=True)
-class _FloatBits:
-    """How a floating dtype encodes non-finite values, as bit patterns of its magnitude."""
-
-    mask: int
-    """Clears the sign bit."""
-    inf: int | None
-    nan_lo: int
-    nan_hi: int
-
-
-_FLOAT_BITS = {
-    "BF16": _FloatBits(0x7FFF, 0x7F80, 0x7F81, 0x7FFF),
-    "F16": _FloatBits(0x7FFF, 0x7C00, 0x7C01, 0x7FFF),
-    "F32": _FloatBits(0x7FFF_FFFF, 0x7F80_0000, 0x7F80_0001, 0x7FFF_FFFF),
-    "F64": _FloatBits(0x7FFF_FFFF_FFFF_FFFF, 0x7FF0 << 48, (0x7FF0 << 48) + 1, 0x7FFF_FFFF_FFFF_FFFF),
-    "F8_E5M2": _FloatBits(0x7F, 0x7C, 0x7D, 0x7F),
-    "F8_E4M3": _FloatBits(0x7F, None, 0x7F, 0x7F),
-    "F8_E8M0": _FloatBits(0xFF, None, 0xFF, 0xFF),
-    "F8_E4M3FNUZ": _FloatBits(0xFF, None, 0x80, 0x80),
-    "F8_E5M2FNUZ": _FloatBits(0xFF, None, 0x80, 0x80),
-}
-"""Dtypes whose NaN/Inf tiecheck counts. Sub-byte floats (F4, F6) are not decoded."""
-
-
-def element_width(dtype: str) -> int | None:
-    """Bytes per element, or None for sub-byte dtypes (no element-level checks)."""
-    bits = DTYPES[dtype].bits
-    return bits // 8 if bits % 8 == 0 and bits // 8 in _WIDTHS else None
-
-
-def _sign_clear(dtype: str) -> int | None:
-    bits = _FLOAT_BITS.get(dtype)
-    return bits.mask if bits is not None and bits.mask != (1 << (8 * (element_width(dtype) or 1))) - 1 else None
-
-
-def constant_pattern(data: memoryview | bytes | bytearray, dtype: str) -> bytes | None:
-    """The element every element of ``data`` equals bitwise, or None.
-
-    +0 and -0 count as the same (zero): a merge that multiplies by zero leaves both signs. NaNs count
-    by bit pattern, so an all-NaN tensor with one payload is constant (and TC204 reports it too).
-    """
-    width = element_width(dtype)
-    if width is None or len(data) < width or len(data) % width:
-        return None
-    clear = _sign_clear(dtype)
-    zero = bytes(width)
-    if len(data) <= SMALL:
-        raw = bytes(data)
-        first_raw = raw[:width]
-        if raw == first_raw * (len(raw) // width):
-            is_zero = clear is not None and int.from_bytes(first_raw, "little") & clear == 0
-            return zero if is_zero else first_raw
-        if clear is None or int.from_bytes(first_raw, "little") & clear:
-            return None  # not all equal, and not a mix of signed zeros
-    if not _edges_may_be_constant(data, width, clear):
-        return None  # most data: told by its first and last elements, without importing numpy
-    np = _numpy()
-    values = np.frombuffer(data, dtype=_uint(width))
-    first = values[0]
-    head = values[:64]
-    if bool((head == first).all()) and bool((values == first).all()):
-        is_zero = clear is not None and int(first) & clear == 0
-        return zero if is_zero else bytes(values[:1].tobytes())  # -0 reads as +0, chunk after chunk
-    if clear is not None and int(first) & clear == 0:
-        mask = values.dtype.type(clear)
-        if bool((head & mask == 0).all()) and bool((values & mask == 0).all()):
-            return zero
-    return None
-
-
-EDGE = 64
-"""Elements at each end of the data that :func:`constant_pattern` checks before looking at all of them."""
-
-
-def _edges_may_be_constant(data: memoryview | bytes | bytearray, width: int, clear: int | None) -> bool:
-    """False when the first and last :data:`EDGE` elements already show ``data`` is not constant.
-
-    A necessary condition of what :func:`constant_pattern` finds: every element equal to the
-    first, or (a float starting with a signed zero) every element a signed zero.
-    """
-    span = min(len(data), EDGE * width)
-    edges = (bytes(data[:span]), bytes(data[len(data) - span :]))
-    first = edges[0][:width]
-    if all(edge == first * (span // width) for edge in edges):
-        return True
-    if clear is None or int.from_bytes(first, "little") & clear:
-        return False
-    return all(
-        int.from_bytes(edge[i : i + width], "little") & clear == 0 for edge in edges for i in range(0, span, width)
-    )
-
-
-_local = threading.local()
-
-
-def _scratch(nbytes: int) -> Any:
-    """A reusable per-thread byte buffer of at least ``nbytes`` (sliced to exactly that)."""
-    buffer = getattr(_local, "buffer", None)
-    if buffer is None or len(buffer) < nbytes:
-        buffer = _local.buffer = _numpy().empty(max(nbytes, CHUNK), dtype="u1")
-    return buffer[:nbytes]
-
-
-def count_nonfinite(data: memoryview | bytes | bytearray, dtype: str) -> tuple[int, int] | None:
-    """(NaN count, Inf count) from the raw bits, without converting to float32; None if not decodable."""
-    bits = _FLOAT_BITS.get(dtype)
-    width = element_width(dtype)
-    if bits is None or width is None or len(data) % width:
-        return None
-    np = _numpy()
-    values = np.frombuffer(data, dtype=_uint(width))
-    if not len(values):
-        return 0, 0
-    kind = values.dtype.type
-    signed = bits.mask != (1 << (8 * width)) - 1
-    lowest = bits.nan_lo if bits.inf is None else min(bits.inf, bits.nan_lo)
-    if bits.nan_hi == bits.mask:
-        # Non-finite iff magnitude >= lowest. Two read-only reductions, no temporary (2x faster than a
-        # mask then max): positives show in the signed maximum, negatives in the unsigned one.
-        if signed:
-            sign = bits.mask + 1
-            finite = int(values.view(f"<i{width}").max()) < lowest and int(values.max()) < sign | lowest
-        else:
-            finite = int(values.max()) < lowest
-        if finite:
-            return 0, 0  # the common case
-    if signed:
-        # into a per-thread scratch buffer: a fresh 8 MB array per chunk costs more in page faults than the math
-        magnitude = np.bitwise_and(values, kind(bits.mask), out=_scratch(values.nbytes).view(values.dtype))
-    else:
-        magnitude = values
-    nan = int(np.count_nonzero((magnitude >= kind(bits.nan_lo)) & (magnitude <= kind(bits.nan_hi))))
-    inf = int(np.count_nonzero(magnitude == kind(bits.inf))) if bits.inf is not None else 0
-    return nan, inf
-
-
-_ZEROS = memoryview(bytes(CHUNK))
-
-
-class _Accumulator:
-    """Running state of one tensor's full read: hash, constancy, non-finite counts."""
-
-    def __init__(self, tensor: TensorRecord, deep: bool) -> None:
-        self.dtype = tensor.dtype
-        self.hasher = xxhash.xxh3_128()
-        self.check_constant = tensor.numel > 1 and element_width(tensor.dtype) is not None
-        self.pattern: bytes | None = None
-        self.count = deep and tensor.dtype in _FLOAT_BITS
-        self.nan = self.inf = 0
-        self.ends_in_zero = True
-
-    def feed(self, chunk: memoryview | bytes | bytearray) -> None:
-        self.hasher.update(chunk)
-        if len(chunk):
-            self.ends_in_zero = chunk[-1] == 0
-        if self.check_constant:
-            pattern = constant_pattern(chunk, self.dtype)
-            if pattern is None or (self.pattern is not None and pattern != self.pattern):
-                self.check_constant, self.pattern = False, None
-            else:
-                self.pattern = pattern
-        if self.count:
-            counts = count_nonfinite(chunk, self.dtype)
-            if counts is None:
-                self.count = False
-            else:
-                self.nan += counts[0]
-                self.inf += counts[1]
-
-    def feed_zeros(self, length: int) -> None:
-        """``length`` zero bytes (a hole of a sparse file), without reading or allocating them."""
-        self.ends_in_zero = self.ends_in_zero if length == 0 else True
-        for start in range(0, length, len(_ZEROS)):
-            self.hasher.update(_ZEROS[: min(len(_ZEROS), length - start)])
-        if self.check_constant:
-            width = element_width(self.dtype) or 1
-            pattern = constant_pattern(_ZEROS[: width * 16], self.dtype)  # what any run of zeros gives
-            if pattern is None or (self.pattern is not None and pattern != self.pattern):
-                self.check_constant, self.pattern = False, None
-            else:
-                self.pattern = pattern
-
-    def result(self) -> TensorContent:
-        return TensorContent(
-            hash=f"{HASH_NAME}:{self.hasher.hexdigest()}",
-            constant=self.pattern if self.check_constant else None,
-            nan=self.nan if self.count else None,
-            inf=self.inf if self.count else None,
-            ends_in_zero=self.ends_in_zero,
-        )
-
-
-def sample_spans(tensor: TensorRecord) -> list[tuple[int, int]]:
-    """Relative (offset, length) of the fingerprint's blocks: the whole tensor when it is small."""
-    n = tensor.nbytes
-    if n <= SAMPLES * SAMPLE:
-        return [(0, n)]
-    width = element_width(tensor.dtype) or 1
-    spans = []
-    for i in range(SAMPLES):
-        offset = (n - SAMPLE) * i // (SAMPLES - 1)
-        spans.append((offset - offset % width, SAMPLE))
-    return spans
-
-
-class _Fingerprint:
-    """One tensor's fingerprint as its sampled blocks arrive, in order."""
-
-    def __init__(self, tensor: TensorRecord) -> None:
-        self.hasher = xxhash.xxh3_128()
-        self.dtype = tensor.dtype
-        self.maybe_constant = tensor.numel > 1 and element_width(tensor.dtype) is not None
-        self.pattern: bytes | None = None
-        self.ends_in_zero = True
-        """The last block's last byte is zero (the last sample ends where the tensor ends)."""
-
-    def feed(self, block: memoryview | bytes) -> None:
-        self.hasher.update(block)
-        self.ends_in_zero = len(block) > 0 and block[-1] == 0
-        if self.maybe_constant:
-            p = constant_pattern(block, self.dtype)
-            self.maybe_constant = p is not None and (self.pattern is None or p == self.pattern)
-            self.pattern = p
-
-
-@dataclass(frozen=True)
-class _Sample:
-    fingerprint: str
-    maybe_constant: bool
-    full: TensorContent | None
-    """Set when the samples cover the whole tensor."""
-    ends_in_zero: bool = True
-    """The tensor's last byte (the last sample's) is zero; when not, no read can find zeros at its end."""
 
 
 # --- the reader ------------------------------------------------------------------------------------
@@ -389,7 +126,7 @@ class ContentReader(Closing):
         """Each read is a request: sampled blocks are coalesced (:func:`coalesce`), more files run at once."""
         self._workers = workers or (REMOTE_WORKERS if self._remote else max(1, min(4, os.cpu_count() or 1)))
         self._lock = threading.Lock()
-        self._samples: dict[Location, _Sample] = {}
+        self._samples: dict[Location, Sample] = {}
         self._contents: dict[Location, TensorContent] = {}
         self._equal: dict[tuple[Location, Location], bool] = {}
         self._analysis: ContentAnalysis | None = None
@@ -505,7 +242,7 @@ class ContentReader(Closing):
 
     def _sample(self, tensor: TensorRecord) -> None:
         src = self.source(tensor.file)
-        state = _Fingerprint(tensor)
+        state = Fingerprint(tensor)
         spans = sample_spans(tensor)
         pread: Callable[[int, int], bytes] | None = getattr(src, "pread", None)
         for offset, length in spans:
@@ -524,7 +261,7 @@ class ContentReader(Closing):
     def _sample_runs(self, tensors: tuple[TensorRecord, ...]) -> None:
         """Remote stores: the sampled blocks of these tensors of one file, neighbours read by one request."""
         src = self.source(tensors[0].file)
-        states = [_Fingerprint(t) for t in tensors]
+        states = [Fingerprint(t) for t in tensors]
         blocks = sorted((t.start + o, n, i) for i, t in enumerate(tensors) for o, n in sample_spans(t))
         done = 0
         for start, end, count in coalesce([(o, n) for o, n, _ in blocks]):
@@ -539,7 +276,7 @@ class ContentReader(Closing):
         for t, state in zip(tensors, states, strict=True):
             self._keep_sample(t, state, whole=len(sample_spans(t)) == 1)
 
-    def _keep_sample(self, tensor: TensorRecord, state: _Fingerprint, whole: bool) -> None:
+    def _keep_sample(self, tensor: TensorRecord, state: Fingerprint, whole: bool) -> None:
         digest = state.hasher.hexdigest()
         full = None
         if whole:  # the sample was the whole tensor: its hash is the content hash
@@ -548,10 +285,10 @@ class ContentReader(Closing):
             with self._lock:
                 self._contents.setdefault(location(tensor), full)
         with self._lock:
-            self._samples[location(tensor)] = _Sample(digest, state.maybe_constant, full, state.ends_in_zero)
+            self._samples[location(tensor)] = Sample(digest, state.maybe_constant, full, state.ends_in_zero)
 
     def _read_full(self, tensor: TensorRecord, deep: bool) -> None:
-        acc = _Accumulator(tensor, deep)
+        acc = Accumulator(tensor, deep)
         for chunk in self._chunks_or_holes(tensor):
             if isinstance(chunk, int):
                 acc.feed_zeros(chunk)
@@ -566,7 +303,7 @@ class ContentReader(Closing):
         if content is None or len(sample_spans(tensor)) != 1:
             return False
         digest = content.hash.split(":", 1)[1]
-        self._samples[location(tensor)] = _Sample(digest, content.constant is not None, content, content.ends_in_zero)
+        self._samples[location(tensor)] = Sample(digest, content.constant is not None, content, content.ends_in_zero)
         return True
 
     def _read_deep(self, unit: tuple[TensorRecord, ...]) -> None:
@@ -574,7 +311,7 @@ class ContentReader(Closing):
             self._read_full(unit[0], deep=True)
             return
         a, b = unit
-        acc_a, acc_b = _Accumulator(a, deep=True), _Accumulator(b, deep=True)
+        acc_a, acc_b = Accumulator(a, deep=True), Accumulator(b, deep=True)
         same = True
         for chunk_a, chunk_b in zip(self._chunks(a), self._chunks(b), strict=True):
             same = same and _same(chunk_a, chunk_b)
@@ -683,7 +420,7 @@ class ContentReader(Closing):
 
     def _has_full(self, t: TensorRecord, deep: bool) -> bool:
         content = self._contents.get(location(t))
-        return content is not None and (not deep or content.nan is not None or t.dtype not in _FLOAT_BITS)
+        return content is not None and (not deep or content.nan is not None or t.dtype not in FLOAT_BITS)
 
     # -- the tie question
 
@@ -732,7 +469,7 @@ class ContentReader(Closing):
 
     def _compare_bytes(self, a: TensorRecord, b: TensorRecord, hash_into: bool) -> bool:
         """Chunked exact compare, stopping at the first difference; when equal, both hashes come free."""
-        acc = _Accumulator(a, deep=False) if hash_into else None
+        acc = Accumulator(a, deep=False) if hash_into else None
         for chunk_a, chunk_b in self._pair_chunks(a, b):
             if not _same(chunk_a, chunk_b):
                 return False
@@ -759,24 +496,32 @@ class ContentReader(Closing):
         content = self._contents.get(location(tensor))
         if (sample is not None and not sample.ends_in_zero) or (content is not None and not content.ends_in_zero):
             return 0, b""
+        src = self.source(tensor.file)
+        extents: Callable[[int, int], list[tuple[int, int]] | None] | None = getattr(src, "data_extents", None)
+        stored = extents(tensor.start, tensor.nbytes) if extents is not None else None
+        # Holes of a sparse file are zeros the file system does not store: counted, never read.
+        regions = stored if stored is not None else [(tensor.start, tensor.end)]
         zeros = 0
         end = tensor.end
-        length = min(SAMPLE, tensor.nbytes)
-        while end > tensor.start:
-            length = min(length, end - tensor.start)
-            chunk = self._read_back(tensor.file, end - length, length)
-            kept = len(chunk.rstrip(b"\0"))
-            zeros += length - kept
-            if kept:
-                before = chunk[max(0, kept - SAMPLE) : kept]
-                start = end - length + kept - len(before)
-                if len(before) < SAMPLE and start > tensor.start:
-                    more = min(SAMPLE - len(before), start - tensor.start)
-                    before = self._read_back(tensor.file, start - more, more) + before
-                return zeros, before
-            end -= length
-            length = CHUNK
-        return zeros, b""
+        length = SAMPLE
+        for first, last in reversed(regions):
+            zeros += end - last
+            end = last
+            while end > first:
+                length = min(length, end - first)
+                chunk = self._read_back(tensor.file, end - length, length)
+                kept = len(chunk.rstrip(b"\0"))
+                zeros += length - kept
+                if kept:
+                    before = chunk[max(0, kept - SAMPLE) : kept]
+                    start = end - length + kept - len(before)
+                    if len(before) < SAMPLE and start > tensor.start:
+                        more = min(SAMPLE - len(before), start - tensor.start)
+                        before = self._read_back(tensor.file, start - more, more) + before
+                    return zeros, before
+                end -= length
+                length = CHUNK
+        return zeros + end - tensor.start, b""
 
     def _read_back(self, file: str, offset: int, length: int) -> bytes:
         src = self.source(file)
@@ -872,7 +617,7 @@ def _same(a: memoryview | bytearray, b: memoryview | bytearray) -> bool:
         return a == b  # memcmp
     if len(a) <= SMALL:
         return bytes(a) == bytes(b)
-    np = _numpy()
+    np = numpy_module()
     body = len(a) - len(a) % 8
     x: Any = np.frombuffer(a, dtype=np.uint64, count=body // 8)
     y: Any = np.frombuffer(b, dtype=np.uint64, count=body // 8)

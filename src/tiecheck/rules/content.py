@@ -11,8 +11,9 @@ import struct
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
+from tiecheck._bytes import element_width
 from tiecheck.checkpoint import FileFormat, TensorRecord
-from tiecheck.content import ContentAnalysis, TensorContent, element_width
+from tiecheck.content import ContentAnalysis, TensorContent
 from tiecheck.findings import Finding, Severity
 from tiecheck.rules.base import ScanContext, human_bytes
 from tiecheck.rules.catalog import finding
