@@ -233,9 +233,7 @@ class FixResult:
             destination=applied.destination if applied is not None else None,
             verification=verification,
             declined=outcome.declined,
-            recovery=None
-            if recovery is None
-            else FixRecovery(recovery.rolled_forward, recovery.steps_redone, tuple(recovery.removed_temps)),
+            recovery=recovery,
             pending=None if outcome.pending is None else PendingRecovery._of(outcome.pending),
         )
 

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tiecheck._api import FixRecovery
 from tiecheck.fixer.plan import RefusedError
 from tiecheck.fixer.writer import fsync_dir
 
@@ -151,24 +152,8 @@ def read_pending(root: Path) -> Pending:
     return Pending(steps, tuple(temps))
 
 
-@dataclass(frozen=True)
-class Recovery:
-    rolled_forward: bool
-    """A journal was found: the interrupted fix was completed."""
-    steps_redone: int
-    removed_temps: tuple[str, ...]
-
-    @property
-    def happened(self) -> bool:
-        return self.rolled_forward or bool(self.removed_temps)
-
-    def describe(self) -> str:
-        parts = []
-        if self.rolled_forward:
-            parts.append(f"completed an interrupted fix ({self.steps_redone} step(s) redone)")
-        if self.removed_temps:
-            parts.append(f"removed {len(self.removed_temps)} temporary file(s) left by an interrupted fix")
-        return "; ".join(parts)
+# What recovering did is reported to API users as is: one type, defined with the public API.
+Recovery = FixRecovery
 
 
 def recover(root: Path, pending: Pending, step: Callable[[str], None]) -> Recovery:
