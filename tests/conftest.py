@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -38,6 +40,25 @@ def as_saved(config: dict[str, object], tensors: dict[str, tuple[str, tuple[int,
         return config
     names = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64"}
     return {**config, "dtype": names[floats[0]]}
+
+
+Tensor = tuple[str, tuple[int, ...], bytes]
+
+
+def make(folder: Path, tensors: dict[str, Tensor], config: dict[str, object] | None) -> Path:
+    """A single-file checkpoint of hand-made tensors, with its config as ``save_pretrained`` writes it."""
+    from tiecheck.formats.safetensors import write_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    write_file(folder / "model.safetensors", tensors, {"format": "pt"})
+    if config is not None:
+        (folder / "config.json").write_text(json.dumps(as_saved(config, tensors)))
+    return folder
+
+
+def t(gen: ModuleType, seed: str, shape: tuple[int, ...] = (8, 4), dtype: str = "F32") -> Tensor:
+    """A deterministic tensor from the fixture generator (``gen``)."""
+    return gen.values(seed, shape, dtype)  # type: ignore[no-any-return]
 
 
 def sampled_bytes(report: object) -> int:

@@ -11,24 +11,10 @@ from types import ModuleType
 
 import pytest
 
-from conftest import as_saved
+from conftest import Tensor, make, t
 from tiecheck import Severity, scan
-from tiecheck.formats.safetensors import write_file
 from tiecheck.ties.known import CURRENT, LEGACY, knowledge
 from tiecheck.ties.loaders import LOADERS, Outcome, disagree, loader_table, outcomes, tie_cases, with_loaders
-
-Tensor = tuple[str, tuple[int, ...], bytes]
-
-
-def make(folder: Path, tensors: dict[str, Tensor], config: dict[str, object]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    write_file(folder / "model.safetensors", tensors, {"format": "pt"})
-    (folder / "config.json").write_text(json.dumps(as_saved(config, tensors)))
-    return folder
-
-
-def t(gen: ModuleType, seed: str, shape: tuple[int, ...] = (8, 4)) -> Tensor:
-    return gen.values(seed, shape, "F32")  # type: ignore[no-any-return]
 
 
 def test_the_table_says_what_it_was_checked_against() -> None:

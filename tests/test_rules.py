@@ -9,29 +9,14 @@ from types import ModuleType
 
 import pytest
 
-from conftest import as_saved, sampled_bytes
+from conftest import make, sampled_bytes, t
 from tiecheck import Report, TiecheckError, scan
 from tiecheck.formats.safetensors import write_file
 from tiecheck.rules.catalog import RULES
 
-Tensor = tuple[str, tuple[int, ...], bytes]
-
-
-def make(folder: Path, tensors: dict[str, Tensor], config: dict[str, object] | None) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    write_file(folder / "model.safetensors", tensors, {"format": "pt"})
-    if config is not None:
-        config = as_saved(config, tensors)
-        (folder / "config.json").write_text(json.dumps(config))
-    return folder
-
 
 def codes(report: Report) -> list[str]:
     return [f.code for f in report.findings]
-
-
-def t(gen: ModuleType, seed: str, shape: tuple[int, ...] = (8, 4), dtype: str = "F32") -> Tensor:
-    return gen.values(seed, shape, dtype)  # type: ignore[no-any-return]
 
 
 def test_t5_encoder_embedding_is_always_tied_to_shared(tmp_path: Path, gen: ModuleType) -> None:

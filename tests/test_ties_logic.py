@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from types import ModuleType
 
-from conftest import as_saved
+from conftest import make, t
 from tiecheck import Severity, scan
-from tiecheck.formats.safetensors import write_file
-
-Tensor = tuple[str, tuple[int, ...], bytes]
-
-
-def make(folder: Path, tensors: dict[str, Tensor], config: dict[str, object]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    write_file(folder / "model.safetensors", tensors, {"format": "pt"})
-    (folder / "config.json").write_text(json.dumps(as_saved(config, tensors)))
-    return folder
-
-
-def t(gen: ModuleType, seed: str, shape: tuple[int, ...] = (8, 4)) -> Tensor:
-    return gen.values(seed, shape, "F32")  # type: ignore[no-any-return]
 
 
 def test_custom_code_ties_are_guesses_and_never_errors(tmp_path: Path, gen: ModuleType) -> None:
