@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -32,23 +31,9 @@ import transformers  # noqa: E402
 DATA = HERE.parent / "src" / "tiecheck" / "ties" / "data"
 
 
-def _force_untied(config: Any) -> None:
-    stack, seen = [config], set()
-    while stack:
-        cfg = stack.pop()
-        if id(cfg) in seen:
-            continue
-        seen.add(id(cfg))
-        if hasattr(cfg, "tie_word_embeddings"):
-            cfg.tie_word_embeddings = False
-        if isinstance(getattr(cfg, "num_hidden_layers", None), int) and cfg.num_hidden_layers > 2:
-            cfg.num_hidden_layers = 2
-        stack.extend(v for v in vars(cfg).values() if isinstance(v, transformers.PretrainedConfig))
-
-
 def shared_untied(cls: type, config_cls: type) -> set[frozenset[str]]:
     config = config_cls()
-    _force_untied(config)
+    gen.force_tie_flags(config, False)
     with torch.device("meta"):
         model = cls(config)
     saved = gen.saved_namer(model)

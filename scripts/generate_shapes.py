@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch
 import transformers
-from generate_ties import registered, saved_namer
+from generate_ties import registered, resolve_class, saved_namer
 from transformers.models.auto import configuration_auto
 
 _INDEX = re.compile(r"(?<=\.)\d+(?=\.)")
@@ -278,10 +278,7 @@ def main() -> int:
     start = time.monotonic()
     for name, model_type in sorted(registered().items()):
         try:
-            cls = getattr(transformers, name)
-            own = getattr(getattr(cls, "config_class", None), "model_type", None)
-            if own in configuration_auto.CONFIG_MAPPING:
-                model_type = own
+            cls, model_type = resolve_class(name, model_type)
             if only and name not in only and model_type not in only:
                 continue
             config_cls = configuration_auto.CONFIG_MAPPING[model_type]

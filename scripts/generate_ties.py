@@ -196,8 +196,9 @@ def module_param(model: Any, getter: str) -> str | None:
     return None
 
 
-def _force_tied(config: Any) -> None:
-    """transformers 4: every tie flag true, and at most two layers (4.x builds meta models slowly)."""
+def force_tie_flags(config: Any, tied: bool) -> None:
+    """Every tie flag of ``config`` and its sub-configs set to ``tied``, and at most two layers (4.x builds
+    meta models slowly)."""
     stack, seen = [config], set()
     while stack:
         cfg = stack.pop()
@@ -205,7 +206,7 @@ def _force_tied(config: Any) -> None:
             continue
         seen.add(id(cfg))
         if hasattr(cfg, "tie_word_embeddings"):
-            cfg.tie_word_embeddings = True
+            cfg.tie_word_embeddings = tied
         if isinstance(getattr(cfg, "num_hidden_layers", None), int) and cfg.num_hidden_layers > 2:
             cfg.num_hidden_layers = 2
         stack.extend(v for v in vars(cfg).values() if isinstance(v, transformers.PretrainedConfig))
@@ -234,8 +235,8 @@ def undescribed(cls: type) -> dict[str, Any] | None:
 
 
 def describe_with(cls: type, config: Any) -> dict[str, Any]:
-    if not V5:
-        _force_tied(config)
+    if not V5:  # transformers 4: the ties are read off a model built with every flag true
+        force_tie_flags(config, True)
     with torch.device("meta"):
         model = cls(config)
     saved = saved_namer(model)
@@ -302,6 +303,14 @@ def flags(config_cls: type) -> dict[str, Any]:
     return result
 
 
+def resolve_class(name: str, model_type: str) -> tuple[type, str]:
+    """The registered class ``name`` and the model type to build it from: its own config class's, when the
+    auto mappings register it under another type's name."""
+    cls = getattr(transformers, name)
+    own = getattr(getattr(cls, "config_class", None), "model_type", None)
+    return cls, own if own in configuration_auto.CONFIG_MAPPING else model_type
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
@@ -314,10 +323,7 @@ def main() -> int:
     failed: dict[str, str] = {}
     for name, model_type in sorted(classes.items()):
         try:
-            cls = getattr(transformers, name)
-            own = getattr(getattr(cls, "config_class", None), "model_type", None)
-            if own in configuration_auto.CONFIG_MAPPING:
-                model_type = own
+            cls, model_type = resolve_class(name, model_type)
             if only and name not in only and model_type not in only:
                 continue
             config_cls = configuration_auto.CONFIG_MAPPING[model_type]
