@@ -183,21 +183,12 @@ def write_shard(
     header = encode_header({t.name: (t.dtype, t.shape, t.nbytes) for t in records}, metadata)
     copier = _Copier(run)
     digests: dict[str, str] = {}
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if like is not None else 0o644)
-    try:
-        if like is not None:
-            copy_attributes(like, fd)
+    with _new_file(dest, like) as fd:
         _write_all(fd, header)
         for t in records:
             digests[t.name] = copier.copy(open_source(t.file), t, fd, f"{dest.name}:{t.name}")
         if sync:
             os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            dest.unlink()
-        raise
-    os.close(fd)
     size = len(header) + sum(t.nbytes for t in records)
     return WrittenFile(dest, size, MappingProxyType(digests), sum(t.nbytes for t in records))
 
@@ -207,12 +198,22 @@ def write_text(dest: Path, text: str, like: Path | None = None) -> None:
 
     A partly written file is removed (a full disk leaves nothing behind).
     """
+    with _new_file(dest, like) as fd:
+        _write_all(fd, text.encode("utf-8"))
+        os.fsync(fd)
+
+
+@contextlib.contextmanager
+def _new_file(dest: Path, like: Path | None) -> Iterator[int]:
+    """``dest`` created (it must not exist) and open for writing, with ``like``'s attributes when given.
+
+    Closed at the end; on any failure (a full disk, Ctrl-C) the partly written file is removed.
+    """
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if like is not None else 0o644)
     try:
         if like is not None:
             copy_attributes(like, fd)
-        _write_all(fd, text.encode("utf-8"))
-        os.fsync(fd)
+        yield fd
     except BaseException:
         os.close(fd)
         with contextlib.suppress(OSError):
