@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -134,11 +134,10 @@ class Knowledge:
     classes: Mapping[str, ClassKnowledge]
     model_types: dict[str, TypeKnowledge]
     failed: dict[str, str]
-    _classes: _Classes | None = field(default=None, repr=False, compare=False)
 
     def by_model_type(self, model_type: str) -> tuple[ClassKnowledge, ...]:
-        if self._classes is not None:
-            return tuple(self.classes[name] for name in self._classes.names_of_type(model_type))
+        if isinstance(self.classes, _Classes):  # read from a data file: an index, no class built needlessly
+            return tuple(self.classes[name] for name in self.classes.names_of_type(model_type))
         return tuple(c for c in self.classes.values() if c.model_type == model_type)
 
 
@@ -214,11 +213,9 @@ def knowledge(version: str = CURRENT) -> Knowledge:
         return Knowledge(version=version, classes={}, model_types={}, failed={})
     text = path.read_text("utf-8")
     raw = json.loads(text)
-    classes = _Classes(raw["classes"], _rename_rules(raw["classes"]))
     return Knowledge(
         version=raw["transformers"],
-        classes=classes,
+        classes=_Classes(raw["classes"], _rename_rules(raw["classes"])),
         model_types={mt: _type(mt, entry) for mt, entry in raw["model_types"].items()},
         failed=dict(raw.get("failed", {})),
-        _classes=classes,
     )
