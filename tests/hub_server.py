@@ -263,3 +263,18 @@ def serve() -> Iterator[FakeHub]:
         for server in servers:
             server.shutdown()
             server.server_close()
+
+
+def write_hf_cache(root: Path, repo_id: str, folder: Path, sha: str = "a" * 40) -> None:
+    """``folder``'s files as ``repo_id`` at commit ``sha`` in a Hugging Face cache under ``root``: blobs, a
+    snapshot of symlinks to them, refs/main naming the commit (what an offline scan or diff reads)."""
+    repo = root / f"models--{repo_id.replace('/', '--')}"
+    (repo / "blobs").mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(sha)
+    snapshot = repo / "snapshots" / sha
+    snapshot.mkdir(parents=True)
+    for path in folder.iterdir():
+        blob = repo / "blobs" / path.name.encode().hex()
+        blob.write_bytes(path.read_bytes())
+        (snapshot / path.name).symlink_to(Path("../../blobs") / blob.name)

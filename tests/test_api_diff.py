@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import tiecheck
-from hub_server import FakeHub, serve
+from hub_server import FakeHub, serve, write_hf_cache
 from tiecheck.testing import config, values, write_json, write_sharded
 
 
@@ -126,27 +126,13 @@ def test_cli_diffs_hub_repos(hub: FakeHub, pair: tuple[Path, Path], tmp_path: Pa
     assert absent.returncode == 2 and absent.stderr.startswith("tiecheck: error: hf://org/absent: repository not found")
 
 
-def _cache(root: Path, repo_id: str, folder: Path, sha: str = "b" * 40) -> None:
-    """The Hugging Face cache layout: blobs, a snapshot of symlinks to them, refs/main naming the commit."""
-    repo = root / f"models--{repo_id.replace('/', '--')}"
-    (repo / "blobs").mkdir(parents=True)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(sha)
-    snapshot = repo / "snapshots" / sha
-    snapshot.mkdir(parents=True)
-    for path in folder.iterdir():
-        blob = repo / "blobs" / path.name.encode().hex()
-        blob.write_bytes(path.read_bytes())
-        (snapshot / path.name).symlink_to(Path("../../blobs") / blob.name)
-
-
 def test_offline_diffs_the_local_cache_without_a_request(
     pair: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from huggingface_hub import constants
 
     a, b = pair
-    _cache(tmp_path / "cache", "org/merged", a)
+    write_hf_cache(tmp_path / "cache", "org/merged", a, sha="b" * 40)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens: any request would fail
     cached = tiecheck.diff("hf://org/merged", b, offline=True)

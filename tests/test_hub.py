@@ -13,7 +13,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from hub_server import FakeHub, serve
+from hub_server import FakeHub, serve, write_hf_cache
 from tiecheck.errors import TiecheckError
 from tiecheck.findings import Finding
 from tiecheck.io.hub import HubStore, parse_hub_target
@@ -180,20 +180,6 @@ def test_hub_target_syntax(text: str, expected: tuple[str, str | None] | None) -
     assert (None if target is None else (target.repo_id, target.revision)) == expected
 
 
-def _cache(root: Path, repo_id: str, folder: Path, sha: str = "a" * 40) -> None:
-    """The Hugging Face cache layout: blobs by hash, a snapshot of symlinks to them, refs/main naming the commit."""
-    repo = root / f"models--{repo_id.replace('/', '--')}"
-    (repo / "blobs").mkdir(parents=True)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(sha)
-    snapshot = repo / "snapshots" / sha
-    snapshot.mkdir(parents=True)
-    for path in folder.iterdir():
-        blob = repo / "blobs" / path.name.encode().hex()
-        blob.write_bytes(path.read_bytes())
-        (snapshot / path.name).symlink_to(Path("../../blobs") / blob.name)
-
-
 def test_offline_scans_the_local_cache_without_a_request(
     fixtures_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -201,7 +187,7 @@ def test_offline_scans_the_local_cache_without_a_request(
 
     from tiecheck.io.hub import open_hub
 
-    _cache(tmp_path, "org/repo", fixtures_dir / "gemma2-merge-duplicated-head")
+    write_hf_cache(tmp_path, "org/repo", fixtures_dir / "gemma2-merge-duplicated-head")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens: any request would fail
     store = open_hub("hf://org/repo", offline=True)
@@ -257,7 +243,7 @@ def test_cli_revision_and_offline(hub: FakeHub, fixtures_dir: Path, tmp_path: Pa
     assert done.returncode == 0, done.stderr
     assert [r["target"] for r in json.loads(done.stdout)["reports"]] == ["hf://org/repo@v1"]
 
-    _cache(tmp_path / "cache", "org/cached", fixtures_dir / "gemma2-merge-duplicated-head")
+    write_hf_cache(tmp_path / "cache", "org/cached", fixtures_dir / "gemma2-merge-duplicated-head")
     before = hub.hub.requests
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "cache"), "HF_ENDPOINT": hub.hub_url}
     env.pop("HF_HUB_OFFLINE", None)
