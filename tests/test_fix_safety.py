@@ -21,6 +21,7 @@ from fixhelpers import (
     snapshot,
     use_merged,  # noqa: F401 - the "merged" fixture
 )
+from hub_server import write_hf_cache
 from tiecheck import scan
 from tiecheck.cli import app
 from tiecheck.fixer import Options, RefusedError, run_fix
@@ -170,13 +171,9 @@ def test_output_never_copies_a_symlink_target_from_outside(merged: Path, outside
 
 
 def test_hugging_face_cache_snapshot_is_refused_in_place(merged: Path, tmp_path: Path) -> None:
+    write_hf_cache(tmp_path, "org/name", merged, sha="0123abcd")
     repo = tmp_path / "models--org--name"
     blobs, snap = repo / "blobs", repo / "snapshots" / "0123abcd"
-    blobs.mkdir(parents=True)
-    snap.mkdir(parents=True)
-    for i, path in enumerate(sorted(merged.iterdir())):
-        shutil.copy(path, blobs / f"blob{i}")
-        (snap / path.name).symlink_to(Path("../../blobs") / f"blob{i}")
     assert codes(snap) == {"TC101"}, "cache symlinks into blobs/ are the checkpoint's own files"
     blobs_before = snapshot(blobs)
     result = runner.invoke(app, ["fix", "--yes", "--drop-duplicates", str(snap)])
