@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import re
 import sys
@@ -41,6 +40,8 @@ import torch
 import transformers
 from generate_ties import registered, resolve_class, saved_namer
 from transformers.models.auto import configuration_auto
+
+from tiecheck.ties._records import dump
 
 _INDEX = re.compile(r"(?<=\.)\d+(?=\.)")
 VOCAB = ("vocab_size",)
@@ -302,8 +303,7 @@ def main() -> int:
         "failed": failed,
     }
     with open(args.out, "w", encoding="utf-8") as fh:
-        json.dump(document, fh, separators=(",", ":"), sort_keys=True)
-        fh.write("\n")
+        dump(document, fh)  # one entry per line: read one at a time (tiecheck/ties/_records.py)
     spent = time.monotonic() - start
     print(f"{len(classes)} classes, {len(failed)} failed, {spent:.0f} s", file=sys.stderr)
     return 0

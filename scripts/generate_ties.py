@@ -24,23 +24,27 @@ Usage: ``python scripts/generate_ties.py OUT.json`` (``--only NAME,...`` for a s
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
 import time
 import warnings
 from itertools import cycle
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 warnings.filterwarnings("ignore")
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # tiecheck's package imports nothing heavy
+
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from transformers import PreTrainedModel  # noqa: E402
 from transformers.models.auto import configuration_auto, modeling_auto  # noqa: E402
+
+from tiecheck.ties._records import dump  # noqa: E402
 
 V5 = int(transformers.__version__.split(".")[0]) >= 5
 _DIGITS = re.compile(r"(?<=\.)\d+(?=\.)")
@@ -340,16 +344,19 @@ def main() -> int:
             if partial is not None and model_type in configuration_auto.CONFIG_MAPPING:
                 described[name] = {"model_type": model_type, **partial}
             print(f"failed: {name}: {failed[name]}", file=sys.stderr)
+    by_type: dict[str, list[str]] = {}
+    for name, entry in sorted(described.items()):
+        by_type.setdefault(entry["model_type"], []).append(name)
     document = {
         "transformers": transformers.__version__,
         "generator": "scripts/generate_ties.py",
-        "model_types": dict(sorted(model_types.items())),
-        "classes": dict(sorted(described.items())),
-        "failed": dict(sorted(failed.items())),
+        "model_types": model_types,
+        "classes": described,
+        "classes_by_model_type": by_type,  # so a reader finds a type's classes without parsing every class
+        "failed": failed,
     }
     with open(args.out, "w", encoding="utf-8") as fh:
-        json.dump(document, fh, separators=(",", ":"), sort_keys=True)
-        fh.write("\n")
+        dump(document, fh)  # one entry per line: read one at a time (tiecheck/ties/_records.py)
     print(f"{len(described)} classes, {len(model_types)} model types, {len(failed)} failed", file=sys.stderr)
     return 0
 

@@ -67,7 +67,7 @@ def _class_shapes(config: ModelConfig, listed: set[str]) -> ClassShapes | None:
     data = shape_knowledge()
     candidates = [data[a] for a in config.architectures[:1] if a in data]
     if not candidates and config.model_type:
-        candidates = [c for c in data.values() if c.model_type == config.model_type]
+        candidates = [data[name] for name in data.named_by(config.model_type)]
     general = {_general(n) for n in listed}
     scored = [(_score(v, general), i, v) for i, c in enumerate(candidates) for v in c.variants()]
     best = max(scored, key=lambda s: (s[0], -s[1]), default=None)

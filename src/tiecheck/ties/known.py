@@ -8,13 +8,14 @@ older loaders did.
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import cache
-from importlib import resources
 from typing import Any
+
+from tiecheck.ties import _records
+from tiecheck.ties._records import Records
 
 CURRENT = "5.23.0"
 LEGACY = "4.57.6"
@@ -88,56 +89,20 @@ class TypeKnowledge:
         return True if value == "T" else False if value == "F" else None
 
 
-class _Classes(Mapping[str, "ClassKnowledge"]):
-    """The classes of a data file, each turned into a :class:`ClassKnowledge` when first asked for.
-
-    A scan asks about one or two architectures of the 1,400-odd in the file: building them all took
-    a sixth of a small scan's start-up.
-    """
-
-    def __init__(self, raw: dict[str, Any], rules: list[tuple[str, str]]) -> None:
-        self._raw = raw
-        self._rules = rules
-        self._made: dict[str, ClassKnowledge] = {}
-        self._by_type: dict[str, list[str]] | None = None
-
-    def __getitem__(self, name: str) -> ClassKnowledge:
-        made = self._made.get(name)
-        if made is None:
-            made = _class(name, self._raw[name])
-            if not made.built:  # only its plain _tied_weights_keys: give it the on-disk naming too
-                made = _renamed(made, self._rules) or made
-            self._made[name] = made
-        return made
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._raw)
-
-    def __len__(self) -> int:
-        return len(self._raw)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._raw
-
-    def names_of_type(self, model_type: str) -> list[str]:
-        if self._by_type is None:
-            index: dict[str, list[str]] = {}
-            for name, entry in self._raw.items():
-                index.setdefault(entry["model_type"], []).append(name)
-            self._by_type = index
-        return self._by_type.get(model_type, [])
-
-
 @dataclass(frozen=True)
 class Knowledge:
     version: str
     classes: Mapping[str, ClassKnowledge]
-    model_types: dict[str, TypeKnowledge]
-    failed: dict[str, str]
+    model_types: Mapping[str, TypeKnowledge]
+    failed: Mapping[str, str]
+    types_index: Mapping[str, list[str]] | None = None
+    """model_type -> the names of its classes, as the generator wrote it (None: find them by looking)."""
 
     def by_model_type(self, model_type: str) -> tuple[ClassKnowledge, ...]:
-        if isinstance(self.classes, _Classes):  # read from a data file: an index, no class built needlessly
-            return tuple(self.classes[name] for name in self.classes.names_of_type(model_type))
+        if self.types_index is not None:
+            return tuple(self.classes[name] for name in self.types_index.get(model_type, ()))
+        if isinstance(self.classes, Records):
+            return tuple(self.classes[name] for name in self.classes.named_by(model_type))
         return tuple(c for c in self.classes.values() if c.model_type == model_type)
 
 
@@ -167,7 +132,7 @@ def _type(model_type: str, raw: dict[str, Any]) -> TypeKnowledge:
     )
 
 
-def _rename_rules(raw_classes: dict[str, Any]) -> list[tuple[str, str]]:
+def _rename_rules(raw_classes: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Prefix renamings ``save_pretrained`` applies (in-memory -> on-disk), learnt from the built classes.
 
     ``model.language_model.`` -> ``language_model.model.``, ``lm_head.`` -> ``language_model.lm_head.``...
@@ -207,15 +172,28 @@ def _renamed(cls: ClassKnowledge, rules: list[tuple[str, str]]) -> ClassKnowledg
 
 @cache
 def knowledge(version: str = CURRENT) -> Knowledge:
-    """The data generated under transformers ``version``; empty when the package does not ship it."""
-    path = resources.files("tiecheck.ties").joinpath("data").joinpath(f"transformers-{version}.json")
-    if version != CURRENT and not path.is_file():
+    """The data generated under transformers ``version``; empty when the package does not ship it.
+
+    Each class and model type is turned into its record when first asked for: a scan asks about one or two.
+    """
+    raw = _records.load(f"transformers-{version}.json")
+    if raw is None:
+        if version == CURRENT:
+            raise FileNotFoundError(_records.DATA / f"transformers-{version}.json")
         return Knowledge(version=version, classes={}, model_types={}, failed={})
-    text = path.read_text("utf-8")
-    raw = json.loads(text)
+    raw_classes: Mapping[str, Any] = raw["classes"]
+    rules = cache(lambda: _rename_rules(raw_classes))
+
+    def build(name: str, entry: dict[str, Any]) -> ClassKnowledge:
+        made = _class(name, entry)
+        if not made.built:  # only its plain _tied_weights_keys: give it the on-disk naming too
+            made = _renamed(made, rules()) or made
+        return made
+
     return Knowledge(
         version=raw["transformers"],
-        classes=_Classes(raw["classes"], _rename_rules(raw["classes"])),
-        model_types={mt: _type(mt, entry) for mt, entry in raw["model_types"].items()},
-        failed=dict(raw.get("failed", {})),
+        classes=Records(raw_classes, build, "model_type"),
+        model_types=Records(raw["model_types"], _type),
+        failed=raw.get("failed", {}),
+        types_index=raw.get("classes_by_model_type"),
     )

@@ -8,11 +8,11 @@ checked one by one, ``unknown`` elsewhere: a message never claims what the table
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Any
+
+from tiecheck.ties import _records
 
 #: The loaders a message speaks for, in the order it names them.
 LOADERS = ("transformers 5", "transformers 4", "vLLM", "llama.cpp")
@@ -64,8 +64,10 @@ def _table(raw: dict[str, Any]) -> LoaderTable:
 
 @cache
 def loader_table() -> LoaderTable:
-    path = resources.files("tiecheck.ties").joinpath("data").joinpath("loaders.json")
-    return _table(json.loads(path.read_text("utf-8")))
+    raw = _records.load("loaders.json")
+    if raw is None:
+        raise FileNotFoundError(_records.DATA / "loaders.json")
+    return _table(raw)
 
 
 def outcomes(cases: dict[str, str | None], architecture: str | None) -> tuple[Outcome, ...]:

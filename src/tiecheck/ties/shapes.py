@@ -7,13 +7,13 @@ neither transformers nor torch; it is loaded on first use.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from functools import cache, cached_property
-from importlib import resources
 from typing import Any
 
+from tiecheck.ties import _records
+from tiecheck.ties._records import Records
 from tiecheck.ties.known import CURRENT
 
 #: config.json keys (last segment) by what they count.
@@ -85,14 +85,13 @@ def _class(name: str, raw: dict[str, Any], model_type: str, unexpected: tuple[st
     )
 
 
+def _build(name: str, entry: dict[str, Any]) -> ClassShapes:
+    return _class(name, entry, entry.get("t", ""), tuple(entry.get("x", ())))
+
+
 @cache
-def shape_knowledge(version: str = CURRENT) -> dict[str, ClassShapes]:
-    """Class name to its shape records, generated under transformers ``version`` (empty when not shipped)."""
-    path = resources.files("tiecheck.ties").joinpath("data").joinpath(f"shapes-{version}.json")
-    if not path.is_file():
-        return {}
-    raw = json.loads(path.read_text("utf-8"))
-    return {
-        name: _class(name, entry, entry.get("t", ""), tuple(entry.get("x", ())))
-        for name, entry in raw["classes"].items()
-    }
+def shape_knowledge(version: str = CURRENT) -> Records[ClassShapes]:
+    """Class name to its shape records, generated under transformers ``version`` (empty when not shipped);
+    each class is built when first asked for, :meth:`~Records.named_by` finds a model type's classes."""
+    raw = _records.load(f"shapes-{version}.json")
+    return Records(raw["classes"] if raw is not None else {}, _build, "t")
