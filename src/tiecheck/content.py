@@ -27,7 +27,6 @@ import os
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -219,10 +218,12 @@ class ContentReader(Closing):
                         _access(self.source(file), False)
 
         try:
-            if len(jobs) == 1 or self._workers == 1:
-                for key in jobs:
+            if len(jobs) == 1 or self._workers == 1 or (not self._remote and total <= CHUNK):
+                for key in jobs:  # one job, or less than a chunk of local bytes: threads would only add start-up
                     run(key)
             else:
+                from concurrent.futures import ThreadPoolExecutor  # imports logging: only when it will be used
+
                 pool = ThreadPoolExecutor(max_workers=min(self._workers, len(jobs)))
                 try:
                     for future in [pool.submit(run, key) for key in jobs]:

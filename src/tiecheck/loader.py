@@ -17,7 +17,6 @@ from tiecheck.formats.intent import generation_evidence
 from tiecheck.formats.jsonfiles import parse_config, parse_index
 from tiecheck.formats.lfs import MAX_POINTER_SIZE, parse_lfs_pointer
 from tiecheck.formats.safetensors import read_header
-from tiecheck.formats.torch_pickle import UnsafePickleError, read_torch_file
 from tiecheck.io.paths import within
 from tiecheck.io.source import ByteSource, CheckpointStore, LocalStore
 from tiecheck.ties.table import is_base_model
@@ -260,6 +259,8 @@ def _read_weight_file(store: CheckpointStore, name: str) -> WeightFile:
 
 
 def _read_pickle_file(source: ByteSource, name: str) -> WeightFile:
+    from tiecheck.formats.torch_pickle import read_torch_file  # only for pickles: a sixth of a scan's imports
+
     try:
         torch_file = read_torch_file(source, name)
     except FormatError as exc:
@@ -277,6 +278,8 @@ def _side_pickle(store: CheckpointStore, name: str) -> LoadIssue | None:
     Loading it (Trainer resume, a user's ``torch.load``) runs what it imports. Other problems (not a
     torch file, truncated) are not reported: it is not weights, and may be any pickle.
     """
+    from tiecheck.formats.torch_pickle import UnsafePickleError, read_torch_file
+
     try:
         source = store.open(name)
     except OSError:

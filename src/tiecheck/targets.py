@@ -152,14 +152,14 @@ def hub_repo(path: Path | str) -> str | None:
 
     A shell or ``pathlib`` folds ``hf://`` to ``hf:/``; both spellings are accepted.
     """
-    from tiecheck.io.hub import parse_hub_target
-
     text = str(path)
     if text.startswith("hf:/") and not text.startswith("hf://"):
         text = "hf://" + text[len("hf:/") :]
     explicit = text.startswith("hf://")
     if not explicit and Path(text).exists():
         return None
+    from tiecheck.io.hub import parse_hub_target  # not for a local path: the Hub client is not needed
+
     target = parse_hub_target(text, bare=not explicit)
     if target is None:
         if explicit:

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 from tiecheck.checkpoint import FileFormat, TensorRecord, WeightFile
 from tiecheck.findings import Finding
-from tiecheck.formats.torch_pickle import UNSAFE
 from tiecheck.loader import LFS_POINTER
 from tiecheck.rules.base import ScanContext, human_bytes
 from tiecheck.rules.catalog import finding
@@ -15,6 +14,10 @@ from tiecheck.rules.catalog import finding
 
 def check_pickle(ctx: ScanContext) -> Iterator[Finding]:
     pickles = [f for f in ctx.checkpoint.files if f.format is FileFormat.PICKLE]
+    if not pickles:
+        return
+    from tiecheck.formats.torch_pickle import UNSAFE  # the pickle reader is imported only where pickles are
+
     for file in pickles:
         problem = file.problem
         if problem is None:
