@@ -7,6 +7,7 @@ decide its start-up, and those can be checked exactly.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -131,3 +132,56 @@ def test_the_fast_path_flags_act_as_through_typer(fixtures_dir: Path, tmp_path: 
     assert both == _tiecheck("scan", "-q", "--exit-zero", "--", merged, cwd=tmp_path) and both[0] == 0
     recursive = _tiecheck("scan", "-r", "--statistics", str(fixtures_dir), cwd=tmp_path)
     assert recursive == _tiecheck("scan", "-r", "--statistics", "--", str(fixtures_dir), cwd=tmp_path)
+
+
+def test_the_fast_path_flags_are_the_fix_command_s() -> None:
+    import typer.main
+
+    from tiecheck.cli import FIX_FLAGS, app
+
+    fix = typer.main.get_command(app).commands["fix"]  # type: ignore[attr-defined]
+    options = {opt: param for param in fix.params for opt in param.opts}
+    for flag, name in FIX_FLAGS.items():
+        assert flag in options, flag
+        assert options[flag].name == name and options[flag].is_flag, flag
+
+
+def test_a_plain_fix_runs_without_the_option_parser(fixtures_dir: Path, tmp_path: Path) -> None:
+    shutil.copytree(fixtures_dir / "gemma2-merge-duplicated-head", tmp_path / "ckpt")
+    loaded, checkpoint_code, out = _probe("fix", str(tmp_path / "ckpt"), "--drop-duplicates", "--yes")
+    assert "Fixed" in out and "tiecheck.fixer" in checkpoint_code
+    assert "typer" not in loaded and "click" not in loaded and "pydantic" not in loaded
+
+
+def test_the_fix_fast_path_answers_as_typer_does(fixtures_dir: Path, tmp_path: Path) -> None:
+    """``fix PATH [flags]`` (fast path) and ``fix [flags] -- PATH`` (through typer), each on its own copy of the
+    same folder (same relative name): same output, same exit code, same files afterwards."""
+    from tiecheck.cli import FIX_FLAGS
+
+    cases = [
+        ["--drop-duplicates", "--yes"],
+        ["--drop-duplicates", "-y", "--tie-head"],
+        ["--drop-duplicates"],  # no terminal and no --yes: refused
+        ["--dry-run", "--drop-duplicates"],
+        ["--to-safetensors", "--yes"],
+        ["--yes"],  # index repairs only
+        [],
+    ]
+    assert {flag for case in cases for flag in case} == set(FIX_FLAGS)
+    fixtures = ["gemma2-merge-duplicated-head", "index-drift", "qwen2-tieable-head", "invalid-safetensors"]
+    codes = set()
+    for fixture in fixtures:
+        for i, flags in enumerate(cases):
+            results = []
+            for way in ("fast", "typer"):
+                cwd = tmp_path / f"{fixture}-{i}-{way}"
+                shutil.copytree(fixtures_dir / fixture, cwd / "ckpt")
+                args = ["fix", "ckpt", *flags] if way == "fast" else ["fix", *flags, "--", "ckpt"]
+                outcome = _tiecheck(*args, cwd=cwd)
+                files = {p.relative_to(cwd).as_posix(): p.read_bytes() for p in sorted(cwd.rglob("*")) if p.is_file()}
+                results.append((outcome, files))
+            assert results[0] == results[1], (fixture, flags)
+            codes.add(results[0][0][0])
+    absent = str(tmp_path / "absent")
+    assert _tiecheck("fix", absent, "--yes") == _tiecheck("fix", "--yes", "--", absent)
+    assert codes >= {0, 2}

@@ -34,13 +34,24 @@ SCAN_FLAGS = {
 }
 
 
+#: The on/off options of ``fix`` that the fast path understands (``fix PATH --drop-duplicates --yes``).
+FIX_FLAGS = {
+    "--drop-duplicates": "drop_duplicates",
+    "--tie-head": "tie_head",
+    "--to-safetensors": "to_safetensors",
+    "--dry-run": "dry_run",
+    "--yes": "yes",
+    "-y": "yes",
+}
+
+
 def main() -> None:
     """Console entry point: no traceback reaches a user unless TIECHECK_DEBUG is set.
 
-    Two fast paths answer the commonest calls without typer (which imports click's machinery and pydantic,
-    and prepares every parameter): ``--version``, and ``scan PATH...`` with at most the on/off options of
-    :data:`SCAN_FLAGS` (as a pre-commit hook runs it: ``scan --from-files FILE...``), which runs the scan
-    command exactly as typer would.
+    Fast paths answer the commonest calls without typer (which imports click's machinery and pydantic, and
+    prepares every parameter: a tenth of a second): ``--version``; ``scan PATH...`` with at most the on/off
+    options of :data:`SCAN_FLAGS` (as a pre-commit hook runs it: ``scan --from-files FILE...``); and
+    ``fix PATH`` with at most those of :data:`FIX_FLAGS`. Each runs its command exactly as typer would.
     """
     args = sys.argv[1:]
     if args in _VERSION_FLAGS:  # what typer would print, without importing it
@@ -48,15 +59,16 @@ def main() -> None:
 
         sys.stdout.write(f"tiecheck {__version__}\n")
         return
-    plain = _plain_scan(args)
-    if plain is not None:
+    scan = _plain("scan", args, SCAN_FLAGS)
+    fix = _plain("fix", args, FIX_FLAGS)
+    if scan is not None:
         import os
         from pathlib import Path
 
         from tiecheck.cli._base import run
         from tiecheck.cli._scan_run import run_scan
 
-        paths, on = plain
+        paths, on = scan
         run(
             lambda: run_scan(
                 [Path(a) for a in paths],
@@ -72,6 +84,24 @@ def main() -> None:
             )
         )
         return
+    if fix is not None and len(fix[0]) == 1:
+        from pathlib import Path
+
+        from tiecheck.cli._base import run
+        from tiecheck.cli._fix_run import run_fix
+
+        (path,), on = fix
+        run(
+            lambda: run_fix(
+                Path(path),
+                drop_duplicates="drop_duplicates" in on,
+                tie_head="tie_head" in on,
+                to_safetensors="to_safetensors" in on,
+                dry_run="dry_run" in on,
+                yes="yes" in on,
+            )
+        )
+        return
     from tiecheck.cli._commands import main as run_app
 
     run_app()
@@ -81,15 +111,16 @@ def main() -> None:
 REVISION_ENV = "TIECHECK_REVISION"
 
 
-def _plain_scan(args: list[str]) -> tuple[list[str], set[str]] | None:
-    """``scan`` arguments the fast path can take: paths and known flags (in any order, as typer takes them)."""
-    if not args or args[0] != "scan":
+def _plain(command: str, args: list[str], flags: dict[str, str]) -> tuple[list[str], set[str]] | None:
+    """Arguments of ``command`` the fast path can take: paths and known flags (in any order, as typer takes
+    them); the parameter names the flags set."""
+    if not args or args[0] != command:
         return None
     paths = [a for a in args[1:] if not a.startswith("-")]
     options = [a for a in args[1:] if a.startswith("-")]
-    if not paths or any(o not in SCAN_FLAGS for o in options):
+    if not paths or any(o not in flags for o in options):
         return None
-    return paths, {SCAN_FLAGS[o] for o in options}
+    return paths, {flags[o] for o in options}
 
 
 def __getattr__(name: str) -> object:
