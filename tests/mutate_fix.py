@@ -115,7 +115,7 @@ MUTATIONS: list[tuple[str, str, str, str]] = [
         "test_fix.py::test_broken_checkpoint_is_refused",
     ),
     (
-        "cli/fix.py",
+        "cli/_fix_run.py",
         "        if not can_ask:\n",
         "        if False:\n",
         "test_fix_safety.py::test_no_change_in_place_without_a_prompt_or_yes",

@@ -7,6 +7,7 @@ decide its start-up, and those can be checked exactly.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -31,9 +32,10 @@ finally:
 """
 
 
-def _probe(*args: str) -> tuple[list[str], list[str], str]:
+def _probe(*args: str, columns: str = "100") -> tuple[list[str], list[str], str]:
+    env = {**os.environ, "COLUMNS": columns}  # pytest sets 80: narrower than the fixture's summary table
     done = subprocess.run(
-        [sys.executable, "-c", _PROBE.format(heavy=HEAVY), *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", _PROBE.format(heavy=HEAVY), *args], capture_output=True, text=True, timeout=120, env=env
     )
     line = next(x for x in done.stderr.splitlines() if x.startswith("PROBE "))
     loaded, checkpoint_code = json.loads(line[len("PROBE ") :])
@@ -81,7 +83,9 @@ def test_the_plain_scan_fast_path_loads_no_option_parser_machinery(fixtures_dir:
     loaded, _, _ = _probe("scan", str(fixtures_dir / "gemma2-merge-duplicated-head"))
     assert "typer" not in loaded and "click" not in loaded  # `scan PATH` runs without the option parser...
     assert "pydantic" not in loaded  # ...which builds every parameter with pydantic
-    assert loaded == ["rich", "xxhash"]  # the table and the content hashes: all a plain scan needs
+    assert loaded == ["xxhash"]  # the content hashes: all a plain scan needs when stdout is no terminal
+    narrow, _, out = _probe("scan", str(fixtures_dir / "gemma2-merge-duplicated-head"), columns="60")
+    assert narrow == ["rich", "xxhash"] and "TC101" in out  # a summary wider than the page: rich lays it out
 
 
 def _tiecheck(*args: str, cwd: Path | None = None) -> tuple[int, str, str]:

@@ -1,5 +1,6 @@
-"""The command line's shared parts that need no CLI framework: exit codes, the stdout console and its one
-width rule, the error boundary. ``tiecheck scan PATH...`` runs on these alone, without typer.
+"""The command line's shared parts that need no CLI framework: exit codes, the one width rule of stdout
+reports, the error boundary. ``tiecheck scan PATH...`` runs on these alone, without typer (and, for a
+report that needs no colour, without rich: :mod:`tiecheck.output._plain`).
 
 Exit codes: 0 no finding at or above the fail level, 1 at least one, 2 tiecheck could not run,
 130 interrupted (Ctrl-C). A reader that closes the pipe early (``| head``) changes none of them.
@@ -9,21 +10,36 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from enum import Enum
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from rich.console import Console
-from rich.segment import Segment
+if TYPE_CHECKING:
+    from rich.console import Console
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-stderr = Console(stderr=True)
+
+class _Stderr:
+    """rich's console on stderr, made when a message is first printed: a clean scan prints none, and rich's
+    import is a quarter of its start-up."""
+
+    _console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=True)
+        return getattr(self._console, name)
 
 
-def _to_devnull() -> None:
+stderr: Any = _Stderr()
+
+
+def to_devnull() -> None:
+    """The rest of stdout goes nowhere: its reader closed the pipe."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
@@ -31,9 +47,6 @@ def _to_devnull() -> None:
 
 #: Layout width when no terminal is anywhere (CI logs, files): lines are never padded to it.
 LOG_WIDTH = 120
-#: Spaces (and the style codes between them) at the end of a line: rich pads cells and blocks with them.
-_TRAILING = re.compile(r"(?:[ ]|\x1b\[[0-9;]*m)+$", re.MULTILINE)
-_STYLE_CODE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def output_width() -> int | None:
@@ -65,24 +78,6 @@ def _controlling_terminal_columns() -> int:
         os.close(tty)
 
 
-class StdoutConsole(Console):
-    """The console of stdout reports: no trailing padding, one width rule, and a reader that closes the pipe
-    early ends the output, not the command."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        if "width" not in kwargs and "file" not in kwargs:
-            kwargs["width"] = output_width()
-        super().__init__(**kwargs)
-
-    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
-        rendered = super()._render_buffer(buffer)
-        return _TRAILING.sub(lambda m: "".join(_STYLE_CODE.findall(m[0])), rendered)
-
-    def on_broken_pipe(self) -> None:
-        _to_devnull()
-        self.quiet = True
-
-
 @contextlib.contextmanager
 def closed_pipe_ok() -> Iterator[None]:
     """Writing to stdout: a reader that stops early (``| head -1``) is not an error of tiecheck.
@@ -93,7 +88,7 @@ def closed_pipe_ok() -> Iterator[None]:
         yield
         sys.stdout.flush()
     except BrokenPipeError:
-        _to_devnull()
+        to_devnull()
 
 
 class OutputFormat(str, Enum):

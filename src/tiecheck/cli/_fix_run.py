@@ -11,7 +11,8 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from tiecheck.cli._base import EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_OK, StdoutConsole, fail, stderr
+from tiecheck.cli._base import EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_OK, fail, stderr
+from tiecheck.cli._console import StdoutConsole
 from tiecheck.errors import FixRefused, TiecheckError, VerificationFailed
 
 if TYPE_CHECKING:

@@ -6,6 +6,7 @@ typer command (:mod:`tiecheck.cli.scan`) calls it with the parsed options.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -16,21 +17,46 @@ from tiecheck.cli._base import (
     EXIT_OK,
     FailLevel,
     OutputFormat,
-    StdoutConsole,
     closed_pipe_ok,
     fail,
+    output_width,
     stderr,
 )
 from tiecheck.cli.progress import progress_for
 from tiecheck.errors import TiecheckError
 from tiecheck.output._escape import terminal
+from tiecheck.output._plain import plain_report
 from tiecheck.output.combined import FORMATS, print_tables, render
 from tiecheck.selection import COMMAND_LINE, Selection, SelectionError, Settings, find_config, load_config, resolve
-from tiecheck.targets import Failure, Target, expand_targets, folders_of_files, scan_many
+from tiecheck.targets import Failure, MultiReport, Target, expand_targets, folders_of_files, scan_many
 
 
-def _console() -> StdoutConsole:
-    return StdoutConsole()
+def _print_report(multi: MultiReport, *, quiet: bool, statistics: bool) -> None:
+    """The human report on stdout: laid out without rich where stdout shows no colour and the layout is plain
+    (:mod:`tiecheck.output._plain`, the same bytes), else drawn by rich."""
+    width = None if statistics else _plain_width()
+    text = None if width is None else plain_report(multi, width, quiet=quiet)
+    if text is not None:
+        sys.stdout.write(text)
+        return
+    from tiecheck.cli._console import StdoutConsole
+
+    print_tables(multi, StdoutConsole(), quiet=quiet, statistics=statistics)
+
+
+def _plain_width() -> int | None:
+    """The page width when stdout shows no colour and rich's width rule gives a number; else None (rich)."""
+    if sys.stdout.isatty() or any(name in os.environ for name in _COLOUR_VARIABLES):
+        return None
+    width = output_width()
+    if width is not None:
+        return width
+    columns = os.environ.get("COLUMNS", "")  # what rich reads when output_width() leaves the width to it
+    return int(columns) if columns.isdigit() else None
+
+
+#: Environment variables that make rich draw colours or a terminal's layout on a pipe.
+_COLOUR_VARIABLES = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "JUPYTER_COLUMNS", "JUPYTER_LINES")
 
 
 def _output_file(value: str, default: OutputFormat) -> tuple[str, Path]:
@@ -139,7 +165,7 @@ def run_scan(
         if output_format is not OutputFormat.table and not outputs:
             sys.stdout.write(render(multi, output_format.value))  # a target that failed is an entry, never no output
         elif multi.results or several:
-            print_tables(multi, _console(), quiet=quiet, statistics=statistics)
+            _print_report(multi, quiet=quiet, statistics=statistics)
 
     if multi.failures:
         raise SystemExit(EXIT_ERROR)

@@ -21,13 +21,13 @@ from tiecheck.cli._base import (
     LOG_WIDTH,
     FailLevel,
     OutputFormat,
-    StdoutConsole,
     closed_pipe_ok,
     fail,
     output_width,
     run,
     stderr,
 )
+from tiecheck.cli._console import StdoutConsole
 
 
 class PlainCommand(typer.core.TyperCommand):

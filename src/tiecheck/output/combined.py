@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable
-from typing import Any
-
-from rich.console import Console
-from rich.segment import Segment
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from tiecheck import __version__
-from tiecheck.findings import Severity
+from tiecheck.output._text import totals_line
 from tiecheck.output.json import SCHEMA_VERSION, report_dict
-from tiecheck.output.table import render_table, statistics_table
 from tiecheck.targets import MultiReport
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 FORMATS = ("table", "json", "sarif", "github", "markdown", "gitlab")
 
@@ -33,6 +30,10 @@ def multi_dict(multi: MultiReport) -> dict[str, Any]:
 def print_tables(multi: MultiReport, console: Console, *, quiet: bool = False, statistics: bool = False) -> None:
     """The human report. One target: its stats block and findings. Several: a header line and the findings of
     each, then the totals. ``quiet``: findings only. ``statistics``: counts per rule instead of the findings."""
+    from rich.text import Text
+
+    from tiecheck.output.table import render_table, statistics_table
+
     if statistics:
         console.print(statistics_table([f for r in multi.results for f in r.report.findings]))
         return
@@ -46,26 +47,9 @@ def print_tables(multi: MultiReport, console: Console, *, quiet: bool = False, s
         shown = True
     if multi.several and not quiet:
         findings = [f for r in multi.results for f in r.report.findings]
-        counts = ", ".join(
-            f"{sum(1 for f in findings if f.severity is s)} {s.label}"
-            for s in (Severity.ERROR, Severity.WARNING, Severity.INFO)
-        )
-        failed = sum(1 for r in multi.results if r.failed)
+        failing = sum(1 for r in multi.results if r.failed)
         console.print()
-        console.print(
-            Text(
-                f"{len(multi.results)} checkpoint(s) scanned, {failed} failing, {len(multi.failures)} could not be "
-                f"scanned; findings: {counts}.",
-                style="bold",
-            )
-        )
-
-
-class _Unpadded(Console):
-    """A console whose lines carry no trailing padding (rich pads table cells to the column width)."""
-
-    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
-        return "\n".join(line.rstrip(" ") for line in super()._render_buffer(buffer).split("\n"))
+        console.print(Text(totals_line(len(multi.results), failing, len(multi.failures), findings), style="bold"))
 
 
 def render(multi: MultiReport, fmt: str) -> str:
@@ -91,7 +75,10 @@ def render(multi: MultiReport, fmt: str) -> str:
 
         return render_gitlab(multi)
     if fmt == "table":
+        from rich.console import Console
+
         buffer = io.StringIO()
-        print_tables(multi, _Unpadded(file=buffer, width=120, no_color=True, force_terminal=False))
-        return buffer.getvalue()
+        print_tables(multi, Console(file=buffer, width=120, no_color=True, force_terminal=False))
+        # without the trailing padding rich gives table cells
+        return "\n".join(line.rstrip(" ") for line in buffer.getvalue().split("\n"))
     raise ValueError(f"unknown format {fmt!r}")
