@@ -101,3 +101,19 @@ def test_helpers_make_each_name_inert(name: str) -> None:
         assert not re.search("[\x00-\x1f\x7f\u202e]", escaped)
     assert "::" not in terminal(value)
     assert not re.search(r"(?<!\\)[\[\]<>`|@]", markdown(value))
+
+
+@pytest.mark.parametrize("drawn_by", ["plain", "rich"])
+@pytest.mark.parametrize("quiet", [False, True])
+def test_the_header_of_each_target_shows_a_folder_name_inert(
+    hostile: Path, tmp_path: Path, drawn_by: str, quiet: bool
+) -> None:
+    """A scan of several targets heads each with its folder's name, which the checkpoint's author chose."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    hostile.rename(root / "a\x1b[2J\x1b[31mred::error file=x::pwned")
+    env = {"COLUMNS": "60", **({"TTY_COMPATIBLE": "0"} if drawn_by == "rich" else {})}  # rich lays it out then
+    args = ["scan", "-r", str(root), *(["-q"] if quiet else [])]
+    out = CliRunner().invoke(app, args, env=env).stdout
+    assert "TC004" in out and "\\x1b[2J" in out
+    assert "\x1b" not in out and "::" not in out
