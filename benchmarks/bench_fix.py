@@ -24,10 +24,11 @@ the interpreter with tiecheck's CLI imported (``python -m tiecheck --version``).
 ``--strided`` instead times ``fix --to-safetensors`` of a pickle holding one 64 MB float32
 tensor saved as a transpose, against the same tensor saved contiguous.
 
-``--phases`` instead times the phases of a warm fix, in one process per run, from the fix's own
-progress stages and named steps.
+``--phases`` instead times the phases of a warm fix (``--cold``: with the checkpoint dropped from the
+page cache), in one process per run, from the fix's own progress stages and named steps.
 
-    python benchmarks/bench_fix.py [--gb 4] [--repeat 5] [--head middle|end] [--dir PATH] [--strided | --phases]
+    python benchmarks/bench_fix.py [--gb 4] [--repeat 5] [--head middle|end] [--dir PATH]
+                                   [--strided | --phases [--cold]]
 """
 
 from __future__ import annotations
@@ -266,16 +267,20 @@ def phases_of(folder: str) -> None:
     print(json.dumps(dict(zip(PHASES, spans, strict=True))))
 
 
-def phases(folder: Path, restore: Callable[[], None], repeat: int) -> None:
+def phases(folder: Path, restore: Callable[[], None], repeat: int, cold: bool = False) -> None:
     runs: list[dict[str, float]] = []
     for _ in range(repeat):
         restore()
-        warm_cache(list(folder.iterdir()))
+        if cold:
+            drop_cache(list(folder.iterdir()))
+        else:
+            warm_cache(list(folder.iterdir()))
         done = subprocess.run(
             [sys.executable, __file__, "--phases-of", str(folder)], capture_output=True, text=True, check=True
         )
         runs.append(json.loads(done.stdout))
-    print(f"\nWhere a warm in-place fix spends its time (median of {repeat} runs, one process each)\n")
+    kind = "cold" if cold else "warm"
+    print(f"\nWhere a {kind} in-place fix spends its time (median of {repeat} runs, one process each)\n")
     print("| phase | median | min - max |")
     print("| --- | ---: | ---: |")
     for phase in PHASES:
@@ -294,6 +299,7 @@ def main() -> None:
     parser.add_argument("--strided", action="store_true", help="time the conversion of a transposed pickle tensor")
     parser.add_argument("--no-handwritten", action="store_true", help="skip the load_file/save_file script")
     parser.add_argument("--phases", action="store_true", help="time the phases of a warm fix instead")
+    parser.add_argument("--cold", action="store_true", help="with --phases: the checkpoint dropped from the cache")
     parser.add_argument("--phases-of", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phases_of:
@@ -328,7 +334,7 @@ def main() -> None:
             os.sync()  # no method pays for another's (or the generator's) pending writeback
 
         if args.phases:
-            phases(folder, restore, args.repeat)
+            phases(folder, restore, args.repeat, cold=args.cold)
             return
         runs = {
             CP: ["cp", str(folder / shard), str(base / "copy.safetensors")],
