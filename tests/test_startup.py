@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 HEAVY = ("numpy", "torch", "rich", "typer", "click", "pydantic", "huggingface_hub", "xxhash", "hashlib", "jsonschema")
 
 #: Runs the console entry point with the given arguments, then prints which heavy modules it imported.
@@ -112,14 +114,15 @@ def test_the_fast_path_answers_as_typer_does(fixtures_dir: Path, tmp_path: Path)
     assert {_tiecheck("scan", *paths, cwd=tmp_path)[0] for paths in cases} == {0, 1, 2}
 
 
-def test_the_fast_path_flags_are_the_scan_command_s() -> None:
+@pytest.mark.parametrize("command", ["scan", "fix"])
+def test_the_fast_path_flags_are_the_command_s(command: str) -> None:
     import typer.main
 
-    from tiecheck.cli import SCAN_FLAGS, app
+    from tiecheck.cli import FIX_FLAGS, SCAN_FLAGS, app
 
-    scan = typer.main.get_command(app).commands["scan"]  # type: ignore[attr-defined]
-    options = {opt: param for param in scan.params for opt in param.opts}
-    for flag, name in SCAN_FLAGS.items():
+    typed = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
+    options = {opt: param for param in typed.params for opt in param.opts}
+    for flag, name in {"scan": SCAN_FLAGS, "fix": FIX_FLAGS}[command].items():
         assert flag in options, flag
         assert options[flag].name == name and options[flag].is_flag, flag
 
@@ -136,18 +139,6 @@ def test_the_fast_path_flags_act_as_through_typer(fixtures_dir: Path, tmp_path: 
     assert both == _tiecheck("scan", "-q", "--exit-zero", "--", merged, cwd=tmp_path) and both[0] == 0
     recursive = _tiecheck("scan", "-r", "--statistics", str(fixtures_dir), cwd=tmp_path)
     assert recursive == _tiecheck("scan", "-r", "--statistics", "--", str(fixtures_dir), cwd=tmp_path)
-
-
-def test_the_fast_path_flags_are_the_fix_command_s() -> None:
-    import typer.main
-
-    from tiecheck.cli import FIX_FLAGS, app
-
-    fix = typer.main.get_command(app).commands["fix"]  # type: ignore[attr-defined]
-    options = {opt: param for param in fix.params for opt in param.opts}
-    for flag, name in FIX_FLAGS.items():
-        assert flag in options, flag
-        assert options[flag].name == name and options[flag].is_flag, flag
 
 
 def test_a_plain_fix_runs_without_the_option_parser(fixtures_dir: Path, tmp_path: Path) -> None:
