@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -102,3 +105,16 @@ def test_missing_and_unreadable_config_are_different_codes(fixtures_dir: Path, t
     assert missing == [("TC010", "info")] and unreadable == [("TC009", "error")]
     explained = CliRunner().invoke(app, ["explain", "missing-config"])
     assert explained.exit_code == 0 and "TC010" in explained.stdout
+
+
+def test_a_terminal_that_cannot_show_a_character_gets_it_escaped(fixtures_dir: Path) -> None:
+    """An ASCII-only stdout (``PYTHONIOENCODING=ascii``, an old terminal): the report is still written, with
+    what it cannot encode escaped, and the exit code says what the scan found, not that printing failed."""
+    target = str(fixtures_dir / "gemma2-merge-duplicated-head")
+    for extra in ({}, {"TTY_COMPATIBLE": "0"}):  # laid out without rich, and by rich
+        env = {**os.environ, "PYTHONIOENCODING": "ascii", "COLUMNS": "100", **extra}
+        done = subprocess.run(
+            [sys.executable, "-m", "tiecheck", "scan", target], capture_output=True, env=env, timeout=120
+        )
+        assert done.returncode == 1, done.stderr
+        assert b"TC101" in done.stdout and b"\\xb7" in done.stdout

@@ -54,6 +54,11 @@ def main() -> None:
     ``fix PATH`` with at most those of :data:`FIX_FLAGS`. Each runs its command exactly as typer would.
     """
     args = sys.argv[1:]
+    for stream in (sys.stdout, sys.stderr):
+        # A name from a checkpoint that the terminal's encoding cannot show is shown escaped, not a crash.
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     if args in _VERSION_FLAGS:  # what typer would print, without importing it
         from tiecheck import __version__
 
