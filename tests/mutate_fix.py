@@ -17,7 +17,7 @@ journal.py
   7. a replace step's source need not be its temp name    -> hostile journal: source not a temp
   8. any name is "plain" (absolute paths, ``..``)          -> hostile journal: absolute / dotdot
   9. symlinks in journal steps are not refused            -> hostile journal: symlinked delete / source
-apply.py / writer.py / plan.py / cli
+apply.py / writer.py / plan.py / cli/_fix_run.py
  10. symlinked or read-only targets are not refused        -> read-only shard
  11. mode, owner and xattrs are not copied                 -> modes kept
  12. the planner's blocking findings list is empty         -> broken checkpoint refused
@@ -25,6 +25,7 @@ apply.py / writer.py / plan.py / cli
 content.py
  14. the last bytes of a compared chunk are ignored        -> --deep tie compare to the last byte
  15. the exact pair compare ignores each chunk's last byte  -> pair compare, a change at a chunk's end
+_reading.py
  16. the pair compare's last, short chunk reads past the tensor -> pair compare of identical tensors
 verify.py
  17. files changed since the fix first saw them are accepted -> a shard rewritten in place / swapped
@@ -133,7 +134,7 @@ MUTATIONS: list[tuple[str, str, str, str]] = [
         "test_fix_speed.py -k pair_compare",
     ),
     (
-        "content.py",
+        "_reading.py",
         "            if a.nbytes - done < size:\n",
         "            if False:\n",
         "test_fix_speed.py -k pair_compare",

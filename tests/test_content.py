@@ -247,9 +247,9 @@ def test_deep_reads_every_tensor_exactly_once_and_agrees(fixtures_dir: Path, nam
 
 
 def test_signed_zeros_across_chunks_are_one_constant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tiecheck.content
+    import tiecheck._reading
 
-    monkeypatch.setattr(tiecheck.content, "CHUNK", 64 * 1024)  # several chunks: -0 in the first, +0 after
+    monkeypatch.setattr(tiecheck._reading, "CHUNK", 64 * 1024)  # several chunks: -0 in the first, +0 after
     data = np.zeros(BIG, np.float16)
     data.reshape(-1)[: 32 * 1024] = -0.0
     report = scan(write(tmp_path / "m", {"w": ("F16", BIG, data.tobytes())}), deep=True)

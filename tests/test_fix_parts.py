@@ -121,11 +121,11 @@ def test_diff_reports_every_kind_of_change(tmp_path: Path, gen: Any) -> None:
 def test_content_compare_through_reused_buffers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: int | None
 ) -> None:
-    from tiecheck import content
+    from tiecheck import _reading, content
     from tiecheck.checkpoint import TensorRecord
     from tiecheck.io.source import LocalStore
 
-    monkeypatch.setattr(content, "CHUNK", 1000)
+    monkeypatch.setattr(_reading, "CHUNK", 1000)
     data = bytes(range(256)) * 12
     other = bytearray(data)
     if where is not None:

@@ -15,7 +15,7 @@ import xxhash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import tiecheck.content
+import tiecheck._reading
 from tiecheck._bytes import SMALL, constant_pattern
 from tiecheck.content import ContentReader
 from tiecheck.formats.safetensors import write_file
@@ -100,7 +100,7 @@ def test_a_fix_does_not_import_numpy(tmp_path: Path) -> None:
 def test_pair_compare_reads_exactly_the_tensors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, at: object) -> None:
     """Reused buffers over several chunks and a short tail: equal when equal, and a one-bit change anywhere found."""
     chunk = 64 * 1024
-    monkeypatch.setattr(tiecheck.content, "PAIR_CHUNK", chunk)
+    monkeypatch.setattr(tiecheck._reading, "PAIR_CHUNK", chunk)
     rng = np.random.default_rng(2)
     embed = rng.standard_normal((101, 1003)).astype(np.float16)  # 202,606 bytes: 3 chunks and a tail
     head = embed.copy()

@@ -230,11 +230,11 @@ def test_error_past_the_commit_point_does_not_claim_nothing_changed(
 def test_deep_tie_compare_sees_a_difference_anywhere(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
-    import tiecheck.content
+    import tiecheck._reading
 
     chunk = 256 * 1024  # above content.SMALL: --deep chunks take the vectorised compare, whose tail is separate
-    monkeypatch.setattr(tiecheck.content, "CHUNK", chunk)
-    monkeypatch.setattr(tiecheck.content, "PAIR_CHUNK", chunk)  # the exact compare (not --deep) reads in these
+    monkeypatch.setattr(tiecheck._reading, "CHUNK", chunk)  # --deep reads each tensor in these
+    monkeypatch.setattr(tiecheck._reading, "PAIR_CHUNK", chunk)  # the exact compare (not --deep) reads in these
     rng = np.random.default_rng(0)
     # 888,658 bytes: three full chunks, then 102,226 bytes, not a multiple of 8 (a tail past the fast path)
     embed = rng.standard_normal((443, 1003)).astype(np.float16)

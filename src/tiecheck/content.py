@@ -15,7 +15,8 @@ Bytes are read through memory maps in large sequential chunks, one worker thread
 mapping, so resident memory is bounded by chunk size times workers, whatever the checkpoint size.
 
 A remote store (each read a range request) gets the sampled blocks of a file coalesced: neighbours less
-than 64 KiB apart are read by one request (:mod:`tiecheck.io._ranges`), and :data:`REMOTE_WORKERS` files at once.
+than 64 KiB apart are read by one request (:mod:`tiecheck.io._ranges`), and ``REMOTE_WORKERS`` files at once
+(:mod:`tiecheck._reading`, which reads the bytes for this module).
 A reader made with ``read=False`` (``--content none``) reads nothing and says so: see :meth:`ContentReader.equal`.
 """
 
@@ -23,13 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
-import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from tiecheck._bytes import (
     CHUNK,
@@ -37,6 +36,8 @@ from tiecheck._bytes import (
     SMALL,
     numpy_module,
 )
+from tiecheck._reading import ByteReader, access_pattern
+from tiecheck._reading import ProgressSink as ProgressSink  # part of this module's interface
 from tiecheck._tensor_state import (
     HASH_NAME,
     SAMPLE,
@@ -49,19 +50,7 @@ from tiecheck._tensor_state import (
 from tiecheck._tensor_state import TensorContent as TensorContent  # part of this module's results
 from tiecheck.checkpoint import TensorRecord
 from tiecheck.io._ranges import coalesce
-from tiecheck.io.source import ByteSource, CheckpointStore, Closing, SourcePool
-
-if TYPE_CHECKING:
-    pass
-
-
-PAIR_CHUNK = 2 << 20
-"""Bytes per step of an exact pair compare read into buffers: small enough to stay in the CPU cache."""
-PAIR_AHEAD = 64 << 20
-"""Readahead the pair compare asks for, per tensor, a window ahead: two files read in lockstep from
-a cold cache come in at disk speed (1.0 s for 2 x 512 MB, against 1.3 s with 8 MB windows)."""
-REMOTE_WORKERS = 8
-"""Files sampled at once from a remote store: the work waits on the network, not the CPU."""
+from tiecheck.io.source import CheckpointStore
 
 Location = tuple[str, int, int]
 
@@ -69,16 +58,6 @@ Location = tuple[str, int, int]
 def location(t: TensorRecord) -> Location:
     """Where the bytes are: two records at the same place are one storage, never a duplicate."""
     return (t.file, t.start, t.end)
-
-
-class ProgressSink(Protocol):
-    """Where a long read reports its progress (a rich bar in the CLI); must accept calls from threads."""
-
-    def begin(self, description: str, total: int) -> None: ...
-
-    def advance(self, nbytes: int) -> None: ...
-
-    def end(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -98,7 +77,7 @@ class ContentAnalysis:
 # --- the reader ------------------------------------------------------------------------------------
 
 
-class ContentReader(Closing):
+class ContentReader(ByteReader):
     """Every content question of one scan: answers are cached, so no tensor is read twice for them."""
 
     def __init__(
@@ -110,7 +89,7 @@ class ContentReader(Closing):
         exact: bool = True,
         read: bool = True,
     ) -> None:
-        self._store = store
+        super().__init__(store, progress, workers)
         self._exact = exact
         """False (remote stores by default): tie questions are answered from the fingerprints' samples."""
         self._read = read
@@ -119,125 +98,10 @@ class ContentReader(Closing):
         """Pairs :meth:`equal` called equal from samples only (never byte for byte)."""
         self.unseen: set[frozenset[str]] = set()
         """Pairs :meth:`equal` could not answer without bytes (it returned None)."""
-        self._sources = SourcePool(store)
-        self._progress = progress
-        self._remote = bool(getattr(store, "remote", False))
-        """Each read is a request: sampled blocks are coalesced (:func:`coalesce`), more files run at once."""
-        self._workers = workers or (REMOTE_WORKERS if self._remote else max(1, min(4, os.cpu_count() or 1)))
-        self._lock = threading.Lock()
         self._samples: dict[Location, Sample] = {}
         self._contents: dict[Location, TensorContent] = {}
         self._equal: dict[tuple[Location, Location], bool] = {}
         self._analysis: ContentAnalysis | None = None
-        self._cancelled = threading.Event()
-        """Set when the caller stops waiting (Ctrl-C): workers stop at their next chunk."""
-        self.bytes_read = 0
-
-    def source(self, file: str) -> ByteSource:
-        return self._sources.get(file)
-
-    # -- plumbing
-
-    def _count(self, n: int) -> None:
-        with self._lock:
-            self.bytes_read += n
-        if self._progress is not None:
-            self._progress.advance(n)
-
-    def _release(self, src: ByteSource, offset: int, length: int) -> None:
-        release: Callable[[int, int], None] | None = getattr(src, "release", None)
-        if release is not None:
-            release(offset, length)
-
-    def _chunks(self, tensor: TensorRecord) -> Iterable[memoryview]:
-        """The tensor's bytes in sequential chunks; each chunk's pages are dropped once consumed."""
-        for chunk in self._chunks_or_holes(tensor, holes=False):
-            assert not isinstance(chunk, int)
-            yield chunk
-
-    def _chunks_or_holes(self, tensor: TensorRecord, holes: bool = True) -> Iterable[memoryview | int]:
-        """Like :meth:`_chunks`, but a chunk lying wholly in a hole of a sparse file (zeros the file system
-        stores as nothing) comes as its length, unread: a 10 GB all-zero sparse tensor costs no I/O.
-        """
-        src = self.source(tensor.file)
-        extents: Callable[[int, int], list[tuple[int, int]] | None] | None = getattr(src, "data_extents", None)
-        data = extents(tensor.start, tensor.nbytes) if holes and extents is not None else None
-        prefetch: Callable[[int, int], None] | None = getattr(src, "prefetch", None)
-        for offset in range(tensor.start, tensor.end, CHUNK):
-            if self._cancelled.is_set():
-                raise _Cancelled
-            length = min(CHUNK, tensor.end - offset)
-            if data is not None and not any(a < offset + length and offset < b for a, b in data):
-                yield length
-                continue
-            if prefetch is not None and offset + length < tensor.end:
-                prefetch(offset + length, min(CHUNK, tensor.end - offset - length))  # read ahead while we hash
-            chunk = memoryview(src.read(offset, length))
-            if len(chunk) != length:
-                raise OSError(f"{tensor.file}: truncated while reading {tensor.name}")
-            self._count(length)
-            yield chunk
-            with contextlib.suppress(BufferError):
-                chunk.release()
-            self._release(src, offset, length)
-
-    def _per_file(
-        self,
-        units: Iterable[tuple[TensorRecord, ...]],
-        work: Callable[[tuple[TensorRecord, ...]], None],
-        label: str,
-        size: Callable[[TensorRecord], int] = lambda t: t.nbytes,
-        random_access: bool = False,
-    ) -> None:
-        """Run ``work`` on every unit (one tensor, or a pair read in lockstep).
-
-        Files run in parallel, the tensors of a file in offset order (sequential reads); a pair is its own job.
-        """
-        jobs: dict[object, list[tuple[TensorRecord, ...]]] = defaultdict(list)
-        for i, unit in enumerate(units):
-            jobs[unit[0].file if len(unit) == 1 else i].append(unit)
-        if not jobs:
-            return
-        total = sum(size(t) for us in jobs.values() for u in us for t in u)
-        if self._progress is not None:
-            self._progress.begin(label, total)
-
-        def run(key: object) -> None:
-            files = sorted({t.file for u in jobs[key] for t in u})
-            # Open files stay bounded (a pool): a job's files are open, and pinned, only while it runs.
-            with self._sources.pinned(files):
-                for file in files:
-                    _access(self.source(file), random_access)
-                try:
-                    for unit in sorted(jobs[key], key=lambda u: u[0].start):
-                        if self._cancelled.is_set():
-                            raise _Cancelled
-                        work(unit)
-                finally:
-                    for file in files:
-                        _access(self.source(file), False)
-
-        try:
-            if len(jobs) == 1 or self._workers == 1 or (not self._remote and total <= CHUNK):
-                for key in jobs:  # one job, or less than a chunk of local bytes: threads would only add start-up
-                    run(key)
-            else:
-                from concurrent.futures import ThreadPoolExecutor  # imports logging: only when it will be used
-
-                pool = ThreadPoolExecutor(max_workers=min(self._workers, len(jobs)))
-                try:
-                    for future in [pool.submit(run, key) for key in jobs]:
-                        future.result()
-                except BaseException:
-                    # Ctrl-C (or a failed job): drop the queued files, stop the running ones at their next
-                    # chunk, and wait only for that: no worker is left reading a source about to be closed.
-                    self._cancelled.set()
-                    pool.shutdown(wait=True, cancel_futures=True)
-                    raise
-                pool.shutdown(wait=True)
-        finally:
-            if self._progress is not None:
-                self._progress.end()
 
     # -- stages
 
@@ -326,11 +190,11 @@ class ContentReader(Closing):
     def fingerprint(self, tensor: TensorRecord) -> str:
         if location(tensor) not in self._samples and not self._sample_known(tensor):
             src = self.source(tensor.file)
-            _access(src, True)
+            access_pattern(src, True)
             try:
                 self._sample_runs((tensor,)) if self._remote else self._sample(tensor)
             finally:
-                _access(src, False)
+                access_pattern(src, False)
         return self._samples[location(tensor)].fingerprint
 
     def analyse(
@@ -524,53 +388,6 @@ class ContentReader(Closing):
                 length = CHUNK
         return zeros + end - tensor.start, b""
 
-    def _read_back(self, file: str, offset: int, length: int) -> bytes:
-        src = self.source(file)
-        data = bytes(src.read(offset, length))
-        self._count(length)
-        self._release(src, offset, length)
-        return data
-
-    def _pair_chunks(
-        self, a: TensorRecord, b: TensorRecord
-    ) -> Iterable[tuple[memoryview | bytearray, memoryview | bytearray]]:
-        """Two equal-sized tensors' bytes in lockstep, chunk by chunk (each pair valid until the next).
-
-        Local files are read into two reused, cache-sized buffers, compared with ``memcmp``
-        (``bytearray ==``): as fast as numpy on mapped pages, without importing numpy (a fix pays
-        for nothing else of it), allocating or mapping pages. Other sources: :meth:`_chunks`.
-        """
-        sources = self.source(a.file), self.source(b.file)
-        readers = [getattr(src, "readinto", None) for src in sources]
-        if readers[0] is None or readers[1] is None:
-            return zip(self._chunks(a), self._chunks(b), strict=True)
-        return self._read_pairs(a, b, sources, (readers[0], readers[1]))
-
-    def _read_pairs(
-        self,
-        a: TensorRecord,
-        b: TensorRecord,
-        sources: tuple[ByteSource, ByteSource],
-        readers: tuple[Callable[[int, bytearray], int], Callable[[int, bytearray], int]],
-    ) -> Iterator[tuple[bytearray, bytearray]]:
-        size = min(PAIR_CHUNK, a.nbytes)
-        buffers = bytearray(size), bytearray(size)
-        for done in range(0, a.nbytes, PAIR_CHUNK):
-            if self._cancelled.is_set():
-                raise _Cancelled
-            if done % PAIR_AHEAD == 0 and done + PAIR_AHEAD < a.nbytes:
-                for src, t in zip(sources, (a, b), strict=True):
-                    prefetch: Callable[[int, int], None] | None = getattr(src, "prefetch", None)
-                    if prefetch is not None:  # keep the disk busy well ahead of the compare
-                        prefetch(t.start + done + PAIR_AHEAD, min(PAIR_AHEAD, t.nbytes - done - PAIR_AHEAD))
-            if a.nbytes - done < size:
-                buffers = bytearray(a.nbytes - done), bytearray(a.nbytes - done)
-            for read, t, buffer in zip(readers, (a, b), buffers, strict=True):
-                if read(t.start + done, buffer) != len(buffer):
-                    raise OSError(f"{t.file}: truncated while reading {t.name}")
-            self._count(2 * len(buffers[0]))
-            yield buffers
-
     def _equal_strided(self, a: TensorRecord, b: TensorRecord) -> bool:
         """Element order, not byte ranges: a saved transpose is compared as the tensor it is."""
         for chunk_a, chunk_b in zip(self.logical_chunks(a), self.logical_chunks(b), strict=True):
@@ -578,32 +395,6 @@ class ContentReader(Closing):
             if chunk_a != chunk_b:
                 return False
         return True
-
-    def logical_chunks(self, t: TensorRecord) -> Iterable[bytes]:
-        """The tensor's bytes in C order, in pieces of exactly CHUNK bytes (the last one shorter)."""
-        source = self.source(t.file)
-        buffer = bytearray()
-        for offset, length in t.byte_runs(CHUNK):
-            buffer += source.read(offset, length)
-            while len(buffer) >= CHUNK:
-                yield bytes(buffer[:CHUNK])
-                del buffer[:CHUNK]
-        yield bytes(buffer)
-
-    # -- lifetime
-
-    def close(self) -> None:
-        self._sources.close()
-
-
-class _Cancelled(Exception):
-    """Raised in a worker once the read was cancelled; never seen by callers (they see the original error)."""
-
-
-def _access(src: ByteSource, random_access: bool) -> None:
-    access: Callable[[bool], None] | None = getattr(src, "access", None)
-    if access is not None:
-        access(random_access)
 
 
 def _pair_key(a: TensorRecord, b: TensorRecord) -> tuple[Location, Location]:
