@@ -21,7 +21,7 @@ from rich.cells import cell_len
 
 from tiecheck.cli._console import StdoutConsole
 from tiecheck.findings import Finding, Severity
-from tiecheck.output._plain import ONE_CELL, plain_report
+from tiecheck.output._plain import ONE_CELL, _NotPlain, plain_report, wrap
 from tiecheck.output._text import summary_rows
 from tiecheck.output.combined import print_tables
 from tiecheck.targets import MultiReport, Target, scan_many
@@ -115,6 +115,20 @@ def test_other_characters_are_left_to_rich(reports: list[MultiReport]) -> None:
             ),
         )
         assert plain_report(multi, 100) is None
+
+
+def test_controls_are_escaped_before_layout_and_refused_by_it(reports: list[MultiReport]) -> None:
+    """Messages reach the layout escaped (a tab is shown as \\x09, like rich shows it); a control character
+    that was not escaped is never laid out here."""
+    report = reports[0].results[0].report
+    for control in ("\t", "\x1b[31m", "\r", "\x1c", "\x7f"):
+        finding = Finding("TC101", "x", Severity.ERROR, f"head {control} stored")
+        result = dataclasses.replace(reports[0].results[0], report=dataclasses.replace(report, findings=(finding,)))
+        multi = dataclasses.replace(reports[0], results=(result,))
+        plain = plain_report(multi, 100)
+        assert plain is not None and plain == _rich(multi, 100, False) and control not in plain
+        with pytest.raises(_NotPlain):
+            wrap(f"a {control} b", 100)
 
 
 def test_each_extra_one_cell_character_is_one_cell_for_rich() -> None:

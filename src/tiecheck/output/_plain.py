@@ -2,11 +2,10 @@
 log, a pre-commit hook's output): the bytes rich writes there, without rich's import (a quarter of a small
 scan's start-up).
 
-It lays out only what it can lay out as rich does: text of one-cell characters (ASCII, and the few others
-tiecheck's own messages use) and a summary table
-no wider than the page. For anything else (a name in another script, a page too narrow for the summary,
-``--statistics``) :func:`plain_report` returns None and rich draws the report. The tests render generated
-reports both ways and compare them.
+It lays out only what it can lay out as rich does: printable one-cell characters (ASCII, and the few
+others tiecheck's own messages use) and a summary table no wider than the page. For anything else (a name
+in another script, a page too narrow for the summary, ``--statistics``) :func:`plain_report` returns None
+and rich draws the report. The tests render generated reports both ways and compare them.
 """
 
 from __future__ import annotations
@@ -34,8 +33,9 @@ ONE_CELL = frozenset("\u00b7")
 
 
 def _simple(text: str) -> bool:
-    """Every character one cell wide and laid out alone (no wide, combining or invisible characters)."""
-    return text.isascii() or all(c.isascii() or c in ONE_CELL for c in text)
+    """One line of characters each one cell wide and laid out alone: printable (no controls, which rich
+    drops or keeps by its own rules) and ASCII or :data:`ONE_CELL` (no wide, combining or invisible ones)."""
+    return text.isprintable() and (text.isascii() or all(c.isascii() or c in ONE_CELL for c in text))
 
 
 class _NotPlain(Exception):
@@ -49,10 +49,10 @@ def wrap(text: str, width: int) -> list[str]:
     than a whole line is cut into pieces ``width`` long, the last of which the line goes on from. The
     spaces after a word stay with it (trailing spaces are dropped from the output anyway).
     """
-    if not _simple(text):
-        raise _NotPlain
     lines: list[str] = []
     for line in text.split("\n"):
+        if not _simple(line):
+            raise _NotPlain
         breaks: list[int] = []
         used = 0
         for match in _WORD.finditer(line):
