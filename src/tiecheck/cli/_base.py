@@ -52,11 +52,14 @@ LOG_WIDTH = 120
 def output_width() -> int | None:
     """The one width rule of every command's stdout report.
 
-    The terminal stdout is (rich finds it, and honours ``COLUMNS``); when stdout is a pipe (``| less``,
-    ``| tee``, ``| head``), the terminal the user reads it in (stderr's or the controlling one); with no
-    terminal anywhere, :data:`LOG_WIDTH`. None: let rich measure.
+    ``COLUMNS`` when it is a number (as rich reads it); else the terminal stdout is (rich finds it); when
+    stdout is a pipe (``| less``, ``| tee``, ``| head``), the terminal the user reads it in (stderr's or the
+    controlling one); with no terminal anywhere, :data:`LOG_WIDTH`. None: let rich measure.
     """
-    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
+    given = os.environ.get("COLUMNS", "")
+    if given.isdigit():
+        return int(given)
+    if sys.stdout.isatty() or given:
         return None
     for columns in (_stderr_columns, _controlling_terminal_columns):
         try:

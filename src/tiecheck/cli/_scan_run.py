@@ -45,14 +45,10 @@ def _print_report(multi: MultiReport, *, quiet: bool, statistics: bool) -> None:
 
 
 def _plain_width() -> int | None:
-    """The page width when stdout shows no colour and rich's width rule gives a number; else None (rich)."""
+    """The page width when stdout shows no colour and the width rule gives a number; else None (rich)."""
     if sys.stdout.isatty() or any(name in os.environ for name in _COLOUR_VARIABLES):
         return None
-    width = output_width()
-    if width is not None:
-        return width
-    columns = os.environ.get("COLUMNS", "")  # what rich reads when output_width() leaves the width to it
-    return int(columns) if columns.isdigit() else None
+    return output_width()
 
 
 #: Environment variables that make rich draw colours or a terminal's layout on a pipe.
