@@ -149,3 +149,16 @@ def test_shipped_data_is_what_the_generator_writes(tmp_path: Path) -> None:
         assert shipped["classes"].get(name) == entry, f"{name} is stale: regenerate the data file"
     for model_type, entry in fresh["model_types"].items():
         assert shipped["model_types"].get(model_type) == entry, f"{model_type} is stale"
+
+
+@pytest.mark.parametrize("version", [CURRENT, LEGACY])
+def test_each_model_type_s_classes_are_those_the_index_lists(version: str) -> None:
+    """``classes_by_model_type`` (what a scan looks a type's classes up in) is the classes grouped by type."""
+    shipped = json.loads((ROOT / "src" / "tiecheck" / "ties" / "data" / f"transformers-{version}.json").read_text())
+    grouped: dict[str, list[str]] = {}
+    for name, entry in sorted(shipped["classes"].items()):
+        grouped.setdefault(entry["model_type"], []).append(name)
+    assert shipped["classes_by_model_type"] == grouped
+    data = knowledge(version)
+    for model_type in ("llama", "gemma2", "bert"):
+        assert {c.name for c in data.by_model_type(model_type)} == set(grouped.get(model_type, ()))
