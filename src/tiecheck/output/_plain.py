@@ -130,9 +130,7 @@ def plain_report(multi: MultiReport, width: int, *, quiet: bool = False) -> str 
             lines += _target(result.report, width, compact=multi.several, quiet=quiet)
             shown = True
         if multi.several and not quiet:
-            findings = [f for r in multi.results for f in r.report.findings]
-            failing = sum(1 for r in multi.results if r.failed)
-            lines += ["", *wrap(totals_line(len(multi.results), failing, len(multi.failures), findings), width)]
+            lines += ["", *wrap(totals_line(multi), width)]
     except _NotPlain:
         return None
     return "".join(line.rstrip(" ") + "\n" for line in lines)

@@ -13,6 +13,7 @@ from tiecheck.findings import Finding, Severity
 from tiecheck.output._escape import terminal
 from tiecheck.rules.base import human_bytes
 from tiecheck.scan import Report
+from tiecheck.targets import MultiReport
 
 MAX_NAMES = 4
 #: Findings in this order, each severity under its own heading.
@@ -108,7 +109,12 @@ def one_line_summary_parts(report: Report) -> tuple[str, str]:
     return terminal(report.target), size
 
 
-def totals_line(results: int, failing: int, unscanned: int, findings: list[Finding]) -> str:
+def totals_line(multi: MultiReport) -> str:
     """The last line of a scan of several targets."""
+    findings = [f for r in multi.results for f in r.report.findings]
     counts = ", ".join(f"{sum(1 for f in findings if f.severity is s)} {s.label}" for s in SEVERITIES)
-    return f"{results} checkpoint(s) scanned, {failing} failing, {unscanned} could not be scanned; findings: {counts}."
+    failing = sum(1 for r in multi.results if r.failed)
+    return (
+        f"{len(multi.results)} checkpoint(s) scanned, {failing} failing, {len(multi.failures)} could not be "
+        f"scanned; findings: {counts}."
+    )

@@ -46,10 +46,8 @@ def print_tables(multi: MultiReport, console: Console, *, quiet: bool = False, s
         render_table(result.report, console, compact=multi.several, quiet=quiet)
         shown = True
     if multi.several and not quiet:
-        findings = [f for r in multi.results for f in r.report.findings]
-        failing = sum(1 for r in multi.results if r.failed)
         console.print()
-        console.print(Text(totals_line(len(multi.results), failing, len(multi.failures), findings), style="bold"))
+        console.print(Text(totals_line(multi), style="bold"))
 
 
 def render(multi: MultiReport, fmt: str) -> str:
