@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,90 @@ def test_the_header_of_each_target_shows_a_folder_name_inert(
     out = CliRunner().invoke(app, args, env=env).stdout
     assert "TC004" in out and "\\x1b[2J" in out
     assert "\x1b" not in out and "::" not in out
+
+
+#: A file or folder name that is every kind of hostile a file system allows (no '/').
+HOSTILE_FILE = "[bold red]x\x1b[2J\x1b[31m::error file=setup.py::pwned\u202e[red]"
+
+
+@pytest.fixture
+def hostile_fix(tmp_path: Path, fixtures_dir: Path) -> Path:
+    """The Gemma2 merge fixture (a duplicated head to drop) in a folder with a hostile name, its second shard
+    (which the fix rewrites) renamed to a hostile name."""
+    folder = tmp_path / f"ck{HOSTILE_FILE}"
+    shutil.copytree(fixtures_dir / "gemma2-merge-duplicated-head", folder)
+    shard = f"{HOSTILE_FILE}.safetensors"
+    (folder / "model-00002-of-00002.safetensors").rename(folder / shard)
+    index = folder / "model.safetensors.index.json"
+    data = json.loads(index.read_text())
+    data["weight_map"] = {k: shard if v.startswith("model-00002") else v for k, v in data["weight_map"].items()}
+    index.write_text(json.dumps(data))
+    return folder
+
+
+def assert_inert(out: str) -> None:
+    assert "\x1b" not in out and "\u202e" not in out, out
+    assert "::" not in out, out
+    assert "[bold red]x" in out, "rich markup in a name is shown as it is, not applied"
+
+
+@pytest.mark.parametrize("drawn_by", ["plain", "rich"])
+@pytest.mark.parametrize("args", [["--dry-run"], ["--yes"]], ids=["dry-run", "applied"])
+def test_the_fix_report_shows_hostile_names_inert(hostile_fix: Path, drawn_by: str, args: list[str]) -> None:
+    """The plan and the outcome quote shard names and the folder, which the checkpoint's author chose."""
+    env = {"COLUMNS": "70", **({"TTY_COMPATIBLE": "0"} if drawn_by == "rich" else {})}
+    result = CliRunner().invoke(app, ["fix", str(hostile_fix), "--drop-duplicates", *args], env=env)
+    assert result.exit_code == 0, result.output
+    assert "drop-tensor" in result.stdout and "\\x1b[2J" in result.stdout
+    assert_inert(result.stdout)
+    if args == ["--yes"]:
+        assert "Fixed" in result.stdout and "TC101" not in codes_of(hostile_fix)
+
+
+def codes_of(folder: Path) -> set[str]:
+    data = json.loads(CliRunner().invoke(app, ["scan", str(folder), "-f", "json"]).stdout)
+    return {f["code"] for f in data["reports"][0]["findings"]}
+
+
+def test_an_error_naming_a_hostile_file_is_inert(hostile_fix: Path) -> None:
+    """Refusals quote the file they refuse: a shard that is a symlink is named in the error line."""
+    shard = hostile_fix / f"{HOSTILE_FILE}.safetensors"
+    shard.rename(hostile_fix / "real.safetensors")
+    shard.symlink_to("real.safetensors")
+    result = CliRunner().invoke(app, ["fix", str(hostile_fix), "--drop-duplicates", "--yes"])
+    assert result.exit_code == 2
+    assert "symlink" in result.stderr
+    assert_inert(result.stderr)
+
+
+def test_the_diff_report_shows_hostile_names_inert(hostile: Path, tmp_path: Path) -> None:
+    """``diff`` lists tensors by name, and their names are the uploader's."""
+    other = tmp_path / "other"
+    other.mkdir()
+    save_file({"kept": torch.zeros(2)}, str(other / "model.safetensors"))
+    result = CliRunner().invoke(app, ["diff", str(other), str(hostile)], env={"TTY_COMPATIBLE": "0"})
+    assert result.exit_code == 1, result.output
+    assert "\\x1b[2J" in result.stdout
+    assert "\x1b" not in result.stdout and "\u202e" not in result.stdout
+    assert not any(line.lstrip().startswith("::") for line in result.stdout.splitlines())
+
+
+def test_the_progress_bar_shows_a_hostile_tensor_name_inert() -> None:
+    """The bar names the tensor it compares; a name that is rich markup neither styles nor breaks it."""
+    import io
+
+    from rich.console import Console
+
+    from tiecheck.cli.progress import RichProgress
+
+    buffer = io.StringIO()
+    bar = RichProgress(Console(file=buffer, force_terminal=True, width=100))
+    bar.begin("comparing [/unopened]\x1b[2J::error::x", 10)
+    bar.advance(5)
+    bar.end()
+    out = _STYLES.sub("", buffer.getvalue())
+    assert "[/unopened]" in out and "\\x1b[2J" in out and "::error" not in out
+
+
+#: rich's own colour and cursor codes, which the bar draws with.
+_STYLES = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")

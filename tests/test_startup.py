@@ -146,6 +146,7 @@ def test_a_plain_fix_runs_without_the_option_parser(fixtures_dir: Path, tmp_path
     loaded, checkpoint_code, out = _probe("fix", str(tmp_path / "ckpt"), "--drop-duplicates", "--yes")
     assert "Fixed" in out and "tiecheck.fixer" in checkpoint_code
     assert "typer" not in loaded and "click" not in loaded and "pydantic" not in loaded
+    assert "rich" not in loaded  # no colour on a pipe: the report is laid out without rich
 
 
 def test_the_fix_fast_path_answers_as_typer_does(fixtures_dir: Path, tmp_path: Path) -> None:

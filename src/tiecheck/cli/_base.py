@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from enum import Enum
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from tiecheck.output._escape import terminal
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -69,6 +71,17 @@ def output_width() -> int | None:
     return LOG_WIDTH
 
 
+def plain_width() -> int | None:
+    """The page width when stdout shows no colour and the width rule gives a number; else None (rich draws)."""
+    if sys.stdout.isatty() or any(name in os.environ for name in _COLOUR_VARIABLES):
+        return None
+    return output_width()
+
+
+#: Environment variables that make rich draw colours or a terminal's layout on a pipe.
+_COLOUR_VARIABLES = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "JUPYTER_COLUMNS", "JUPYTER_LINES")
+
+
 def _stderr_columns() -> int:
     return os.get_terminal_size(sys.stderr.fileno()).columns
 
@@ -109,8 +122,15 @@ class FailLevel(str, Enum):
     info = "info"
 
 
+def error_line(message: str) -> None:
+    """``tiecheck: error: message`` on stderr. The message may quote names from the checkpoint: it is shown
+    inert (:func:`~tiecheck.output._escape.terminal`), never starting a line of its own."""
+    stderr.print(f"tiecheck: error: {terminal(message)}", markup=False, highlight=False, soft_wrap=True)
+
+
 def fail(message: str) -> NoReturn:
-    stderr.print(f"tiecheck: error: {message}", markup=False, highlight=False, soft_wrap=True)
+    """:func:`error_line`, then exit 2."""
+    error_line(message)
     raise SystemExit(EXIT_ERROR)
 
 
@@ -127,7 +147,8 @@ def run(command: Callable[[], object]) -> None:
         if os.environ.get("TIECHECK_DEBUG"):
             raise
         stderr.print(
-            f"tiecheck: internal error: {type(exc).__name__}: {exc} (set TIECHECK_DEBUG=1 for the traceback)",
+            f"tiecheck: internal error: {type(exc).__name__}: {terminal(str(exc))} "
+            "(set TIECHECK_DEBUG=1 for the traceback)",
             markup=False,
             highlight=False,
             soft_wrap=True,

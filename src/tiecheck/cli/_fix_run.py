@@ -11,14 +11,14 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from tiecheck.cli._base import EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_OK, fail, stderr
-from tiecheck.cli._console import StdoutConsole
+from tiecheck.cli._base import EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_OK, fail, plain_width, stderr, to_devnull
 from tiecheck.errors import FixRefused, TiecheckError, VerificationFailed
+from tiecheck.output._fix_report import Line, outcome_lines, pending_lines, plan_lines, text_of
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from tiecheck._api import FixPlan, FixResult, PendingRecovery
+    from tiecheck._api import FixPlan, PendingRecovery
 
 
 class FixFormat(str, Enum):
@@ -45,6 +45,41 @@ def read_answer() -> str | None:
     return line or None
 
 
+class _Page:
+    """Stdout for the fix's report (:mod:`tiecheck.output._fix_report`): the lines as they are where stdout shows
+    no colour (rich is not imported), through rich for colour on a terminal. A reader that closes the pipe
+    early ends the output, never the fix."""
+
+    def __init__(self) -> None:
+        self._width = plain_width()
+        self._console: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            from tiecheck.cli._console import StdoutConsole
+
+            self._console = StdoutConsole()
+        return self._console
+
+    @property
+    def width(self) -> int:
+        return self._width if self._width is not None else self.console.width
+
+    def show(self, lines: list[Line]) -> None:
+        if self._width is None:
+            from rich.text import Text
+
+            for line in lines:
+                self.console.print(Text.assemble(*line), no_wrap=True, overflow="ignore", crop=False)
+            return
+        try:
+            sys.stdout.write(text_of(lines))
+            sys.stdout.flush()
+        except BrokenPipeError:
+            to_devnull()
+
+
 def run_fix(
     path: Path,
     *,
@@ -57,13 +92,11 @@ def run_fix(
     output_format: FixFormat = FixFormat.table,
 ) -> NoReturn:
     """The ``fix`` command with its options' defaults (see :func:`tiecheck.cli.fix.fix_command`); exits."""
-    from rich.text import Text
-
     from tiecheck import fix
     from tiecheck.cli.progress import progress_for
     from tiecheck.findings import Severity
 
-    console = StdoutConsole()
+    page = _Page()
     as_json = output_format is FixFormat.json
     shown: list[FixPlan] = []
     # Consent needs a prompt someone can see and answer: stdin and stdout on a terminal, not JSON.
@@ -75,22 +108,21 @@ def run_fix(
                 "no terminal to ask for consent before changing files in place; pass --yes to apply, "
                 "--dry-run to see the plan, or --output DIR to write a fixed copy"
             )
-        console.print(Text(f"{question} [y/N]: "), end="")
-        console.file.flush()
+        page.console.print(f"{question} [y/N]: ", end="", markup=False, highlight=False)
+        page.console.file.flush()
         answer = read_answer()
         return answer is not None and answer.strip().lower() in ("y", "yes")
 
     def confirm(plan: FixPlan) -> bool:
         if not as_json:
-            render_plan(plan, console)
+            page.show(plan_lines(plan, page.width))
             shown.append(plan)
         return yes or ask("Apply these changes in place?")
 
     def confirm_recovery(pending: PendingRecovery) -> bool:
         if not as_json:
-            console.print("An interrupted fix left this folder mid-way; recovering will:", highlight=False)
-            for line in pending.lines:
-                console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
+            intro = "An interrupted fix left this folder mid-way; recovering will:"
+            page.show(pending_lines(intro, pending.lines, page.width))
         return yes or ask("Recover?")
 
     try:
@@ -118,58 +150,10 @@ def run_fix(
     if as_json:
         sys.stdout.write(result.to_json())
     else:
-        render_outcome(result, console, plan_shown=bool(shown))
+        page.show(outcome_lines(result, page.width, plan_shown=bool(shown)))
     if result.declined:
         stderr.print("tiecheck: aborted: nothing was changed", highlight=False)
         raise SystemExit(EXIT_FINDINGS)
     if any(f.severity >= Severity.ERROR for f in result.remaining):
         raise SystemExit(EXIT_FINDINGS)
     raise SystemExit(EXIT_OK)
-
-
-def render_plan(plan: FixPlan, console: Console) -> None:
-    from rich.table import Table
-
-    from tiecheck.rules.base import human_bytes
-
-    if plan.empty:
-        console.print("Nothing to fix.", highlight=False)
-    else:
-        table = Table(title=f"Plan: {len(plan.actions)} action(s), saves {human_bytes(plan.bytes_saved)}")
-        for column in ("action", "tensor / file", "saves", "why"):
-            table.add_column(column, overflow="fold")
-        for a in plan.actions:
-            subject = f"{a.tensor}\nin {a.file}" if a.tensor else a.file
-            if a.new_name:
-                subject += f"\n-> {a.new_name}"
-            table.add_row(a.kind.value, subject, human_bytes(a.bytes_saved) if a.bytes_saved else "", a.reason)
-        console.print(table)
-    for note in plan.kept:
-        console.print(f"[dim]{note.code}[/dim] {note.subject}: {note.reason}", highlight=False)
-
-
-def render_outcome(result: FixResult, console: Console, plan_shown: bool) -> None:
-    from tiecheck.rules.base import human_bytes
-
-    if result.recovery is not None and result.recovery.happened:
-        console.print(f"Recovered: {result.recovery.describe()}.", highlight=False)
-    if result.pending is not None and result.pending.any:
-        console.print("An interrupted fix is pending; the next in-place run would:", highlight=False)
-        for line in result.pending.lines:
-            console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
-    if not plan_shown:
-        render_plan(result.plan, console)
-    if result.mode == "dry-run" and not result.plan.empty:
-        console.print("Dry run: nothing was changed.", highlight=False)
-    v = result.verification
-    if result.after is None or v is None:
-        return
-    console.print(
-        f"Fixed {result.destination}: saved {human_bytes(result.plan.bytes_saved)}. Verified: {v.tensors_hashed} "
-        f"tensor(s) re-read and hashed ({human_bytes(v.bytes_hashed)}), {v.files_linked} shard(s) renamed by link, "
-        f"{v.dropped_checked} dropped tensor(s) restorable from an identical partner.",
-        highlight=False,
-    )
-    resolved = ", ".join(sorted({f.code for f in v.resolved})) or "none"
-    remaining = ", ".join(sorted({f.code for f in result.after.findings})) or "none"
-    console.print(f"Re-scan: resolved {resolved}; remaining {remaining}; no new finding.", highlight=False)

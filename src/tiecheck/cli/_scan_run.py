@@ -6,7 +6,6 @@ typer command (:mod:`tiecheck.cli.scan`) calls it with the parsed options.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -18,13 +17,13 @@ from tiecheck.cli._base import (
     FailLevel,
     OutputFormat,
     closed_pipe_ok,
+    error_line,
     fail,
-    output_width,
+    plain_width,
     stderr,
 )
 from tiecheck.cli.progress import progress_for
 from tiecheck.errors import TiecheckError
-from tiecheck.output._escape import terminal
 from tiecheck.output._plain import plain_report
 from tiecheck.output.combined import FORMATS, print_tables, render
 from tiecheck.selection import COMMAND_LINE, Selection, SelectionError, Settings, find_config, load_config, resolve
@@ -34,7 +33,7 @@ from tiecheck.targets import Failure, MultiReport, Target, expand_targets, folde
 def _print_report(multi: MultiReport, *, quiet: bool, statistics: bool) -> None:
     """The human report on stdout: laid out without rich where stdout shows no colour and the layout is plain
     (:mod:`tiecheck.output._plain`, the same bytes), else drawn by rich."""
-    width = None if statistics else _plain_width()
+    width = None if statistics else plain_width()
     text = None if width is None else plain_report(multi, width, quiet=quiet)
     if text is not None:
         sys.stdout.write(text)
@@ -42,17 +41,6 @@ def _print_report(multi: MultiReport, *, quiet: bool, statistics: bool) -> None:
     from tiecheck.cli._console import StdoutConsole
 
     print_tables(multi, StdoutConsole(), quiet=quiet, statistics=statistics)
-
-
-def _plain_width() -> int | None:
-    """The page width when stdout shows no colour and the width rule gives a number; else None (rich)."""
-    if sys.stdout.isatty() or any(name in os.environ for name in _COLOUR_VARIABLES):
-        return None
-    return output_width()
-
-
-#: Environment variables that make rich draw colours or a terminal's layout on a pipe.
-_COLOUR_VARIABLES = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "JUPYTER_COLUMNS", "JUPYTER_LINES")
 
 
 def _output_file(value: str, default: OutputFormat) -> tuple[str, Path]:
@@ -137,8 +125,7 @@ def run_scan(
         return resolve(configs[found], cli_layer)
 
     def report_failure(failure: Failure) -> None:
-        # The message may quote a hostile folder or file name: never let it start a line of its own.
-        stderr.print(f"tiecheck: error: {terminal(failure.message)}", markup=False, highlight=False, soft_wrap=True)
+        error_line(failure.message)
 
     several = recursive or len(targets) > 1 or (len(paths) > 1 and not from_files)
     multi = scan_many(

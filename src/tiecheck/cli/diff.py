@@ -10,6 +10,7 @@ import typer
 
 from tiecheck.cli.app import EXIT_FINDINGS, EXIT_OK, StdoutConsole, app, closed_pipe_ok, fail
 from tiecheck.errors import TiecheckError
+from tiecheck.output._escape import terminal
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -91,12 +92,13 @@ def render_diff(result: Diff, console: Console) -> None:
         read = "headers only: dtypes and shapes compared, no tensor bytes read"
     if result.transferred is not None:
         read += f"; {result.transferred.requests} request(s), {human_bytes(result.transferred.bytes)} transferred"
-    console.print(f"{result.a} -> {result.b}: {counts} ({read})", highlight=False)
+    # Targets, tensor names and details come from the checkpoints: shown inert, never as markup.
+    console.print(f"{terminal(result.a)} -> {terminal(result.b)}: {counts} ({read})", markup=False, highlight=False)
     # One line per tensor (status, then the whole name), the detail indented under it: a name is never split,
     # whatever the terminal's width, and the lines stay greppable.
     for t in (t for t in result.tensors if t.status is not Status.SAME):
-        console.print(Text.assemble((f"{t.status.value:<10}", "bold"), t.name), overflow="ignore", crop=False)
+        console.print(Text.assemble((f"{t.status.value:<10}", "bold"), terminal(t.name)), overflow="ignore", crop=False)
         if t.detail:
-            console.print(Padding(Text(t.detail), (0, 0, 0, 10), expand=False))
+            console.print(Padding(Text(terminal(t.detail)), (0, 0, 0, 10), expand=False))
     verdict = "nothing lost" if result.lossless else "the checkpoints differ"
     console.print(f"{verdict}.", highlight=False)

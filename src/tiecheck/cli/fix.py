@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from tiecheck.cli._fix_run import FixFormat, read_answer, render_outcome, render_plan, run_fix
+from tiecheck.cli._fix_run import FixFormat, read_answer, run_fix
 from tiecheck.cli.app import app
 
 
@@ -54,4 +54,4 @@ def fix_command(
     )
 
 
-__all__ = ["FixFormat", "fix_command", "read_answer", "render_outcome", "render_plan"]
+__all__ = ["FixFormat", "fix_command", "read_answer"]

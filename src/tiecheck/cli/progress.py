@@ -6,6 +6,8 @@ import sys
 import threading
 from typing import TYPE_CHECKING
 
+from tiecheck.output._escape import terminal
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import TaskID
@@ -26,7 +28,7 @@ class RichProgress:
         )
 
         self._progress = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             DownloadColumn(),
             TransferSpeedColumn(),
@@ -43,7 +45,7 @@ class RichProgress:
                 self._progress.start()
             else:
                 self._progress.remove_task(self._task)
-            self._task = self._progress.add_task(description, total=total)
+            self._task = self._progress.add_task(terminal(description), total=total)  # may name a tensor
 
     def advance(self, nbytes: int) -> None:
         task = self._task
