@@ -29,6 +29,8 @@ _reading.py
  16. the pair compare's last, short chunk reads past the tensor -> pair compare of identical tensors
 verify.py
  17. files changed since the fix first saw them are accepted -> a shard rewritten in place / swapped
+apply.py
+ 18. a staged shard's failed fsync is not raised             -> a shard that fails to reach the disk
 """
 
 from __future__ import annotations
@@ -144,6 +146,12 @@ MUTATIONS: list[tuple[str, str, str, str]] = [
         "        if name not in seen or identity(root / name) != seen[name]:\n",
         "        if False:\n",
         "test_fix_verify.py -k swapped or rewritten",
+    ),
+    (
+        "fixer/apply.py",
+        "            flushed.result()\n",
+        "",
+        "test_fix_safety.py -k reach_the_disk",
     ),
 ]
 

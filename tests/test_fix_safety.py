@@ -225,3 +225,21 @@ def test_config_symlinked_out_of_the_folder_is_not_read(merged: Path, outside: P
     assert any(f.code == "TC009" and "outside" in f.message for f in report.findings)
     with pytest.raises(RefusedError, match="TC009"):
         run_fix(merged, Options(drop_duplicates=True))
+
+
+def test_a_shard_that_fails_to_reach_the_disk_fails_the_fix(merged: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The staged shard is fsynced on a thread of its own while verification reads it back; an I/O error
+    there (a full or failing disk reports it at fsync) must fail the fix, with nothing changed."""
+    before = snapshot(merged)
+    real_fsync = os.fsync
+
+    def failing_fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(f"{SHARD2}.part"):
+            raise OSError(5, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="Input/output error"):
+        run_fix(merged, Options(drop_duplicates=True))
+    assert snapshot(merged) == before
+    assert not [p for p in merged.iterdir() if p.name.startswith(".tiecheck")]

@@ -43,8 +43,8 @@ import json
 import os
 import shutil
 import stat
-from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,8 +198,8 @@ def apply_in_place(
             run.step("staged all")
             # The written shards reach the disk while verification reads them back (both mostly
             # wait on I/O); the journal below is written only once both are done.
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                flushed = pool.submit(_fsync_all, [written[n].path for n in written])
+            flushed = _Background(_fsync_all, [written[n].path for n in written])
+            try:
                 files = {
                     p.name: p
                     for p in root.iterdir()
@@ -210,7 +210,9 @@ def apply_in_place(
                 if seen is not None:
                     check_unchanged(root, plan, seen)
                 verification = verify(plan, before, LocalStore(root), mapped, written, linked, run, content)
-                flushed.result()
+            finally:
+                flushed.join()  # on any failure too: no thread left syncing files about to be removed
+            flushed.result()
             fsync_dir(root)
             run.step("verified")
             steps = _switch_steps(plan, staged)
@@ -240,6 +242,28 @@ def apply_in_place(
         run.end()
     final = dataclasses.replace(verification.after, target=before.target)
     return Applied(root, verification, final)
+
+
+class _Background(threading.Thread):
+    """``work(*args)`` on a thread of its own; :meth:`result` waits for it and raises what it raised (a failed
+    fsync is a failed fix). A plain thread: the executor machinery would cost the fix its import."""
+
+    def __init__(self, work: Callable[..., None], *args: Any) -> None:
+        super().__init__(daemon=True)
+        self._work, self._args = work, args
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._work(*self._args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the thread that waits for it
+            self._error = exc
+
+    def result(self) -> None:
+        self.join()
+        if self._error is not None:
+            raise self._error
 
 
 def _fsync_all(paths: list[Path]) -> None:
