@@ -234,7 +234,7 @@ def test_a_shard_that_fails_to_reach_the_disk_fails_the_fix(merged: Path, monkey
     real_fsync = os.fsync
 
     def failing_fsync(fd: int) -> None:
-        if os.readlink(f"/proc/self/fd/{fd}").endswith(f"{SHARD2}.part"):
+        if str(Path(f"/proc/self/fd/{fd}").readlink()).endswith(f"{SHARD2}.part"):
             raise OSError(5, "Input/output error")
         real_fsync(fd)
 
