@@ -135,6 +135,8 @@ def _read_steps(root: Path) -> tuple[Step, ...] | None:
         document = json.loads(data.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise _refuse(root, f"unreadable journal ({exc})") from None
+    except RecursionError:
+        raise _refuse(root, "unreadable journal (nested too deeply)") from None
     steps = document.get("steps") if isinstance(document, dict) else None
     if not isinstance(steps, list):
         raise _refuse(root, "the journal has no list of steps")

@@ -42,7 +42,7 @@ def _has_chat_template(store: CheckpointStore) -> bool:
         return False
     try:
         document = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return isinstance(document, dict) and bool(document.get("chat_template"))
 

@@ -21,6 +21,8 @@ def _load_object(text: str) -> dict[str, Any]:
         document = json.loads(text)
     except ValueError as exc:
         raise FormatError("json", f"not valid JSON ({exc})") from None
+    except RecursionError:  # thousands of nested brackets: the decoder recurses once per level
+        raise FormatError("json", "not valid JSON (nested too deeply)") from None
     if not isinstance(document, dict):
         raise FormatError("json", "not a JSON object")
     return document

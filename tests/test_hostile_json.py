@@ -1,0 +1,59 @@
+"""JSON files a checkpoint ships are read by a recursive decoder: nesting them thousands deep must give the
+file's one-line finding or refusal, never an internal error."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tiecheck.cli import app
+
+DEEP = "[" * 100_000 + "]" * 100_000
+"""Valid JSON, deeper than Python's recursion limit."""
+
+
+@pytest.fixture
+def folder(tmp_path: Path, fixtures_dir: Path) -> Path:
+    target = tmp_path / "ck"
+    shutil.copytree(fixtures_dir / "gemma2-merge-duplicated-head", target)
+    return target
+
+
+def findings(folder: Path) -> tuple[int, dict[str, str], str]:
+    result = CliRunner().invoke(app, ["scan", str(folder), "-f", "json"])
+    data = json.loads(result.stdout)
+    return result.exit_code, {f["code"]: f["message"] for f in data["reports"][0]["findings"]}, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "code"), [("config.json", "TC009"), ("model.safetensors.index.json", "TC008")], ids=["config", "index"]
+)
+def test_a_deeply_nested_companion_file_is_a_finding(folder: Path, name: str, code: str) -> None:
+    (folder / name).write_text('{"a": ' + DEEP + "}")
+    exit_code, found, stderr = findings(folder)
+    assert exit_code == 1 and "internal error" not in stderr
+    assert "nested too deeply" in found[code] and name in found[code]
+
+
+def test_a_deeply_nested_tokenizer_config_is_ignored_like_any_unreadable_one(folder: Path) -> None:
+    """A base model's folder is searched for signs that it generates text; tokenizer_config.json's chat template
+    is one. Unreadable, it says nothing."""
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "architectures": ["Gemma2Model"]}))
+    (folder / "tokenizer_config.json").write_text(DEEP)
+    exit_code, _, stderr = findings(folder)
+    assert exit_code in (0, 1) and "internal error" not in stderr
+
+
+@pytest.mark.parametrize("journal", [DEEP, '{"steps": ' + DEEP + "}", "[" * 100_000], ids=["list", "steps", "open"])
+def test_a_deeply_nested_journal_is_refused_and_nothing_changes(folder: Path, journal: str) -> None:
+    (folder / ".tiecheck-fix.json").write_text(journal)
+    before = sorted((p.name, p.read_bytes()) for p in folder.iterdir())
+    result = CliRunner().invoke(app, ["fix", str(folder), "--drop-duplicates", "--yes"])
+    assert result.exit_code == 2, result.output
+    assert "unreadable journal" in result.stderr and "internal error" not in result.stderr
+    assert sorted((p.name, p.read_bytes()) for p in folder.iterdir()) == before
