@@ -243,3 +243,17 @@ def test_a_shard_that_fails_to_reach_the_disk_fails_the_fix(merged: Path, monkey
         run_fix(merged, Options(drop_duplicates=True))
     assert snapshot(merged) == before
     assert not [p for p in merged.iterdir() if p.name.startswith(".tiecheck")]
+
+
+@pytest.mark.parametrize("name", ["model-00003-of-00003.safetensors", "notes.txt"])
+def test_a_symlink_loop_in_the_folder_stops_neither_scan_nor_fix(merged: Path, tmp_path: Path, name: str) -> None:
+    """A name that loops on itself (ELOOP on stat) is not a file: it is passed over, never an internal error."""
+    (merged / "loop-a").symlink_to("loop-b")
+    (merged / "loop-b").symlink_to("loop-a")
+    (merged / name).symlink_to("loop-a")
+    assert "TC101" in codes(merged)
+    result = runner.invoke(app, ["fix", str(merged), "--drop-duplicates", "--output", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["fix", str(merged), "--drop-duplicates", "--yes"])
+    assert result.exit_code == 0, result.output
+    assert "TC101" not in codes(merged) and (merged / name).is_symlink()

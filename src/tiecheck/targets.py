@@ -15,6 +15,7 @@ from pathlib import Path
 from tiecheck.content import ProgressSink
 from tiecheck.errors import TargetNotFound, TiecheckError
 from tiecheck.findings import Severity
+from tiecheck.io.paths import is_plain_file
 from tiecheck.loader import PICKLE_FORMAT_SUFFIXES
 from tiecheck.scan import Report, scan
 from tiecheck.selection import Settings, apply_selection, resolve
@@ -30,7 +31,7 @@ def is_weight_name(name: str) -> bool:
 
 def looks_like_checkpoint(folder: Path) -> bool:
     try:
-        return any(is_weight_name(entry.name) and entry.is_file() for entry in os.scandir(folder))
+        return any(is_weight_name(entry.name) and is_plain_file(entry) for entry in os.scandir(folder))
     except OSError:
         return False
 

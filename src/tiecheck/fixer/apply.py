@@ -57,7 +57,7 @@ from tiecheck.fixer.journal import JOURNAL, is_fix_artifact, run_steps, tmp_name
 from tiecheck.fixer.plan import Plan, RefusedError
 from tiecheck.fixer.verify import Identity, MappedStore, Verification, check_unchanged, verify
 from tiecheck.fixer.writer import WrittenFile, fsync_dir, fsync_file, write_shard, write_text
-from tiecheck.io.paths import within
+from tiecheck.io.paths import is_plain_file, within
 from tiecheck.io.source import LocalStore
 from tiecheck.scan import Report
 
@@ -345,7 +345,7 @@ def apply_to_output(
             tmp.replace(output / name)
         skip = {f.name for f in before.checkpoint.files} | set(plan.removed) | set(staged)
         for entry in os.scandir(root):
-            if entry.name in skip or is_fix_artifact(entry.name) or not entry.is_file():
+            if entry.name in skip or is_fix_artifact(entry.name) or not is_plain_file(entry):
                 continue
             if entry.is_symlink() and not within(root, Path(entry.path)):
                 continue  # never copy what a symlink out of the folder points to

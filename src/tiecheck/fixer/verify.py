@@ -35,6 +35,7 @@ from tiecheck.fixer.hooks import Run
 from tiecheck.fixer.plan import Plan, finding_key
 from tiecheck.fixer.writer import WrittenFile, hash_record
 from tiecheck.formats.safetensors import read_header
+from tiecheck.io.paths import is_plain_file
 from tiecheck.io.source import CheckpointStore, LocalFileSource
 from tiecheck.scan import Report, scan_store
 from tiecheck.ties.resolve import ResolvedTie, resolve_ties
@@ -86,7 +87,7 @@ def identity(path: Path) -> Identity | None:
 def identities(root: Path, names: Iterable[str] = ()) -> dict[str, Identity]:
     """Every top-level file of ``root`` (taken before the scan reads them), and ``names``."""
     seen: dict[str, Identity] = {}
-    for name in (*(e.name for e in os.scandir(root) if e.is_file()), *names):
+    for name in (*(e.name for e in os.scandir(root) if is_plain_file(e)), *names):
         found = identity(root / name)
         if found is not None:
             seen[name] = found

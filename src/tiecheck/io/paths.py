@@ -40,3 +40,12 @@ def in_cache_snapshot(root: Path) -> bool:
     if cache_blobs(root) is None:
         return False
     return any(entry.is_symlink() for entry in os.scandir(root))
+
+
+def is_plain_file(entry: os.DirEntry[str]) -> bool:
+    """``entry`` is (or links to) a regular file. A symlink loop or an entry that vanished is not: the folder may
+    hold anything, and one such name must not stop the scan of the rest."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False

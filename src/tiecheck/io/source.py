@@ -17,6 +17,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from tiecheck.io.paths import is_plain_file
+
 
 class ByteSource(Protocol):
     """Random access to the bytes of one file."""
@@ -271,5 +273,5 @@ class LocalStore:
 def _walk(root: Path) -> Iterator[str]:
     """Top-level files only: a checkpoint's weights, index and config live side by side."""
     for entry in os.scandir(root):
-        if entry.is_file():
+        if is_plain_file(entry):
             yield entry.name
