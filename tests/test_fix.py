@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -293,6 +294,22 @@ def test_not_a_checkpoint_is_refused(tmp_path: Path) -> None:
         assert result.exit_code == 2, target
         assert result.stderr.startswith("tiecheck: error:") and result.stderr.count("\n") == 1
     assert snapshot(tmp_path) == {"notes.txt": snapshot(tmp_path)["notes.txt"]}
+
+
+@pytest.mark.parametrize("command", ["fix", "scan"])
+def test_a_fifo_named_like_weights_is_refused_without_blocking(tmp_path: Path, command: str) -> None:
+    """Opening a FIFO for reading waits for a writer: a fix once hung there, taking it for a folder to lock.
+    Run in a process of its own with a time limit, so that a hang fails the test instead of the suite."""
+    fifo = tmp_path / "model.safetensors"
+    os.mkfifo(fifo)
+    done = subprocess.run(
+        [sys.executable, "-m", "tiecheck", command, str(fifo), *(["--yes"] if command == "fix" else [])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("tiecheck: error:") and "not a checkpoint" in done.stderr
 
 
 def test_broken_checkpoint_is_refused(fixtures_dir: Path, tmp_path: Path) -> None:

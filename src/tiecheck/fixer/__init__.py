@@ -46,6 +46,8 @@ def checkpoint_root(path: str | Path) -> Path:
     target = Path(path)
     if not target.exists():
         raise TargetNotFound(f"{target}: no such file or directory")
+    if not target.is_dir() and not target.is_file():  # a FIFO, a socket, a device: nothing to read or rewrite
+        raise UnreadableCheckpoint(f"{target}: not a checkpoint (not a regular file or a folder)")
     if target.is_file():
         if not (target.suffix in (".safetensors", ".bin", ".pt", ".pth") or target.name.endswith(".index.json")):
             raise UnreadableCheckpoint(f"{target}: not a checkpoint (expected a folder, a weight file or an index)")
