@@ -152,7 +152,12 @@ def load_checkpoint(store: CheckpointStore) -> Checkpoint:
         missing_files=tuple(missing),
         issues=tuple(issues),
         generation_evidence=generation_evidence(store, names) if _base_model(config) else (),
+        adapter_config=ADAPTER_CONFIG if ADAPTER_CONFIG in names else None,
     )
+
+
+#: What PEFT's save_pretrained writes beside an adapter's weights (``adapter_model.safetensors``).
+ADAPTER_CONFIG = "adapter_config.json"
 
 
 def _base_model(config: ModelConfig | None) -> bool:

@@ -113,18 +113,35 @@ def _duplicates(ctx: ScanContext, analysis: ContentAnalysis) -> Iterator[Finding
         # a freshly initialised model: deterministic initialisations repeat (within and across layers)
         yield _untrained(fresh, [g for g in remaining if not _same_parameter(g)], ones)
         return
+    adapter = ctx.checkpoint.adapter_config
     for rest in remaining:
         extra = sum(t.nbytes for t in rest[1:])
         listed = ", ".join(t.name for t in rest[:MAX_LISTED]) + (" ..." if len(rest) > MAX_LISTED else "")
+        found = f"{len(rest)} tensors are byte-identical ({rest[0].dtype}{list(rest[0].shape)}, " + (
+            f"{human_bytes(rest[0].nbytes)} each): {listed}."
+        )
+        if adapter is not None:
+            # The ties are the base model's, declared in a config that is not here: PEFT saves every module of
+            # modules_to_save on its own (ensure_weight_tying=True too), so a tied embedding and head come twice.
+            message = (
+                f"{found} In a PEFT adapter ({adapter}) PEFT saves each module of modules_to_save on its own, "
+                "also an embedding and a head the base model ties; whether loaders tie them again is the base "
+                f"model's config's (and LoraConfig's ensure_weight_tying) to say. {human_bytes(extra)} stored twice."
+            )
+            severity: Severity | None = Severity.INFO
+        else:
+            message = (
+                f"{found} No tie declares them; a loader keeps {len(rest)} separate copies ({human_bytes(extra)} "
+                "redundant). Usually a saver that wrote one tensor under several names, or a merge that copied weights."
+            )
+            severity = None  # the rule's
         yield finding(
             "TC202",
-            f"{len(rest)} tensors are byte-identical ({rest[0].dtype}{list(rest[0].shape)}, "
-            f"{human_bytes(rest[0].nbytes)} each): {listed}. No tie declares them; a loader keeps "
-            f"{len(rest)} separate copies ({human_bytes(extra)} redundant). Usually a saver that wrote one tensor "
-            "under several names, or a merge that copied weights.",
+            message,
             tensors=[t.name for t in rest],
             files=sorted({t.file for t in rest}),
             bytes=extra,
+            severity=severity,
         )
 
 
@@ -259,6 +276,10 @@ def element_value(dtype: str, pattern: bytes) -> str:
     return repr(value)
 
 
+#: PEFT's LoRA up-projection (``...q_proj.lora_B.weight``, ``lora_B.default.weight``), initialised to zero.
+_LORA_B = re.compile(r"(^|\.)lora_B(\.|$)")
+
+
 def _constants(ctx: ScanContext, analysis: ContentAnalysis, named: set[str]) -> Iterator[Finding]:
     """Constant tensors grouped by value; those a zero-filled tail (TC205) already names are left to it."""
     by_value: dict[tuple[str, bytes], list[TensorRecord]] = defaultdict(list)
@@ -272,7 +293,12 @@ def _constants(ctx: ScanContext, analysis: ContentAnalysis, named: set[str]) -> 
         tensors.sort(key=lambda t: t.name)
         value = element_value(dtype, pattern)
         matrices = sum(1 for t in tensors if len(t.shape) >= 2)
-        if value in ("0.0", "-0.0", "0") and matrices:
+        if value in ("0.0", "-0.0", "0") and matrices and all(_LORA_B.search(t.name) for t in tensors):
+            why = (
+                "LoRA B matrices start at zero and training moves them: all zero, the adapter changes nothing "
+                "(saved before training, or its updates were lost)."
+            )
+        elif value in ("0.0", "-0.0", "0") and matrices:
             why = "All-zero weight matrices are a common sign of a broken save or merge."
         elif value == "1.0" and not matrices:
             why = "All-ones norm weights are the initial values: an untrained (freshly initialised) model?"

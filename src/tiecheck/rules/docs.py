@@ -112,7 +112,8 @@ DOCS: dict[str, RuleDoc] = {
         why="tiecheck cannot know whether embeddings are tied or which dtype is declared: ties are guessed from "
         "tensor names and the dtype rules do not run. Loaders need a config from somewhere else.",
         example="A single model.safetensors downloaded without the rest of its repository.",
-        fix="Not fixed automatically: add the model's config.json, or ignore TC010 for bare weight files.",
+        fix="Not fixed automatically: add the model's config.json, or ignore TC010 for bare weight files. A PEFT "
+        "adapter (adapter_config.json beside the weights) has no config.json by design: the finding says so.",
     ),
     "TC011": RuleDoc(
         detects="A weight file that is a Git LFS pointer (a small text file starting `version "
@@ -295,14 +296,17 @@ DOCS: dict[str, RuleDoc] = {
         detects="Byte-identical tensors under different names that no tie rule pairs: found by content (grouped by "
         "dtype and size, fingerprinted from sampled blocks, confirmed by a full xxh3-128 hash).",
         why="Each copy is downloaded, stored and loaded separately. In a passthrough merge the repeated layers are "
-        "intended but still cost their full size; in other checkpoints a tensor saved twice is a saver bug.",
+        "intended but still cost their full size; in other checkpoints a tensor saved twice is a saver bug. "
+        "In a PEFT adapter it is information only: PEFT saves each module of modules_to_save on its own, also an "
+        "embedding and a head that the base model (whose config is not there) ties.",
         example="A frankenmerge that repeats decoder layers: 'layers 12-15 repeat layers 8-11'.",
         fix="Kept: no loader restores a tensor from an untied duplicate, so dropping it would lose it. The plan "
         "says so.",
     ),
     "TC203": RuleDoc(
         detects="A tensor whose elements all have the same value (+0 and -0 count as one zero).",
-        why="An all-zero weight matrix is a common sign of a broken save or merge; all-ones norms are normal in an "
+        why="An all-zero weight matrix is a common sign of a broken save or merge (LoRA B matrices all zero: an "
+        "adapter that changes nothing); all-ones norms are normal in an "
         "untrained model, which is why this is info.",
         example="model.layers.7.mlp.down_proj.weight is all zeros after a merge with a 0 weight.",
         fix="Not fixed: only the source weights can say what the values should be.",

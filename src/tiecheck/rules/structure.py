@@ -55,7 +55,14 @@ def check_load_issues(ctx: ScanContext) -> Iterator[Finding]:
                 files=[issue.file],
             )
     ckpt = ctx.checkpoint
-    if ckpt.config is None and ckpt.config_file is None:
+    if ckpt.config is None and ckpt.config_file is None and ckpt.adapter_config is not None:
+        yield finding(
+            "TC010",
+            f"A PEFT adapter ({ckpt.adapter_config}) without the base model's config.json: its tensors were checked "
+            "on their own; the base model's ties, shapes and dtype were not checked.",
+            files=[ckpt.adapter_config],
+        )
+    elif ckpt.config is None and ckpt.config_file is None:
         yield finding(
             "TC010",
             "No config.json beside the weights: ties were guessed from tensor names and the dtype was not checked.",
