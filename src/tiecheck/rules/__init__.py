@@ -12,6 +12,7 @@ from tiecheck.rules.quantization import check_quantization
 from tiecheck.rules.shapes import check_shapes
 from tiecheck.rules.structure import check_duplicate_keys, check_files, check_index, check_load_issues
 from tiecheck.rules.ties import check_base_model, check_ties
+from tiecheck.rules.wrapped import check_wrapped_names
 
 CHECKS: tuple[Check, ...] = (
     check_files,
@@ -21,6 +22,7 @@ CHECKS: tuple[Check, ...] = (
     check_load_issues,
     check_index,
     check_duplicate_keys,
+    check_wrapped_names,
     check_shapes,
     check_ties,
     check_base_model,

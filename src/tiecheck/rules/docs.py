@@ -190,6 +190,16 @@ DOCS: dict[str, RuleDoc] = {
         fix="Not fixed automatically: restore the experts, or set the count to the number stored (renumbered "
         "from 0, router rows to match). " + _SHAPES_NOT_FIXED,
     ),
+    "TC018": RuleDoc(
+        detects="Every tensor name starts with the prefix a training wrapper adds (module. for DistributedDataParallel "
+        "or DataParallel, _orig_mod. for torch.compile), and without it the names are the ones the config's "
+        "architecture uses (from the generated shape data; an unknown architecture is not judged).",
+        why="Loaders strip a model's own prefix (model.), not a wrapper's: they match none of the names, and "
+        "initialise every parameter at random. transformers only warns (missing and unexpected keys).",
+        example="A training script saved model.state_dict() of the DDP-wrapped model: module.model.layers.0...",
+        fix="Not fixed automatically: save the unwrapped model (model.module, model._orig_mod), or strip the "
+        "prefix from the names.",
+    ),
     "TC020": RuleDoc(
         detects="The folder holds .tiecheck-fix.json (the journal of a fix interrupted after its commit point) or "
         ".tiecheck-tmp-*.part files (staged by a fix interrupted before it).",

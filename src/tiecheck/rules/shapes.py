@@ -36,7 +36,7 @@ def check_shapes(ctx: ScanContext) -> Iterator[Finding]:
         return
     index = ctx.checkpoint.index
     listed = set(ctx.tensors) | (set(index.weight_map) if index else set())
-    known = _class_shapes(config, listed)
+    known = class_shapes(config, listed)
     if known is None:
         found: Iterable[Finding] = _guessed(ctx, config, listed)
     else:
@@ -62,7 +62,7 @@ def _score(cls: ClassShapes, general: set[str]) -> int:
     return named + sum(any(g.startswith(lst.prefix + "*.") for g in general) for lst in cls.lists)
 
 
-def _class_shapes(config: ModelConfig, listed: set[str]) -> ClassShapes | None:
+def class_shapes(config: ModelConfig, listed: set[str]) -> ClassShapes | None:
     """The records of the class transformers builds, in the naming the checkpoint uses; None if unknown."""
     data = shape_knowledge()
     candidates = [data[a] for a in config.architectures[:1] if a in data]

@@ -1,0 +1,62 @@
+"""TC018 wrapped-names: every tensor name carries the prefix of a training wrapper that loaders do not strip.
+
+``DistributedDataParallel`` / ``DataParallel`` register the model as ``module``, ``torch.compile`` as
+``_orig_mod``: a state dict taken from the wrapper instead of the model names every parameter
+``module.model.layers.0...``. transformers strips a model's own ``base_model_prefix`` (``model.``) when loading,
+not these: it matches none of the names, reports every parameter missing and every tensor unexpected, and
+initialises the whole model at random. Which names the architecture expects comes from the generated shape
+data (:mod:`tiecheck.ties.shapes`); an architecture it does not know is not judged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from tiecheck.findings import Finding, Severity
+from tiecheck.rules.base import ScanContext
+from tiecheck.rules.catalog import finding
+from tiecheck.rules.shapes import class_shapes
+
+#: Wrapper prefixes and who adds them, longest first (a compiled model inside DDP carries both).
+WRAPPERS = (
+    ("module._orig_mod.", "DistributedDataParallel around torch.compile"),
+    ("_orig_mod.module.", "torch.compile around DistributedDataParallel"),
+    ("module.", "DistributedDataParallel or DataParallel"),
+    ("_orig_mod.", "torch.compile"),
+)
+_LISTED = 3
+
+
+def check_wrapped_names(ctx: ScanContext) -> Iterator[Finding]:
+    config = ctx.checkpoint.config
+    index = ctx.checkpoint.index
+    names = set(ctx.tensors) | (set(index.weight_map) if index else set())
+    if config is None or not names or not ctx.wants("TC018"):
+        return
+    wrapped = next(((p, w) for p, w in WRAPPERS if all(n.startswith(p) for n in names)), None)
+    if wrapped is None:
+        return
+    prefix, wrapper = wrapped
+    if class_shapes(config, names) is not None:
+        return  # the architecture's own names start so: nothing is wrapped
+    known = class_shapes(config, {n[len(prefix) :] for n in names})
+    if known is None:
+        return  # not names this architecture is known to use, even without the prefix: no claim
+    listed = ", ".join(sorted(names)[:_LISTED]) + (" ..." if len(names) > _LISTED else "")
+    message = (
+        f"Every tensor name starts with {prefix!r}, the prefix {wrapper} adds ({listed}): {known.name} names its "
+        f"parameters without it, so loaders match none of the {len(names)} tensors and initialise the whole model at "
+        "random (transformers 5: every parameter missing, every tensor unexpected). Save the unwrapped model "
+        f"(model.module / model._orig_mod), or strip {prefix!r} from the names."
+    )
+    severity = None
+    if config.custom_code:
+        message += " (A guess: the repo brings its own modeling code; the names are transformers' own.)"
+        severity = Severity.WARNING
+    yield finding(
+        "TC018",
+        message,
+        files=sorted({t.file for t in ctx.tensors.values()}),
+        tensors=sorted(names)[:_LISTED],
+        severity=severity,
+    )

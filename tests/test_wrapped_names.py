@@ -1,0 +1,103 @@
+"""TC018: a state dict taken from a training wrapper (DataParallel/DDP's ``module.``, torch.compile's
+``_orig_mod.``) instead of the model names nothing a loader looks for; transformers initialises it all at random."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from tiecheck.cli import app
+
+transformers = pytest.importorskip("transformers")
+
+WRAPPERS: dict[str, Callable[[Any], Any]] = {
+    "data-parallel": torch.nn.DataParallel,
+    "compile": torch.compile,  # lazy: nothing is compiled until a forward pass
+    "data-parallel-of-compile": lambda m: torch.nn.DataParallel(torch.compile(m)),
+}
+
+
+def tiny_llama(tied: bool = False) -> Any:
+    config = transformers.LlamaConfig(
+        vocab_size=128,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=tied,
+    )
+    return transformers.LlamaForCausalLM(config)
+
+
+def save(folder: Path, model: Any, state: dict[str, torch.Tensor], pickle: bool) -> Path:
+    model.config.save_pretrained(folder)
+    if pickle:
+        torch.save(state, folder / "pytorch_model.bin")
+    else:  # safetensors stores no shared storage: one copy per name
+        save_file({k: v.detach().clone().contiguous() for k, v in state.items()}, str(folder / "model.safetensors"))
+    return folder
+
+
+def findings(folder: Path) -> tuple[int, dict[str, tuple[str, str]]]:
+    result = CliRunner().invoke(app, ["scan", str(folder), "-f", "json"])
+    data = json.loads(result.stdout)
+    return result.exit_code, {f["code"]: (f["severity"], f["message"]) for f in data["reports"][0]["findings"]}
+
+
+@pytest.mark.parametrize("pickle", [False, True], ids=["safetensors", "torch.save"])
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+@pytest.mark.parametrize("wrapper", sorted(WRAPPERS))
+def test_a_wrapped_state_dict_is_an_error(tmp_path: Path, wrapper: str, tied: bool, pickle: bool) -> None:
+    model = tiny_llama(tied)
+    state = WRAPPERS[wrapper](model).state_dict()
+    save(tmp_path, model, state, pickle)
+    exit_code, found = findings(tmp_path)
+    severity, message = found["TC018"]
+    assert exit_code == 1 and severity == "error"
+    prefix = next(iter(state)).split(".")[0] + "."
+    assert f"starts with '{prefix}" in message and "LlamaForCausalLM" in message
+    if not pickle:  # what the message says transformers does
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _, info = transformers.LlamaForCausalLM.from_pretrained(tmp_path, output_loading_info=True)
+        expected = {n for n, _ in model.named_parameters()}
+        assert set(info["missing_keys"]) >= expected and set(info["unexpected_keys"]) == set(state)
+
+
+@pytest.mark.parametrize("prefix", ["", "model."])
+def test_names_a_loader_accepts_are_not_wrapped(tmp_path: Path, prefix: str) -> None:
+    """transformers strips the model's own base_model_prefix (``model.``): such a save loads, and is no TC018."""
+    model = tiny_llama()
+    save(tmp_path, model, {prefix + k: v for k, v in model.state_dict().items()}, pickle=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, info = transformers.LlamaForCausalLM.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"]
+    assert "TC018" not in findings(tmp_path)[1]
+
+
+def test_custom_code_is_a_guess_and_a_warning(tmp_path: Path) -> None:
+    model = tiny_llama()
+    save(tmp_path, model, torch.nn.DataParallel(model).state_dict(), pickle=False)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForCausalLM": "modeling_custom.CustomForCausalLM"}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    severity, message = findings(tmp_path)[1]["TC018"]
+    assert severity == "warning" and "A guess" in message
+
+
+def test_an_architecture_tiecheck_does_not_know_is_not_judged(tmp_path: Path) -> None:
+    model = tiny_llama()
+    save(tmp_path, model, torch.nn.DataParallel(model).state_dict(), pickle=False)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "architectures": ["Unknown"], "model_type": "x"}))
+    assert "TC018" not in findings(tmp_path)[1]
