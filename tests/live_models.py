@@ -1,7 +1,10 @@
-"""Tiny real transformers models for the in-memory tests (built in milliseconds, random weights)."""
+"""Tiny real transformers models for the tests (built in milliseconds, random weights), and what a scan of a
+folder they were saved to says."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -37,3 +40,14 @@ def build(name: str) -> torch.nn.Module:
     if name == "gemma2":
         return tf.Gemma2ForCausalLM(tf.Gemma2Config(**_SMALL, num_attention_heads=2, num_key_value_heads=1, head_dim=8))
     raise ValueError(name)
+
+
+def scan_findings(folder: Path) -> tuple[int, dict[str, tuple[str, str]]]:
+    """``tiecheck scan FOLDER -f json``: the exit code, and each finding's code to its severity and message."""
+    from typer.testing import CliRunner
+
+    from tiecheck.cli import app
+
+    result = CliRunner().invoke(app, ["scan", str(folder), "-f", "json"])
+    data = json.loads(result.stdout)
+    return result.exit_code, {f["code"]: (f["severity"], f["message"]) for f in data["reports"][0]["findings"]}

@@ -3,32 +3,20 @@ neither an adapter nor a merged model made with merge_and_unload raises a warnin
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from tiecheck.cli import app
+from live_models import build, scan_findings
 
 peft = pytest.importorskip("peft")
 transformers = pytest.importorskip("transformers")
 
 
-def tiny_llama(tied: bool) -> Any:
-    config = transformers.LlamaConfig(
-        vocab_size=128,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=tied,
-    )
-    torch.manual_seed(0)
-    return transformers.LlamaForCausalLM(config)
+def tiny_llama(tied: bool = False) -> Any:
+    return build("llama-tied" if tied else "llama-untied")
 
 
 def adapter(tied: bool, modules_to_save: list[str] | None, trained: bool) -> Any:
@@ -41,12 +29,6 @@ def adapter(tied: bool, modules_to_save: list[str] | None, trained: bool) -> Any
     return model
 
 
-def findings(folder: Path) -> tuple[int, dict[str, tuple[str, str]]]:
-    result = CliRunner().invoke(app, ["scan", str(folder), "-f", "json"])
-    data = json.loads(result.stdout)
-    return result.exit_code, {f["code"]: (f["severity"], f["message"]) for f in data["reports"][0]["findings"]}
-
-
 @pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
 @pytest.mark.parametrize("modules_to_save", [None, ["lm_head"], ["embed_tokens", "lm_head"]], ids=str)
 def test_a_saved_adapter_is_an_adapter_and_raises_nothing(
@@ -54,7 +36,7 @@ def test_a_saved_adapter_is_an_adapter_and_raises_nothing(
 ) -> None:
     adapter(tied, modules_to_save, trained=True).save_pretrained(tmp_path)
     assert (tmp_path / "adapter_config.json").exists() and not (tmp_path / "config.json").exists()
-    exit_code, found = findings(tmp_path)
+    exit_code, found = scan_findings(tmp_path)
     assert exit_code == 0
     assert not [code for code, (severity, _) in found.items() if severity in ("error", "warning")], found
     assert "PEFT adapter (adapter_config.json)" in found["TC010"][1]
@@ -68,7 +50,7 @@ def test_a_saved_adapter_is_an_adapter_and_raises_nothing(
 
 def test_an_untrained_adapter_is_said_to_change_nothing(tmp_path: Path) -> None:
     adapter(True, None, trained=False).save_pretrained(tmp_path)
-    exit_code, found = findings(tmp_path)
+    exit_code, found = scan_findings(tmp_path)
     severity, message = found["TC203"]
     assert exit_code == 0 and severity == "info"
     assert "lora_B" in message and "the adapter changes nothing" in message
@@ -78,7 +60,7 @@ def test_an_untrained_adapter_is_said_to_change_nothing(tmp_path: Path) -> None:
 def test_a_merged_adapter_raises_nothing(tmp_path: Path, tied: bool) -> None:
     merged = adapter(tied, ["lm_head"], trained=True).merge_and_unload()
     merged.save_pretrained(tmp_path)
-    exit_code, found = findings(tmp_path)
+    exit_code, found = scan_findings(tmp_path)
     assert exit_code == 0
     assert not [code for code, (severity, _) in found.items() if severity in ("error", "warning")], found
     assert "TC010" not in found

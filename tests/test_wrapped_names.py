@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 import torch
 from safetensors.torch import save_file
-from typer.testing import CliRunner
 
-from tiecheck.cli import app
+from live_models import build, scan_findings
 
 transformers = pytest.importorskip("transformers")
 
@@ -26,16 +25,7 @@ WRAPPERS: dict[str, Callable[[Any], Any]] = {
 
 
 def tiny_llama(tied: bool = False) -> Any:
-    config = transformers.LlamaConfig(
-        vocab_size=128,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=tied,
-    )
-    return transformers.LlamaForCausalLM(config)
+    return build("llama-tied" if tied else "llama-untied")
 
 
 def save(folder: Path, model: Any, state: dict[str, torch.Tensor], pickle: bool) -> Path:
@@ -47,12 +37,6 @@ def save(folder: Path, model: Any, state: dict[str, torch.Tensor], pickle: bool)
     return folder
 
 
-def findings(folder: Path) -> tuple[int, dict[str, tuple[str, str]]]:
-    result = CliRunner().invoke(app, ["scan", str(folder), "-f", "json"])
-    data = json.loads(result.stdout)
-    return result.exit_code, {f["code"]: (f["severity"], f["message"]) for f in data["reports"][0]["findings"]}
-
-
 @pytest.mark.parametrize("pickle", [False, True], ids=["safetensors", "torch.save"])
 @pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
 @pytest.mark.parametrize("wrapper", sorted(WRAPPERS))
@@ -60,7 +44,7 @@ def test_a_wrapped_state_dict_is_an_error(tmp_path: Path, wrapper: str, tied: bo
     model = tiny_llama(tied)
     state = WRAPPERS[wrapper](model).state_dict()
     save(tmp_path, model, state, pickle)
-    exit_code, found = findings(tmp_path)
+    exit_code, found = scan_findings(tmp_path)
     severity, message = found["TC018"]
     assert exit_code == 1 and severity == "error"
     prefix = next(iter(state)).split(".")[0] + "."
@@ -82,7 +66,7 @@ def test_names_a_loader_accepts_are_not_wrapped(tmp_path: Path, prefix: str) -> 
         warnings.simplefilter("ignore")
         _, info = transformers.LlamaForCausalLM.from_pretrained(tmp_path, output_loading_info=True)
     assert not info["missing_keys"]
-    assert "TC018" not in findings(tmp_path)[1]
+    assert "TC018" not in scan_findings(tmp_path)[1]
 
 
 def test_custom_code_is_a_guess_and_a_warning(tmp_path: Path) -> None:
@@ -91,7 +75,7 @@ def test_custom_code_is_a_guess_and_a_warning(tmp_path: Path) -> None:
     config = json.loads((tmp_path / "config.json").read_text())
     config["auto_map"] = {"AutoModelForCausalLM": "modeling_custom.CustomForCausalLM"}
     (tmp_path / "config.json").write_text(json.dumps(config))
-    severity, message = findings(tmp_path)[1]["TC018"]
+    severity, message = scan_findings(tmp_path)[1]["TC018"]
     assert severity == "warning" and "A guess" in message
 
 
@@ -100,4 +84,4 @@ def test_an_architecture_tiecheck_does_not_know_is_not_judged(tmp_path: Path) ->
     save(tmp_path, model, torch.nn.DataParallel(model).state_dict(), pickle=False)
     config = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**config, "architectures": ["Unknown"], "model_type": "x"}))
-    assert "TC018" not in findings(tmp_path)[1]
+    assert "TC018" not in scan_findings(tmp_path)[1]
