@@ -64,3 +64,22 @@ def test_a_merged_adapter_raises_nothing(tmp_path: Path, tied: bool) -> None:
     assert exit_code == 0
     assert not [code for code, (severity, _) in found.items() if severity in ("error", "warning")], found
     assert "TC010" not in found
+
+
+def test_a_model_folder_that_also_ships_an_adapter_config_is_a_model(tmp_path: Path) -> None:
+    """Some repos hold the merged model and the adapter's config: duplicates there are the model's, warned about."""
+    model = tiny_llama(False)
+    with torch.no_grad():  # trained-looking: norms off their initial ones
+        for name, parameter in model.named_parameters():
+            if "norm" in name:
+                torch.nn.init.normal_(parameter)
+    model.save_pretrained(tmp_path)
+    state = {**model.state_dict(), "extra.weight": model.state_dict()["lm_head.weight"].clone()}
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "model.safetensors"))
+    adapter(False, None, trained=True).peft_config["default"].save_pretrained(tmp_path)
+    assert (tmp_path / "adapter_config.json").exists()
+    _, found = scan_findings(tmp_path)
+    severity, message = found["TC202"]
+    assert severity == "warning" and "No tie declares them" in message and "TC010" not in found

@@ -199,7 +199,8 @@ class Checkpoint:
     generation_evidence: tuple[str, ...] = ()
     """For a base-model config: files beside the weights that say a text generator was meant."""
     adapter_config: str | None = None
-    """``adapter_config.json`` when the folder holds a PEFT adapter: weights meant to go on a base model."""
+    """``adapter_config.json`` when the folder holds a PEFT adapter (that file, and no config.json): weights meant
+    to go on a base model."""
 
     @property
     def tensors(self) -> tuple[TensorRecord, ...]:

@@ -152,7 +152,8 @@ def load_checkpoint(store: CheckpointStore) -> Checkpoint:
         missing_files=tuple(missing),
         issues=tuple(issues),
         generation_evidence=generation_evidence(store, names) if _base_model(config) else (),
-        adapter_config=ADAPTER_CONFIG if ADAPTER_CONFIG in names else None,
+        # An adapter folder has no config.json; beside one, the weights are a model's (a repo can ship both).
+        adapter_config=ADAPTER_CONFIG if ADAPTER_CONFIG in names and config_file is None else None,
     )
 
 

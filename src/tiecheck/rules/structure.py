@@ -55,7 +55,7 @@ def check_load_issues(ctx: ScanContext) -> Iterator[Finding]:
                 files=[issue.file],
             )
     ckpt = ctx.checkpoint
-    if ckpt.config is None and ckpt.config_file is None and ckpt.adapter_config is not None:
+    if ckpt.adapter_config is not None:
         yield finding(
             "TC010",
             f"A PEFT adapter ({ckpt.adapter_config}) without the base model's config.json: its tensors were checked "
