@@ -140,3 +140,38 @@ def test_offline_diffs_the_local_cache_without_a_request(
     assert cached.content == "full" and cached.transferred is None  # the cache is local: hashed in full
     with pytest.raises(tiecheck.NotCached):
         tiecheck.diff("hf://org/absent", b, offline=True)
+
+
+def _unsafe_checkpoint(folder: Path, fixtures_dir: Path) -> Path:
+    """A config and a pytorch_model.bin whose pickle calls os.system: no tensor can be listed without running it."""
+    import pickle
+
+    from pickle_helpers import glob, write_torch_zip
+
+    folder.mkdir()
+    shutil.copy(fixtures_dir / "gemma2-merge-duplicated-head" / "config.json", folder)
+    payload = pickle.PROTO + b"\x02" + glob("os", "system") + pickle.MARK + b"X\x04\x00\x00\x00true" + b"tR."
+    write_torch_zip(folder / "pytorch_model.bin", payload)
+    return folder
+
+
+def test_files_that_cannot_be_read_make_no_diff_lossless(tmp_path: Path, fixtures_dir: Path) -> None:
+    """Two copies of a checkpoint whose weights cannot be read agree on every tensor they list (none); what the
+    file holds is unknown, so the diff cannot say nothing was lost (it said so, exit 0)."""
+    a, b = _unsafe_checkpoint(tmp_path / "a", fixtures_dir), _unsafe_checkpoint(tmp_path / "b", fixtures_dir)
+    result = tiecheck.diff(a, b)
+    assert not result.tensors and not result.lossless
+    assert [line.split(":")[0] for line in result.unread] == ["A", "B"] and "pytorch_model.bin" in result.unread[0]
+    printed = subprocess.run([sys.executable, "-m", "tiecheck", "diff", str(a), str(b)], capture_output=True, text=True)
+    assert printed.returncode == 1 and "unread" in printed.stdout and "nothing lost" not in printed.stdout
+
+
+def test_a_shard_the_index_names_and_that_is_gone_is_unread(tmp_path: Path, fixtures_dir: Path) -> None:
+    a = tmp_path / "a"
+    shutil.copytree(fixtures_dir / "gemma2-merge-duplicated-head", a)
+    b = tmp_path / "b"
+    shutil.copytree(a, b)
+    (b / "model-00002-of-00002.safetensors").unlink()
+    result = tiecheck.diff(a, b)
+    assert result.unread == ("B: model-00002-of-00002.safetensors: named by the index, absent",)
+    assert not result.lossless and json.loads(result.to_json())["unread"] == list(result.unread)

@@ -30,7 +30,7 @@ from typing import Any, Literal
 import xxhash
 
 from tiecheck._bytes import CHUNK
-from tiecheck.checkpoint import TensorRecord
+from tiecheck.checkpoint import Checkpoint, TensorRecord
 from tiecheck.content import ContentReader
 from tiecheck.io.source import ByteSource, CheckpointStore
 from tiecheck.loader import load_checkpoint, store_for
@@ -76,6 +76,9 @@ class Diff:
     """How contents were compared: ``"full"`` hashes, ``"sample"`` fingerprints, ``"header"`` not at all."""
     transferred: Transferred | None = None
     """When a side is a Hub repo: requests made and bytes received, both sides together."""
+    unread: tuple[str, ...] = ()
+    """Weight files whose tensors could not be listed (``"A: name: why"``): an unsafe or broken pickle, an invalid
+    or truncated file, a shard the index names that is absent. Their tensors were not compared."""
 
     def count(self, status: Status) -> int:
         """How many tensors have ``status``."""
@@ -86,9 +89,9 @@ class Diff:
         """B holds every tensor of A with the same bytes (or restores it by a tie), and nothing else.
 
         As far as ``content`` looked: with ``"sample"`` the same fingerprints, with ``"header"`` the same
-        dtypes and shapes.
+        dtypes and shapes. Never while a side has :attr:`unread` files: what they hold is unknown.
         """
-        return all(t.status in (Status.SAME, Status.RESTORABLE) for t in self.tensors)
+        return not self.unread and all(t.status in (Status.SAME, Status.RESTORABLE) for t in self.tensors)
 
     def to_dict(self) -> dict[str, Any]:
         """The document ``tiecheck diff -f json`` prints (tensors that are the same are left out)."""
@@ -99,6 +102,7 @@ class Diff:
             "content": self.content,
             "counts": {s.value: self.count(s) for s in Status},
             "bytes_hashed": self.bytes_hashed,
+            "unread": list(self.unread),
             "transferred": None
             if self.transferred is None
             else {"requests": self.transferred.requests, "bytes": self.transferred.bytes},
@@ -217,7 +221,17 @@ def diff(
         stack.callback(hash_a.close)
         stack.callback(hash_b.close)
         tensors = tuple(_compare(map_a, map_b, ties_b, hash_a, hash_b))
-    return Diff(str(a), str(b), tensors, hash_a.bytes + hash_b.bytes, mode, _transferred(store_a, store_b))
+    unread = (*_unread("A", ckpt_a), *_unread("B", ckpt_b))
+    return Diff(str(a), str(b), tensors, hash_a.bytes + hash_b.bytes, mode, _transferred(store_a, store_b), unread)
+
+
+def _unread(side: str, ckpt: Checkpoint) -> Iterator[str]:
+    """The weight files of one side whose tensors are unknown, and why."""
+    for f in ckpt.files:
+        if f.problem is not None:
+            yield f"{side}: {f.name}: {f.problem}"
+    for name in ckpt.missing_files:
+        yield f"{side}: {name}: named by the index, absent"
 
 
 def _transferred(*stores: CheckpointStore) -> Transferred | None:

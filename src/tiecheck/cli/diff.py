@@ -100,5 +100,10 @@ def render_diff(result: Diff, console: Console) -> None:
         console.print(Text.assemble((f"{t.status.value:<10}", "bold"), terminal(t.name)), overflow="ignore", crop=False)
         if t.detail:
             console.print(Padding(Text(terminal(t.detail)), (0, 0, 0, 10), expand=False))
-    verdict = "nothing lost" if result.lossless else "the checkpoints differ"
+    for line in result.unread:
+        console.print(Text.assemble((f"{'unread':<10}", "bold"), terminal(line)), overflow="ignore", crop=False)
+    if result.unread:
+        verdict = "not every tensor could be compared: files unread"
+    else:
+        verdict = "nothing lost" if result.lossless else "the checkpoints differ"
     console.print(f"{verdict}.", highlight=False)
