@@ -77,6 +77,7 @@ DAMAGES = (
     "shadowing-single-file",
     "truncated-shard",
     "missing-shard",
+    "missing-config",
 )
 BLOCKED_BY = {"truncated-shard": "TC001", "missing-shard": "TC002"}
 
@@ -115,6 +116,8 @@ def damaged(folder: Path, damages: list[str]) -> None:
         shard.write_bytes(shard.read_bytes()[:-10])
     if "missing-shard" in damages:
         (folder / "model-00003-of-00003.safetensors").unlink()
+    if "missing-config" in damages:  # a bare state dict: ties are guessed, and no flag can be set
+        (folder / "config.json").unlink()
 
 
 @settings(max_examples=30, deadline=None)
@@ -137,8 +140,9 @@ def test_random_damage_is_fixed_or_refused_up_front(damages: list[str]) -> None:
             assert any(f.code in str(exc) for f in before.findings), str(exc)
             return
         after = scan(folder)
-        # A fixable finding the fix keeps must come with the reason why (a kept note with its code).
-        explained = {note.code for note in outcome.plan.kept}
+        # Every finding marked fixable is fixed. The one exception is an orphan whose fate rests on its bytes,
+        # which the scan does not read (unreadable, or holding other tensors): kept, with the reason why.
+        explained = {note.code for note in outcome.plan.kept} & {"TC007"}
         left = [f for f in after.findings if f.fixable and f.code not in explained]
         assert not left, (damages, [(f.code, f.message) for f in left])
     finally:

@@ -111,6 +111,13 @@ def test_without_config_identical_head_is_only_tieable(tmp_path: Path, gen: Modu
     emb = t(gen, "emb")
     report = scan(make(tmp_path, {"transformer.wte.weight": emb, "lm_head.weight": emb}, None))
     assert sorted((f.code, f.severity.label) for f in report.findings) == [("TC010", "info"), ("TC104", "info")]
+    # With no config.json the fix has nowhere to declare the tie: the finding must not promise a fix.
+    (tieable,) = [f for f in report.findings if f.code == "TC104"]
+    assert not tieable.fixable and "tiecheck fix" not in tieable.message
+    untied = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "tie_word_embeddings": False}
+    folder = make(tmp_path / "with-config", {"transformer.wte.weight": emb, "lm_head.weight": emb}, untied)
+    (tieable,) = [f for f in scan(folder).findings if f.code == "TC104"]
+    assert tieable.fixable and "`tiecheck fix --tie-head`" in tieable.message
 
 
 def test_same_size_tensors_differing_in_the_last_byte_are_not_identical(tmp_path: Path, gen: ModuleType) -> None:

@@ -194,6 +194,7 @@ def test_alias_under_untied_config_is_tieable_not_redundant(real: dict[str, Path
     assert codes == {"TC104", "TC201", "TC402"}
     (tieable,) = [f for f in report.findings if f.code == "TC104"]
     assert "share one storage" in tieable.message
+    assert "`tiecheck fix --tie-head --to-safetensors`" in tieable.message  # a pickle is fixed by converting it
     assert report.bytes_read == sampled_bytes(report)
 
 

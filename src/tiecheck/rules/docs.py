@@ -243,7 +243,8 @@ DOCS: dict[str, RuleDoc] = {
         why="The model could be tied with no change in behaviour, saving the head's size in downloads and memory.",
         example="A Qwen2 export with tie_word_embeddings: false whose lm_head.weight is an exact copy of "
         "model.embed_tokens.weight.",
-        fix="`tiecheck fix --tie-head` drops the copy and sets the tie flag in config.json.",
+        fix="`tiecheck fix --tie-head` drops the copy and sets the tie flag in config.json (pickles: add "
+        "`--to-safetensors`). Without a config.json there is no flag to set: the finding is then not fixable.",
     ),
     "TC105": RuleDoc(
         detects="config.json names a base architecture (e.g. LlamaModel) with no task head. Information, unless "

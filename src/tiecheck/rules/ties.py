@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 
-from tiecheck.checkpoint import TensorRecord
+from tiecheck.checkpoint import FileFormat, TensorRecord
 from tiecheck.findings import Finding, Severity
 from tiecheck.rules._partners import missing_partner
 from tiecheck.rules._unseen import tied_pair_not_compared
@@ -229,32 +229,44 @@ def _tieable(ctx: ScanContext, tie: ResolvedTie, kept: TensorRecord, restored: T
     config = ctx.checkpoint.config
     flag = f"{config.tie_key} is false" if config and config.tie_word_embeddings is False else "nothing declares a tie"
     found = _loaders(ctx, tie, "head-identical")
+    # The fix declares the tie in config.json: without one (a bare state dict, an adapter) it has nowhere to.
+    fixable = config is not None and ctx.checkpoint.config_file is not None
+    stored_in = ctx.checkpoint.file(kept.file)
+    pickle = stored_in is not None and stored_in.format is FileFormat.PICKLE
+    command = f"`tiecheck fix --tie-head{' --to-safetensors' if pickle else ''}`"
     if kept.aliases(restored):
+        action = f"{command} sets the flag." if fixable else "A config.json that ties them would load them as one."
         return finding(
             "TC104",
             with_loaders(
                 f"{restored.name} and {kept.name} share one storage in {kept.file} (the model was tied when saved) "
                 f"but {flag}: loaders build two independent copies ({human_bytes(restored.nbytes)} of load memory) "
-                f"and a fine-tune drifts them apart ({tie.basis}). `tiecheck fix --tie-head` sets the flag.",
+                f"and a fine-tune drifts them apart ({tie.basis}). {action}",
                 found,
                 identical=True,
             ),
             tensors=[restored.name, kept.name],
             files=[kept.file],
             bytes=restored.nbytes,
+            fixable=fixable,
         )
+    action = (
+        f"{command} drops the copy and sets the flag."
+        if fixable
+        else "With no config.json to declare the tie in, tiecheck cannot drop the copy."
+    )
     return finding(
         "TC104",
         with_loaders(
             f"{restored.name} is byte-identical to {kept.name} but {flag}: tying them would save "
-            f"{human_bytes(restored.nbytes)} ({tie.basis}). `tiecheck fix --tie-head` drops the copy and sets the "
-            "flag.",
+            f"{human_bytes(restored.nbytes)} ({tie.basis}). {action}",
             found,
             identical=True,
         ),
         tensors=[restored.name, kept.name],
         files=[restored.file, kept.file],
         bytes=restored.nbytes,
+        fixable=fixable,
     )
 
 
