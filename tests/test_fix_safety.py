@@ -74,6 +74,9 @@ def test_hostile_journal_is_refused_and_nothing_changes(merged: Path, outside: P
     assert result.exit_code == 2 and "nothing was changed" in result.stderr, result.output
     assert snapshot(merged) == inside and snapshot(outside) == there
     assert sorted(p.name for p in merged.iterdir() if p.is_symlink()) == links
+    # scan says the same as fix: not a leftover that `tiecheck fix` completes, and not fixable
+    (leftover,) = [f for f in scan(merged).findings if f.code == "TC020"]
+    assert not leftover.fixable and "refuses to run" in leftover.message and "completes" not in leftover.message
 
 
 def test_journal_that_is_a_symlink_is_refused(merged: Path, outside: Path) -> None:
@@ -91,6 +94,8 @@ def test_recovery_is_shown_in_dry_run_and_asked_for(merged: Path) -> None:
     staged.write_text(json.dumps(index))
     (merged / JOURNAL).write_text(json.dumps({"steps": [["replace", staged.name, INDEX]]}))
     assert "TC020" in codes(merged), "scan reports the pending journal"
+    pending = [f for f in scan(merged).findings if f.code == "TC020"]
+    assert all(f.fixable and "completes" in f.message for f in pending), pending
     before = snapshot(merged)
 
     dry = runner.invoke(app, ["fix", "--dry-run", str(merged)])
@@ -115,6 +120,14 @@ def test_recovery_is_shown_in_dry_run_and_asked_for(merged: Path) -> None:
 def test_leftover_temp_files_are_reported_by_scan(merged: Path) -> None:
     (merged / tmp_name(SHARD2)).write_bytes(b"partial")
     assert {f.code for f in scan(merged).findings} >= {"TC020"}
+
+
+def test_a_temp_name_that_is_not_a_file_is_reported_as_not_fixable(merged: Path, outside: Path) -> None:
+    (merged / tmp_name(SHARD2)).symlink_to(outside / "precious.txt")
+    (leftover,) = [f for f in scan(merged).findings if f.code == "TC020"]
+    assert not leftover.fixable and "a symlink" in leftover.message
+    with pytest.raises(RefusedError, match="symlink"):
+        run_fix(merged, Options())
 
 
 # --- consent -------------------------------------------------------------------------------

@@ -178,6 +178,8 @@ class LoadIssue:
     rule: str
     file: str
     detail: str
+    fixable: bool | None = None
+    """Whether ``tiecheck fix`` can repair it; None: as the rule's catalogue entry says."""
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,7 @@ def _indexed_beside(target: Path) -> bool:
 def load_checkpoint(store: CheckpointStore) -> Checkpoint:
     names = store.list_files()
     issues: list[LoadIssue] = []
-    _leftovers(names, issues)
+    _leftovers(store, names, issues)
     config, config_file = _read_config(store, names, issues)
     pickle = _pickle_only(names)
     single, index_suffix, shard_pattern = (
@@ -172,11 +172,27 @@ def _outside(store: CheckpointStore, names: list[str]) -> set[str]:
     return {n for n in names if not within(store.root, store.root / n)}
 
 
-def _leftovers(names: list[str], issues: list[LoadIssue]) -> None:
-    """Files an interrupted ``tiecheck fix`` left: a pending journal, or temp files."""
-    if ".tiecheck-fix.json" in names:
-        issues.append(LoadIssue("TC020", ".tiecheck-fix.json", "a pending fix journal: a fix was interrupted"))
+def _leftovers(store: CheckpointStore, names: list[str], issues: list[LoadIssue]) -> None:
+    """Files an interrupted ``tiecheck fix`` left: a pending journal, or temp files.
+
+    In a local folder they are validated as the fix would (they may have come with the download, not
+    from a fix): what the fix refuses to run is reported as such, and not as fixable.
+    """
+    journal = ".tiecheck-fix.json" in names
     temps = [n for n in names if n.startswith(".tiecheck-tmp-")]
+    if not journal and not temps:
+        return
+    if isinstance(store, LocalStore):
+        from tiecheck.fixer.journal import JournalRefused, read_pending
+
+        try:
+            read_pending(store.root)
+        except JournalRefused as exc:
+            detail = f"left as if by an interrupted fix, but tiecheck will not run or delete it: {exc.why}"
+            issues.append(LoadIssue("TC020", ".tiecheck-fix.json" if journal else temps[0], detail, fixable=False))
+            return
+    if journal:
+        issues.append(LoadIssue("TC020", ".tiecheck-fix.json", "a pending fix journal: a fix was interrupted"))
     if temps:
         issues.append(LoadIssue("TC020", temps[0], f"{len(temps)} temporary file(s) of an interrupted fix"))
 

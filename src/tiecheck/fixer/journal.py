@@ -91,8 +91,19 @@ class Pending:
         return lines
 
 
-def _refuse(root: Path, why: str) -> RefusedError:
-    return RefusedError(f"{root / JOURNAL}: {why}; the journal was not run and nothing was changed. Inspect it by hand")
+class JournalRefused(RefusedError):
+    """What an interrupted fix seems to have left is not tiecheck's: nothing of it is run or deleted."""
+
+    def __init__(self, message: str, why: str) -> None:
+        super().__init__(message)
+        self.why = why
+        """The reason alone (the scan reports it without the fix's wording)."""
+
+
+def _refuse(root: Path, why: str) -> JournalRefused:
+    return JournalRefused(
+        f"{root / JOURNAL}: {why}; the journal was not run and nothing was changed. Inspect it by hand", why
+    )
 
 
 def _validate_step(root: Path, entry: object) -> Step:
@@ -150,7 +161,8 @@ def read_pending(root: Path) -> Pending:
     for name in temps:
         kind = _kind(root / name)
         if kind is not None:
-            raise RefusedError(f"{root / name}: {kind}, not a temp file of tiecheck; remove it by hand")
+            why = f"{name} is {kind}, not a temp file of tiecheck"
+            raise JournalRefused(f"{root / name}: {kind}, not a temp file of tiecheck; remove it by hand", why)
     return Pending(steps, tuple(temps))
 
 

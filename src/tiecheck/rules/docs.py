@@ -209,7 +209,9 @@ DOCS: dict[str, RuleDoc] = {
         example="A `tiecheck fix` was killed by an out-of-memory killer while switching shards.",
         fix="`tiecheck fix` validates the journal (it may only move its own temp files onto plain names in the "
         "folder, or delete plain files in it; anything else is refused whole), shows the steps (`--dry-run`), "
-        "asks, then completes the interrupted fix and removes the temp files.",
+        "asks, then completes the interrupted fix and removes the temp files. A scan of a local folder validates "
+        "them the same way: what the fix would refuse is reported as not fixable, to be inspected and deleted "
+        "by hand.",
     ),
     "TC101": RuleDoc(
         detects="A tensor stored although the config (or the architecture) ties it to another, and the two are "

@@ -35,7 +35,15 @@ def check_files(ctx: ScanContext) -> Iterator[Finding]:
 
 def check_load_issues(ctx: ScanContext) -> Iterator[Finding]:
     for issue in ctx.checkpoint.issues:
-        if issue.rule == "TC020":
+        if issue.rule == "TC020" and issue.fixable is False:
+            yield finding(
+                "TC020",
+                f"{issue.file}: {issue.detail}. Loaders ignore it; `tiecheck fix` refuses to run in this folder "
+                "until it is gone: inspect it and delete it by hand.",
+                files=[issue.file],
+                fixable=False,
+            )
+        elif issue.rule == "TC020":
             yield finding(
                 "TC020",
                 f"{issue.file}: {issue.detail}. Loaders ignore these files; `tiecheck fix` shows and completes "
