@@ -119,3 +119,49 @@ def test_a_tie_made_by_hand_under_an_untied_config() -> None:
     assert {f.code for f in inspection.findings} == {"TC503", "TC505"}
     (shared,) = inspection.shared
     assert not shared.declared
+
+
+# --- wrappers that training code puts around a model ------------------------------------------------------
+
+
+def _wrapped(kind: str, model: nn.Module) -> nn.Module:
+    if kind == "torch.compile":
+        return torch.compile(model)  # type: ignore[return-value]  # not run: the wrapper only
+    if kind == "DataParallel":
+        return nn.DataParallel(model)
+    from peft import LoraConfig, get_peft_model
+
+    targets = ["q_proj", "v_proj"] if hasattr(model, "model") else ["c_attn"]
+    saved_too = ["lm_head"] if kind == "PEFT with the head trained" else None
+    return get_peft_model(model, LoraConfig(r=2, target_modules=targets, modules_to_save=saved_too))  # type: ignore[return-value]
+
+
+def _summary(model: nn.Module) -> tuple[object, ...]:
+    inspection = inspect_model(model)
+    return (
+        {(s.names, s.declared) for s in inspection.shared},
+        [(f.code, f.tensors) for f in inspection.findings],
+        sorted((f.code, f.severity) for f in inspection.saved.findings),
+    )
+
+
+@pytest.mark.parametrize("kind", ["torch.compile", "DataParallel", "PEFT", "PEFT with the head trained"])
+@pytest.mark.parametrize("name", ["llama-tied", "llama-untied"])
+def test_a_wrapped_model_is_inspected_as_the_model_inside(kind: str, name: str) -> None:
+    """The wrapper adds a prefix (or PEFT its layers) to every name: inspected as is, a declared tie looked
+    undeclared (TC505) and save_pretrained seemed to lose the head (TC503), false alarms on a sound model."""
+    bare = _summary(build(name))
+    wrapped = _wrapped(kind, build(name))
+    assert _summary(wrapped) == bare
+    assert inspect_model(wrapped).unwrapped == (kind.split(" ")[0],)
+
+
+def test_a_real_problem_inside_a_wrapper_is_still_found() -> None:
+    model = nn.DataParallel(OlmoStyleModel(OlmoStyleConfig(weight_tying=False)))
+    model.module.transformer["ff_out"] = model.module.transformer["wte"]
+    assert inspect_model(model).unwrapped == ("DataParallel",)
+    assert (
+        {f.code for f in inspect_model(model).findings}
+        == {f.code for f in inspect_model(model.module).findings}
+        >= {"TC506"}
+    )

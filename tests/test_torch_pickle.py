@@ -677,3 +677,20 @@ def test_tie_and_dtype_rules_read_bin_tensors(real: dict[str, Path], tmp_path: P
         assert "TC301" in codes  # float32 weights, bfloat16 declared
         # the content fingerprints and the two heads, nothing else
         assert sampled_bytes(report) <= report.bytes_read <= sampled_bytes(report) + 2 * 64 * 16 * 4
+
+
+def test_the_fix_a_pickle_finding_names_is_the_one_that_fixes_it(real: dict[str, Path], tmp_path: Path) -> None:
+    """A pickle is only rewritten by converting it: the command in the message carries --to-safetensors, and runs."""
+    from tiecheck.fixer import Options, run_fix
+
+    state = torch.load(real["tied"] / "pytorch_model.bin", weights_only=True)
+    config = json.loads((real["tied"] / "config.json").read_text())
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    torch.save({**state, "lm_head.weight": state["model.embed_tokens.weight"].clone()}, folder / "pytorch_model.bin")
+    (folder / "config.json").write_text(json.dumps(config))
+    findings = {f.code: f for f in scan(folder).findings}
+    assert "`tiecheck fix --drop-duplicates --to-safetensors` removes it" in findings["TC101"].message
+    assert "`tiecheck fix --to-safetensors` converts them" in findings["TC402"].message
+    run_fix(folder, Options(drop_duplicates=True, to_safetensors=True))
+    assert not {"TC101", "TC402"} & {f.code for f in scan(folder).findings}

@@ -48,6 +48,9 @@ class ModelInspection:
     findings: tuple[Finding, ...]
     saved: StateDictReport
     """What saving ``model.state_dict()`` does (``save_file``, ``save_pretrained``), with its findings."""
+    unwrapped: tuple[str, ...] = ()
+    """Wrappers looked through, outermost first (``torch.compile``, ``DataParallel``, ``PEFT``): the model
+    inspected is the one inside, under its own names, as its ``save_pretrained`` writes it."""
 
 
 def _declared_patterns(model: Any) -> list[str]:
@@ -95,13 +98,82 @@ def _module_groups(model: Any) -> list[tuple[str, ...]]:
     return sorted(g for g in groups if not all(n.rpartition(".")[0] in prefixes for n in g))
 
 
+_DATA_PARALLEL = ("DataParallel", "DistributedDataParallel")
+
+
+def _unwrap(model: Any) -> tuple[Any, tuple[str, ...]]:
+    """The model inside the wrappers that training code puts around it, and the wrappers' names.
+
+    ``torch.compile`` and ``DataParallel``/``DistributedDataParallel`` only prefix every name
+    (``_orig_mod.``, ``module.``); their ``save_pretrained`` (or the user's) saves the inner model.
+    A PEFT model saves an adapter; its base model is what the ties belong to (see :func:`_peft_layers`).
+    """
+    layers: list[str] = []
+    while True:
+        inner = model.__dict__.get("_modules", {}).get("_orig_mod")
+        if inner is not None:  # torch._dynamo's OptimizedModule
+            layers.append("torch.compile")
+        elif type(model).__name__ in _DATA_PARALLEL and model.__dict__.get("_modules", {}).get("module") is not None:
+            inner = model.module
+            layers.append(type(model).__name__)
+        elif type(model).__module__.startswith("peft.") and callable(getattr(model, "get_base_model", None)):
+            inner = model.get_base_model()
+            layers.append("PEFT")
+        if inner is None or inner is model:
+            return model, tuple(layers)
+        model = inner
+
+
+def _peft_layers(model: Any) -> dict[str, str]:
+    """``{module name: attribute}`` of the PEFT layers inside a base model, and where each keeps the original.
+
+    A tuned layer (LoRA and the other tuners) keeps the original module as ``base_layer``, a
+    ``modules_to_save`` wrapper as ``original_module``; everything else in them is the adapter's.
+    """
+    layers: dict[str, str] = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        if not type(module).__module__.startswith("peft."):
+            continue
+        for attribute in ("base_layer", "original_module"):
+            if module.__dict__.get("_modules", {}).get(attribute) is not None:
+                layers[name] = attribute
+                break
+    return layers
+
+
+def _base_name(name: str, layers: Mapping[str, str]) -> str | None:
+    """``name`` as the model without its PEFT layers has it; None for an adapter's own tensor."""
+    parts = name.split(".")
+    kept: list[str] = []
+    i = 0
+    while i < len(parts):
+        kept.append(parts[i])
+        i += 1
+        attribute = layers.get(".".join(parts[:i]))
+        if attribute is not None and i < len(parts):
+            if parts[i] != attribute:
+                return None
+            i += 1  # the original module stands where its wrapper stood
+    return ".".join(kept)
+
+
+def _without_adapters(items: Iterable[tuple[str, Any]], layers: Mapping[str, str]) -> list[tuple[str, Any]]:
+    if not layers:
+        return list(items)
+    return [(base, value) for name, value in items if (base := _base_name(name, layers)) is not None]
+
+
 def inspect_model(model: Any) -> ModelInspection:
     """Tie groups of a live model (a ``torch.nn.Module``, transformers or not), checked against its declarations.
 
     Reads parameters by identity and the model's own ``config`` and ``_tied_weights_keys``; copies nothing
-    but the comparisons of :func:`scan_state_dict` on the model's state dict.
+    but the comparisons of :func:`scan_state_dict` on the model's state dict. A model wrapped by
+    ``torch.compile``, ``DataParallel``/``DistributedDataParallel`` or PEFT is inspected inside its
+    wrappers, under the names its own ``save_pretrained`` writes (:attr:`ModelInspection.unwrapped`).
     """
-    named = list(model.named_parameters(remove_duplicate=False))
+    model, unwrapped = _unwrap(model)
+    peft = _peft_layers(model)
+    named = _without_adapters(model.named_parameters(remove_duplicate=False), peft)
     by_name = dict(named)
     by_id: dict[int, list[str]] = defaultdict(list)
     for name, parameter in named:
@@ -146,7 +218,9 @@ def inspect_model(model: Any) -> ModelInspection:
             )
     config = getattr(model, "config", None)
     saved = scan_state_dict(
-        model.state_dict(), config if hasattr(config, "to_dict") else None, tied_keys=_declared_patterns(model)
+        dict(_without_adapters(model.state_dict().items(), peft)),
+        config if hasattr(config, "to_dict") else None,
+        tied_keys=_declared_patterns(model),
     )
     # What saving does with the tie: the refusals and lost heads of save_pretrained are this model's problems too.
     findings.extend(f for f in saved.findings if f.code in ("TC502", "TC503"))
@@ -157,6 +231,7 @@ def inspect_model(model: Any) -> ModelInspection:
         tie_word_embeddings=_tie_flag(model),
         findings=tuple(findings),
         saved=saved,
+        unwrapped=unwrapped,
     )
 
 

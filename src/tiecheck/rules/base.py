@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from tiecheck.checkpoint import Checkpoint, TensorRecord
+from tiecheck.checkpoint import Checkpoint, FileFormat, TensorRecord
 from tiecheck.content import ContentReader
 from tiecheck.findings import Finding
 from tiecheck.ties.resolve import ResolvedTie
@@ -42,3 +42,10 @@ def human_bytes(n: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     raise AssertionError("unreachable")
+
+
+def fix_command(ctx: ScanContext, flag: str, *files: str) -> str:
+    """The ``tiecheck fix`` command that repairs a finding in ``files``: a pickle is only rewritten by
+    converting it, which the user asks for with ``--to-safetensors``."""
+    pickle = any((f := ctx.checkpoint.file(name)) is not None and f.format is FileFormat.PICKLE for name in files)
+    return f"`tiecheck fix {flag}{' --to-safetensors' if pickle else ''}`"

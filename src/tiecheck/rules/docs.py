@@ -221,7 +221,8 @@ DOCS: dict[str, RuleDoc] = {
         example="A mergekit merge of Gemma 2 writes lm_head.weight into its own shard although Gemma always ties "
         "it to the embedding.",
         fix="`tiecheck fix --drop-duplicates` removes the copy and updates the index; the loader restores it from "
-        "the tie, so the loaded model is unchanged. Without the flag, fix keeps it and says so.",
+        "the tie, so the loaded model is unchanged (a pickle is rewritten as safetensors: add `--to-safetensors`). "
+        "Without the flag, fix keeps it and says so.",
     ),
     "TC102": RuleDoc(
         detects="The config ties two tensors, but their stored values differ.",

@@ -43,7 +43,7 @@ def check_pickle(ctx: ScanContext) -> Iterator[Finding]:
         total = sum(f.size for f in pickles)
         readable = all(f.readable for f in pickles)
         how = (
-            "`tiecheck fix` converts them to safetensors."
+            "`tiecheck fix --to-safetensors` converts them, without unpickling."
             if readable
             else "Conversion to safetensors needs every file readable and safe first."
         )

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 
-from tiecheck.checkpoint import FileFormat, TensorRecord
+from tiecheck.checkpoint import TensorRecord
 from tiecheck.findings import Finding, Severity
 from tiecheck.rules._partners import missing_partner
 from tiecheck.rules._unseen import tied_pair_not_compared
-from tiecheck.rules.base import ScanContext, human_bytes
+from tiecheck.rules.base import ScanContext, fix_command, human_bytes
 from tiecheck.rules.catalog import finding
 from tiecheck.ties.known import CURRENT, LEGACY, ClassKnowledge, knowledge
 from tiecheck.ties.loaders import Outcome, outcomes, tie_cases, with_loaders
@@ -111,7 +111,7 @@ def _tied(
             with_loaders(
                 f"{name} is stored although {_why_tied(ctx, tie)} and it is byte-identical to {tie.group.kept}: "
                 f"{human_bytes(restored.nbytes)} of redundant weights. Loaders restore it from {tie.group.kept}; "
-                "`tiecheck fix --drop-duplicates` removes it.",
+                f"{fix_command(ctx, '--drop-duplicates', restored.file)} removes it.",
                 _loaders(ctx, tie, "head-identical"),
                 identical=True,
             ),
@@ -231,9 +231,7 @@ def _tieable(ctx: ScanContext, tie: ResolvedTie, kept: TensorRecord, restored: T
     found = _loaders(ctx, tie, "head-identical")
     # The fix declares the tie in config.json: without one (a bare state dict, an adapter) it has nowhere to.
     fixable = config is not None and ctx.checkpoint.config_file is not None
-    stored_in = ctx.checkpoint.file(kept.file)
-    pickle = stored_in is not None and stored_in.format is FileFormat.PICKLE
-    command = f"`tiecheck fix --tie-head{' --to-safetensors' if pickle else ''}`"
+    command = fix_command(ctx, "--tie-head", kept.file, restored.file)
     if kept.aliases(restored):
         action = f"{command} sets the flag." if fixable else "A config.json that ties them would load them as one."
         return finding(
