@@ -39,7 +39,7 @@ class _CustomSaveTrainer(Trainer):
         self.model.config.save_pretrained(folder)
 
 
-def _trainer(cls: type[Trainer], tmp_path: Path, callback: TiecheckCallback) -> Trainer:
+def _trainer(cls: type[Trainer], tmp_path: Path, callback: TiecheckCallback, model: object = None) -> Trainer:
     args = TrainingArguments(
         output_dir=str(tmp_path),
         max_steps=2,
@@ -51,7 +51,8 @@ def _trainer(cls: type[Trainer], tmp_path: Path, callback: TiecheckCallback) -> 
         logging_strategy="no",
         disable_tqdm=True,
     )
-    return cls(model=build("llama-tied"), args=args, train_dataset=_Tokens(), callbacks=[callback])
+    model = build("llama-tied") if model is None else model
+    return cls(model=model, args=args, train_dataset=_Tokens(), callbacks=[callback])
 
 
 def test_callback_reports_a_duplicated_head_and_fails_the_run_when_asked(tmp_path: Path) -> None:
@@ -77,4 +78,18 @@ def test_callback_passes_the_trainers_own_saves(tmp_path: Path) -> None:
     trainer.save_model(str(tmp_path / "final"))
     strict.check(tmp_path / "final")
     assert len(strict.reports) == 3
+    assert all(f.severity < Severity.WARNING for r in strict.reports for f in r.findings)
+
+
+@pytest.mark.parametrize("modules_to_save", [None, ["lm_head"], ["embed_tokens", "lm_head"]])
+def test_callback_passes_a_lora_fine_tunes_checkpoints(tmp_path: Path, modules_to_save: list[str] | None) -> None:
+    """The most common fine-tune: each checkpoint-N is an adapter folder beside the Trainer's pickles."""
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(
+        build("llama-tied"), LoraConfig(r=2, target_modules=["q_proj", "v_proj"], modules_to_save=modules_to_save)
+    )
+    strict = TiecheckCallback(fail_on="warning")
+    _trainer(Trainer, tmp_path, strict, model).train()
+    assert len(strict.reports) == 2
     assert all(f.severity < Severity.WARNING for r in strict.reports for f in r.findings)
