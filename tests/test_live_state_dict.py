@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -153,3 +154,16 @@ def test_meta_tensors_are_checked_by_identity_only() -> None:
 def test_not_a_tensor_is_one_clear_error() -> None:
     with pytest.raises(TiecheckError, match="'x' is a list"):
         scan_state_dict({"x": [1, 2]})
+
+
+@pytest.mark.parametrize(
+    ("kind", "make"),
+    [
+        ("torch.sparse_coo", lambda: torch.eye(4).to_sparse()),
+        ("torch.sparse_csr", lambda: torch.eye(4).to_sparse_csr()),
+        ("torch.qint8", lambda: torch.quantize_per_tensor(torch.eye(4), 0.1, 0, torch.qint8)),
+    ],
+)
+def test_a_tensor_without_plain_storage_is_one_clear_error(kind: str, make: Callable[[], torch.Tensor]) -> None:
+    with pytest.raises(TiecheckError, match=f"'w' .*{kind}.*cannot check"):
+        scan_state_dict({"w": make()})

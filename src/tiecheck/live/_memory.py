@@ -165,6 +165,9 @@ class _Builder:
             self.notes.append(f"{name}: a DTensor; only this rank's local shard was checked")
             tensor = tensor.to_local()
         tensor = tensor.detach()
+        layout = str(tensor.layout)
+        if layout != "torch.strided":  # sparse, nested: no strided storage to read (nor can safetensors store them)
+            raise TiecheckError(f"state dict entry {name!r} is a {layout} tensor, which tiecheck cannot check")
         dtype = from_torch_name(str(tensor.dtype))
         if dtype is None or DTYPES[dtype].bits % 8:
             raise TiecheckError(f"state dict entry {name!r} has dtype {tensor.dtype}, which tiecheck cannot check")
