@@ -24,7 +24,8 @@ from safetensors.numpy import save_file
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 MERGE = "gemma2-merge-duplicated-head"
-LONG = [f"model.language_model.layers.{i}.self_attn.q_proj_with_a_long_name.weight" for i in range(3)]
+# As long as fits beside diff's status column (12) in 80 columns: at the limit, nothing may wrap.
+LONG = [f"model.language_model.layers.{i}.self_attn.q_proj_with_long_name.weight" for i in range(3)]
 
 
 def _env() -> dict[str, str]:

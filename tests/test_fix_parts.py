@@ -109,6 +109,9 @@ def test_diff_reports_every_kind_of_change(tmp_path: Path, gen: Any) -> None:
     assert not result.lossless
     out = CliRunner().invoke(app, ["diff", str(a), str(b)])
     assert out.exit_code == 1 and "restorable" in out.stdout
+    # One line per tensor: its status, a gap, its whole name (greppable: `awk '{print $2}'` gives the names).
+    lines = {line.split()[1]: line.split()[0] for line in out.stdout.splitlines() if line.split()[1:2] != []}
+    assert all(lines.get(name) == s.value for name, s in status.items()), out.stdout
 
     # Untied config: the same missing head is lost, not restorable.
     shutil.copy(b / "model.safetensors", b / "model.safetensors.bak")

@@ -96,12 +96,14 @@ def render_diff(result: Diff, console: Console) -> None:
     console.print(f"{terminal(result.a)} -> {terminal(result.b)}: {counts} ({read})", markup=False, highlight=False)
     # One line per tensor (status, then the whole name), the detail indented under it: a name is never split,
     # whatever the terminal's width, and the lines stay greppable.
+    width = max(len(label) for label in (*(s.value for s in Status), "unread")) + 2  # a gap after the longest
     for t in (t for t in result.tensors if t.status is not Status.SAME):
-        console.print(Text.assemble((f"{t.status.value:<10}", "bold"), terminal(t.name)), overflow="ignore", crop=False)
+        label = (f"{t.status.value:<{width}}", "bold")
+        console.print(Text.assemble(label, terminal(t.name)), overflow="ignore", crop=False)
         if t.detail:
-            console.print(Padding(Text(terminal(t.detail)), (0, 0, 0, 10), expand=False))
+            console.print(Padding(Text(terminal(t.detail)), (0, 0, 0, width), expand=False))
     for line in result.unread:
-        console.print(Text.assemble((f"{'unread':<10}", "bold"), terminal(line)), overflow="ignore", crop=False)
+        console.print(Text.assemble((f"{'unread':<{width}}", "bold"), terminal(line)), overflow="ignore", crop=False)
     if result.unread:
         verdict = "not every tensor could be compared: files unread"
     else:
