@@ -319,9 +319,13 @@ def build_many(root: Path, model_types: list[str], workers: int, timeout: float)
 
     _quiet()
     import transformers.models.auto.modeling_auto  # noqa: F401  (imported once, before forking)
-    from transformers import conversion_mapping
 
-    conversion_mapping.get_checkpoint_conversion_mapping("llama")  # builds (1-2 s) and caches the rename table
+    try:
+        from transformers import conversion_mapping
+    except ImportError:  # transformers 4 (the sweep also runs there): no loading conversions to warm up
+        pass
+    else:
+        conversion_mapping.get_checkpoint_conversion_mapping("llama")  # builds (1-2 s) and caches the rename table
     import tempfile
 
     with tempfile.TemporaryDirectory() as warm:
