@@ -127,7 +127,11 @@ def ties_v4(model: Any) -> list[list[str]]:
     by_id: dict[int, list[str]] = {}
     for name, param in model.named_parameters(remove_duplicate=False):
         by_id.setdefault(id(param), []).append(name)
-    patterns = getattr(model, "_tied_weights_keys", None) or []
+    from transformers import modeling_utils
+
+    # Every submodule's declaration, prefixed, as save_pretrained collects them.
+    collect = getattr(modeling_utils, "_get_tied_weight_keys", None)
+    patterns = collect(model) if collect else (getattr(model, "_tied_weights_keys", None) or [])
     text = model.config.get_text_config(decoder=True)
     # get_text_config(decoder=True) of a flat encoder-decoder config is a trimmed copy of the outer one
     level = config_path(model.config, text) or ""
@@ -136,8 +140,13 @@ def ties_v4(model: Any) -> list[list[str]]:
         if len(names) < 2:
             continue
         names = sorted(names)
-        dropped = [n for n in names if any(re.search(p, n) for p in patterns)]
-        kept = next((n for n in names if n not in dropped), names[0])
+        # save_pretrained (4.x) walks the sorted names and deletes each declared one while another is left:
+        # when every name is declared (Moshi lists both), the last one is what it writes.
+        deleted: list[str] = []
+        for n in names:
+            if any(re.search(p, n) for p in patterns) and len(deleted) + 1 < len(names):
+                deleted.append(n)
+        kept = next(n for n in names if n not in deleted)
         result.extend([n, kept, level if level is not None else "?"] for n in names if n != kept)
     return result
 
