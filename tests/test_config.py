@@ -100,6 +100,21 @@ def test_unknown_model_type_has_no_flag() -> None:
     assert config.tie_word_embeddings is None
 
 
+def test_a_model_type_spelt_otherwise_takes_the_named_class_default() -> None:
+    """transformers 4.57 wrote model_type 'lfm2-vl'; 5.x registers 'lfm2_vl', and the class named loads it."""
+    document = {"model_type": "lfm2-vl", "architectures": ["Lfm2VlForConditionalGeneration"], "text_config": {}}
+    config = parse_config(json.dumps(document))
+    assert config.tie_word_embeddings is True and "lfm2_vl" in config.tie_basis
+
+
+def test_architectures_only_in_text_config_name_the_class_when_it_is_the_outer_types() -> None:
+    qwen = {"model_type": "qwen2_vl", "text_config": {"architectures": ["Qwen2VLForConditionalGeneration"]}}
+    assert parse_config(json.dumps(qwen)).architectures == ("Qwen2VLForConditionalGeneration",)
+    # A text model's own class there is not the class that loads the checkpoint.
+    llava = {"model_type": "llava", "text_config": {"model_type": "llama", "architectures": ["LlamaForCausalLM"]}}
+    assert parse_config(json.dumps(llava)).architectures == ()
+
+
 @pytest.mark.parametrize(
     ("fields", "dtype"),
     [

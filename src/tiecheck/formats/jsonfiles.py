@@ -13,7 +13,7 @@ from typing import Any
 from tiecheck.checkpoint import ModelConfig, ShardIndex
 from tiecheck.errors import FormatError
 from tiecheck.formats.dtypes import from_torch_name
-from tiecheck.ties.flags import resolve_flag
+from tiecheck.ties.flags import architectures_of, resolve_flag
 
 
 def _load_object(text: str) -> dict[str, Any]:
@@ -74,8 +74,9 @@ def parse_config(text: str) -> ModelConfig:
     architectures = document.get("architectures") or []
     if not isinstance(architectures, list) or not all(isinstance(a, str) for a in architectures):
         raise FormatError("architectures", "'architectures' is not a list of strings")
+    architectures = architectures_of(document, text_config)
 
-    flag = resolve_flag(document, text_config, model_type)
+    flag = resolve_flag(document, text_config, model_type, architectures)
     declared = document.get("dtype", document.get("torch_dtype"))
     if declared is None:
         declared = text_config.get("dtype", text_config.get("torch_dtype"))

@@ -83,6 +83,8 @@ def _tied(
     if kept is None:
         if ctx.listed(tie.group.kept):
             return  # in a missing or broken shard: TC001/TC002 say so
+        if tie.legacy_tied is not False and _legacy_ties(ctx, tie.group.kept, name):
+            return  # transformers 4 ties it the other way round (FSMT): it restores the missing one too, as 5 does
         yield finding(
             "TC106",
             with_loaders(
@@ -281,6 +283,8 @@ def _missing_untied_head(ctx: ScanContext) -> Iterator[Finding]:
     head_ties = [t for t in ctx.ties if t.group.head == cls.output]
     if any(t.tied and ctx.listed(t.group.kept) for t in head_ties):
         return  # restored from the embedding
+    if any(t.tied and t.group.kept == cls.output and any(ctx.listed(r) for r in t.group.restored) for t in ctx.ties):
+        return  # the head is the tie's source, stored under a name tied to it: TC106 judges that layout
     declared = next((t for t in cls.ties if t.target == cls.output), None)
     if declared is not None:
         key = next((_key(ctx, t) for t in head_ties), "tie_word_embeddings")
@@ -310,6 +314,13 @@ def _missing_untied_head(ctx: ScanContext) -> Iterator[Finding]:
         tensors=[cls.output],
     )
     yield _capped(found) if config.custom_code else found
+
+
+def _legacy_ties(ctx: ScanContext, target: str, source: str) -> bool:
+    """Whether transformers 4's class for this checkpoint restores ``target`` from ``source``."""
+    architecture = _architecture(ctx)
+    old = knowledge(LEGACY).classes.get(architecture) if architecture else None
+    return old is not None and any(t.target == target and t.source == source for t in old.ties)
 
 
 def _version() -> str:

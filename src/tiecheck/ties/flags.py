@@ -8,7 +8,7 @@ outcome for every combination, so this module needs no transformers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,12 +44,24 @@ def _sub(document: Mapping[str, Any], path: str) -> Mapping[str, Any] | None:
     return holder if isinstance(holder, dict) else None
 
 
-def governing_class(document: Mapping[str, Any], data: Knowledge) -> ClassKnowledge | None:
-    architectures = document.get("architectures") or []
-    for name in architectures if isinstance(architectures, list) else []:
-        if isinstance(name, str) and name in data.classes:
-            return data.classes[name]
-    return None
+def governing_class(architectures: Sequence[str], data: Knowledge) -> ClassKnowledge | None:
+    return next((data.classes[name] for name in architectures if name in data.classes), None)
+
+
+def architectures_of(document: Mapping[str, Any], text_config: Mapping[str, Any]) -> list[str]:
+    """The classes config.json names: ``architectures``, or, where only ``text_config`` carries it (transformers
+    4.57 saves Qwen2-VL so), the text config's when it names a class of the outer model_type (a text model's own
+    class there, LlamaForCausalLM in a LLaVA config, is not the class that loads the checkpoint)."""
+    outer = document.get("architectures")
+    if outer:
+        return list(outer)
+    inner = text_config.get("architectures")
+    if not isinstance(inner, list) or not inner or not all(isinstance(a, str) for a in inner):
+        return []
+    data = knowledge(CURRENT)
+    model_type = document.get("model_type")
+    known = [data.classes.get(name) for name in inner]
+    return list(inner) if all(c is not None and c.model_type == model_type for c in known) else []
 
 
 def _levels(document: Mapping[str, Any], model_type: str, data: Knowledge) -> dict[str, bool]:
@@ -89,10 +101,17 @@ def _level_value(document: Mapping[str, Any], level: str, levels: Mapping[str, b
     return sub_known.flag("", None, None) if sub_known else None
 
 
-def resolve_flag(document: Mapping[str, Any], text_config: Mapping[str, Any], model_type: str | None) -> TieFlag:
+def resolve_flag(
+    document: Mapping[str, Any], text_config: Mapping[str, Any], model_type: str | None, architectures: Sequence[str]
+) -> TieFlag:
     data = knowledge(CURRENT)
     outer, outer_key = _explicit(document, "")
     text, text_key = _explicit(text_config, "text_config.")
+    named = governing_class(architectures, data)
+    if (not isinstance(model_type, str) or model_type not in data.model_types) and named is not None:
+        # The class config.json names reads it with its own config class whatever model_type says (transformers
+        # 4.57 wrote 'lfm2-vl' where 5.x registers 'lfm2_vl'; from_pretrained of the class warns and loads).
+        model_type = named.model_type
     if not isinstance(model_type, str) or model_type not in data.model_types:
         # transformers does not know this model_type: only an explicit flag says anything
         if outer is not None and outer_key:
@@ -104,7 +123,7 @@ def resolve_flag(document: Mapping[str, Any], text_config: Mapping[str, Any], mo
     levels = _levels(document, model_type, data)
     legacy = knowledge(LEGACY)
     legacy_levels = _levels(document, model_type, legacy)
-    cls = governing_class(document, data)
+    cls = named
     level = ""
     if cls is not None:
         head = [t for t in cls.ties if t.target == cls.output] or list(cls.ties)

@@ -41,6 +41,14 @@ ARCHITECTURES = (
     "mbart",
     "marian",
     "qwen3",
+    # Where 4.57 saves differ from what 5.x writes: config written as 4.57 does (Qwen2-VL's architectures only in
+    # text_config, LFM2-VL's model_type 'lfm2-vl'), ties the other way round (FSMT), both names declared (Moshi).
+    "qwen2_vl",
+    "qwen2_5_vl",
+    "lfm2_vl",
+    "fsmt",
+    "moshi",
+    "albert",
 )
 
 
