@@ -9,7 +9,8 @@ device from its default config, and records what its loader and saver do with ti
   included), but without the flag check; ``level`` is the path of the config object whose
   ``tie_word_embeddings`` decides it ("" for the outer config, "text_config", ...). transformers 4:
   the parameters that share one ``Parameter`` when every tie flag is true, source = the name
-  ``save_pretrained`` keeps; level = ``get_text_config(decoder=True)``.
+  ``save_pretrained`` keeps; level = ``get_text_config(decoder=True)``, or ``*`` when they are shared
+  with every flag false too (4.x ties them whatever the config says).
 - ``output`` / ``input``: the output-embedding (head) and input-embedding parameter names.
 - ``buffers``: persisted buffer names, with layer indices replaced by ``*``.
 - ``dropped``: parameter names ``save_pretrained`` does not write (``_keys_to_ignore_on_save``).
@@ -24,6 +25,7 @@ Usage: ``python scripts/generate_ties.py OUT.json`` (``--only NAME,...`` for a s
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import re
 import sys
@@ -248,12 +250,21 @@ def undescribed(cls: type) -> dict[str, Any] | None:
 
 
 def describe_with(cls: type, config: Any) -> dict[str, Any]:
+    untied = None
     if not V5:  # transformers 4: the ties are read off a model built with every flag true
+        untied = copy.deepcopy(config)
         force_tie_flags(config, True)
     with torch.device("meta"):
         model = cls(config)
     saved = saved_namer(model)
     ties = ties_v5(model) if V5 else ties_v4(model)
+    if untied is not None:
+        # ... and again with every flag false: what is still shared then (a head's bias, shared in __init__ or
+        # by a module's _tie_weights) 4.x ties whatever the flags say, level "*".
+        force_tie_flags(untied, False)
+        with torch.device("meta"):
+            always = {(t, s) for t, s, _ in ties_v4(cls(untied))}
+        ties = [[t, s, "*" if (t, s) in always else level] for t, s, level in ties]
     entry: dict[str, Any] = {"ties": [[saved(t), saved(s), level] for t, s, level in ties]}
     renamed = sorted({general(k) for k, _ in model.named_parameters(remove_duplicate=False) if saved(k) != k})
     if renamed:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 
-from tiecheck.checkpoint import TensorRecord
+from tiecheck.checkpoint import ModelConfig, TensorRecord
 from tiecheck.findings import Finding, Severity
 from tiecheck.rules._partners import missing_partner
 from tiecheck.rules._unseen import tied_pair_not_compared
@@ -293,10 +293,10 @@ def _missing_untied_head(ctx: ScanContext) -> Iterator[Finding]:
     else:
         why = f"{cls.name} declares no tie for it (transformers {_version()}), so nothing restores it"
         advice = "Restore"
-    legacy = next((t.legacy_tied for t in head_ties), None)
+    legacy = _legacy_head(config, cls, declared, next((t.legacy_tied for t in head_ties), None))
     was = (
-        f" transformers {LEGACY} tied it for this config (it reads another level's flag or default), so the "
-        "checkpoint loaded correctly there."
+        f" transformers {LEGACY} tied it for this config (it reads another level's flag or default, or ties "
+        "this class whatever the flag), so the checkpoint loaded correctly there."
         if legacy
         else ""
     )
@@ -307,7 +307,7 @@ def _missing_untied_head(ctx: ScanContext) -> Iterator[Finding]:
             "random and the model generates gibberish, with only a warning in the load log. "
             f"{advice} {cls.output} from the source checkpoint.{was}",
             outcomes(
-                tie_cases("head-absent", False, _legacy_head(cls, declared, legacy), outer=_outer(head_ties)),
+                tie_cases("head-absent", False, legacy, outer=_outer(head_ties)),
                 _architecture(ctx),
             ),
         ),
@@ -327,12 +327,17 @@ def _version() -> str:
     return CURRENT
 
 
-def _legacy_head(cls: ClassKnowledge, declared: object, legacy: bool | None) -> bool | None:
-    """Whether transformers 4 ties the head: as the tie says, or not at all when 4.x knew the class without one."""
+def _legacy_head(config: ModelConfig, cls: ClassKnowledge, declared: object, legacy: bool | None) -> bool | None:
+    """Whether transformers 4 ties the head: as the tie says, or, where 5.x declares none, as 4.x's class did."""
     if declared is not None:
         return legacy
     old = knowledge(LEGACY).classes.get(cls.name)
-    return False if old is not None and not any(t.target == old.output for t in old.ties) else None
+    if old is None:
+        return None
+    tie = next((t for t in old.ties if t.target == old.output), None)
+    if tie is None:
+        return False
+    return True if tie.level == "*" else config.legacy_tie_levels.get(tie.level, config.tie_word_embeddings)
 
 
 def _outer(ties: list[ResolvedTie]) -> bool:

@@ -36,7 +36,8 @@ class Tie:
     source: str
     """The name it restores it from, the one ``save_pretrained`` keeps (``model.embed_tokens.weight``)."""
     level: str
-    """The config object whose ``tie_word_embeddings`` decides the tie: "" (outer), "text_config", ..."""
+    """The config object whose ``tie_word_embeddings`` decides the tie: "" (outer), "text_config", ...; "*" (4.x data
+    only): none, the tensors are shared whatever the flags say."""
 
 
 @dataclass(frozen=True)

@@ -116,10 +116,16 @@ def _legacy_tied(config: ModelConfig, cls: ClassKnowledge, group: TieGroup) -> b
     legacy = knowledge(LEGACY).classes.get(cls.name)
     if legacy is None:
         return None
-    for tie in legacy.ties:
-        if (group.head is not None and tie.target == legacy.output) or (
-            group.head is None and any(r.endswith(tie.target) or tie.target.endswith(r) for r in group.restored)
+    members = {group.kept, *group.restored}
+    same_pair = [t for t in legacy.ties if t.target in members and t.source in members]  # either direction
+    for tie in same_pair or legacy.ties:
+        if (
+            same_pair
+            or (group.head is not None and tie.target == legacy.output)
+            or (group.head is None and any(r.endswith(tie.target) or tie.target.endswith(r) for r in group.restored))
         ):
+            if tie.level == "*":
+                return True  # shared whatever the flags say (a head's bias tied in __init__)
             return config.legacy_tie_levels.get(tie.level, config.tie_word_embeddings)
     return False
 

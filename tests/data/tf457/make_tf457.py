@@ -49,6 +49,7 @@ ARCHITECTURES = (
     "fsmt",
     "moshi",
     "albert",
+    "luke",
 )
 
 
