@@ -13,7 +13,7 @@ from tiecheck.rules.base import ScanContext, fix_command, human_bytes
 from tiecheck.rules.catalog import finding
 from tiecheck.ties.known import CURRENT, LEGACY, ClassKnowledge, knowledge
 from tiecheck.ties.loaders import Outcome, outcomes, tie_cases, with_loaders
-from tiecheck.ties.resolve import ResolvedTie, architecture_class, naming_confirmed
+from tiecheck.ties.resolve import ResolvedTie, architecture_class, legacy_flag, naming_confirmed
 from tiecheck.ties.table import NAME_PATTERNS, has_lm_head, is_base_model
 
 
@@ -337,7 +337,7 @@ def _legacy_head(config: ModelConfig, cls: ClassKnowledge, declared: object, leg
     tie = next((t for t in old.ties if t.target == old.output), None)
     if tie is None:
         return False
-    return True if tie.level == "*" else config.legacy_tie_levels.get(tie.level, config.tie_word_embeddings)
+    return legacy_flag(config, tie)
 
 
 def _outer(ties: list[ResolvedTie]) -> bool:

@@ -112,22 +112,29 @@ def _groups(cls: ClassKnowledge) -> list[tuple[TieGroup, str]]:
 
 
 def _legacy_tied(config: ModelConfig, cls: ClassKnowledge, group: TieGroup) -> bool | None:
-    """Whether transformers 4.x ties the group: matched by role (the head) or by the restored name's tail."""
+    """Whether transformers 4.x ties the group: the same pair in either direction, else matched by role (the head)
+    or by the restored name's tail."""
     legacy = knowledge(LEGACY).classes.get(cls.name)
     if legacy is None:
         return None
     members = {group.kept, *group.restored}
-    same_pair = [t for t in legacy.ties if t.target in members and t.source in members]  # either direction
-    for tie in same_pair or legacy.ties:
-        if (
-            same_pair
-            or (group.head is not None and tie.target == legacy.output)
-            or (group.head is None and any(r.endswith(tie.target) or tie.target.endswith(r) for r in group.restored))
-        ):
-            if tie.level == "*":
-                return True  # shared whatever the flags say (a head's bias tied in __init__)
-            return config.legacy_tie_levels.get(tie.level, config.tie_word_embeddings)
-    return False
+    tie = next((t for t in legacy.ties if t.target in members and t.source in members), None) or next(
+        (
+            t
+            for t in legacy.ties
+            if (group.head is not None and t.target == legacy.output)
+            or (group.head is None and any(r.endswith(t.target) or t.target.endswith(r) for r in group.restored))
+        ),
+        None,
+    )
+    return False if tie is None else legacy_flag(config, tie)
+
+
+def legacy_flag(config: ModelConfig, tie: Tie) -> bool | None:
+    """Whether transformers 4.x makes this tie of its class for ``config``."""
+    if tie.level == "*":
+        return True  # shared whatever the flags say (a head's bias tied in __init__)
+    return config.legacy_tie_levels.get(tie.level, config.tie_word_embeddings)
 
 
 def resolve_ties(checkpoint: Checkpoint, names: set[str] | None = None) -> tuple[ResolvedTie, ...]:
