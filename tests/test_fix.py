@@ -21,6 +21,7 @@ from fixhelpers import (
     snapshot,
     use_merged,  # noqa: F401 - the "merged" fixture
 )
+from tiecheck import scan
 from tiecheck.cli import app
 from tiecheck.fixer import Options, run_fix
 from tiecheck.fixer.journal import JOURNAL, tmp_name
@@ -160,6 +161,7 @@ def shards_with_duplicate(gen: Any, folder: Path, same: bool) -> None:
 def test_identical_duplicate_key_is_dropped(gen: Any, tmp_path: Path) -> None:
     shards_with_duplicate(gen, tmp_path, same=True)
     assert codes(tmp_path) == {"TC005", "TC006"}
+    assert all(f.fixable for f in scan(tmp_path).findings if f.code == "TC005")
     before = loadable(tmp_path)
     assert fix(str(tmp_path)).exit_code == 0
     assert codes(tmp_path) == set()
@@ -168,6 +170,9 @@ def test_identical_duplicate_key_is_dropped(gen: Any, tmp_path: Path) -> None:
 
 def test_differing_duplicate_key_is_refused(gen: Any, tmp_path: Path) -> None:
     shards_with_duplicate(gen, tmp_path, same=False)
+    # The scan already sees the copies differ (their samples do): it does not promise a fix it cannot make.
+    (duplicate,) = [f for f in scan(tmp_path).findings if f.code == "TC005"]
+    assert not duplicate.fixable and "holds other values" in duplicate.message
     before = snapshot(tmp_path)
     result = fix(str(tmp_path), "--drop-duplicates", "--yes")
     assert result.exit_code == 2

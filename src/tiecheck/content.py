@@ -318,6 +318,17 @@ class ContentReader(ByteReader):
             self._equal[key] = self._compare(a, b)
         return self._equal[key]
 
+    def differs(self, a: TensorRecord, b: TensorRecord) -> bool:
+        """Whether ``a`` and ``b`` certainly hold other values, from what costs no more than samples: dtype,
+        shape, a comparison already made, the fingerprints (nothing at all under ``read=False``)."""
+        if a.dtype != b.dtype or a.shape != b.shape:
+            return True
+        if self._equal.get(_pair_key(a, b)) is False:
+            return True
+        if not self._read or not (a.contiguous and b.contiguous) or a.aliases(b):
+            return False
+        return self.fingerprint(a) != self.fingerprint(b)
+
     def _compare(self, a: TensorRecord, b: TensorRecord) -> bool:
         known_a, known_b = self._contents.get(location(a)), self._contents.get(location(b))
         if known_a is not None and known_b is not None and known_a.hash != known_b.hash:

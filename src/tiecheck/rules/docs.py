@@ -75,7 +75,9 @@ DOCS: dict[str, RuleDoc] = {
         "differ it is unclear which one was meant.",
         example="model.embed_tokens.weight is in both model-00001-of-00002.safetensors and "
         "model-00002-of-00002.safetensors after two shards were concatenated by hand.",
-        fix="`tiecheck fix` keeps the copy loaders read and drops the identical others.",
+        fix="`tiecheck fix` keeps the copy loaders read and drops the identical others. Copies the scan already "
+        "sees differ (their sampled bytes do) are not fixable: which one is right is the user's call, and the fix "
+        "refuses to choose.",
     ),
     "TC006": RuleDoc(
         detects="The index's metadata.total_size or metadata.total_parameters disagrees with what the shards hold.",

@@ -201,6 +201,21 @@ def check_duplicate_keys(ctx: ScanContext) -> Iterator[Finding]:
         read = ctx.tensors[name]
         extra = [f for f in files if f != read.file]
         extra_bytes = read.nbytes * (len(files) - 1)
+        others = [t for t in ctx.checkpoint.tensors if t.name == name and t.file != read.file]
+        differing = [t.file for t in others if ctx.content.differs(read, t)]
+        if differing:
+            # The fix drops only identical copies: which one is right is the user's call.
+            yield finding(
+                "TC005",
+                f"{name} is stored in {len(files)} files ({', '.join(files)}); loaders read the copy in {read.file}, "
+                f"and the one in {', '.join(differing)} holds other values: one of them is stale. Decide which is "
+                "right and delete the other (tiecheck fix will not choose).",
+                tensors=[name],
+                files=files,
+                bytes=extra_bytes,
+                fixable=False,
+            )
+            continue
         yield finding(
             "TC005",
             f"{name} is stored in {len(files)} files ({', '.join(files)}); loaders read the copy in {read.file} "
