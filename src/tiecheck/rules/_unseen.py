@@ -18,7 +18,7 @@ NOT_COMPARED = "bytes not compared (--content none)"
 
 def tied_pair_not_compared(tie: ResolvedTie, kept: TensorRecord, restored: TensorRecord, why: str) -> Finding:
     """TC101 for ``restored`` stored beside ``kept`` although ``why`` (the tie), its bytes unread."""
-    forced = tie.group.always and tie.legacy_tied is False  # both loaders read it right either way (see TC101)
+    forced = tie.forced  # both loaders read it right either way (see TC101)
     return finding(
         "TC101",
         f"{restored.name} is stored although {why}, with the dtype and shape of {kept.name}; {NOT_COMPARED}. "

@@ -106,8 +106,8 @@ def _tied(
         yield tied_pair_not_compared(tie, kept, restored, _why_tied(ctx, tie))
         return
     if same:
-        # the config class forces the tie (T5, UDOP) where 4.x did not: both loaders read it right
-        forced = tie.group.always and tie.legacy_tied is False
+        # the config class forces the tie (T5, UDOP) where config.json says untied: both loaders read it right
+        forced = tie.forced
         yield finding(
             "TC101",
             with_loaders(
@@ -125,6 +125,23 @@ def _tied(
         return
     if tie.group.always and tie.legacy_tied is not True:
         return  # the config class forces the flag (T5 in 5.x), 5.x keeps both as they differ, 4.x did not tie
+    if tie.group.always and tie.forced:
+        # 5.x keeps both as they differ; 4.x shares them whatever the flags (T5's embeddings) and reads one for
+        # both. Only a save that bypassed the config class stores them differing: information, not an alarm.
+        yield finding(
+            "TC102",
+            with_loaders(
+                f"{name} differs from {tie.group.kept}{_difference(kept, restored)}, although "
+                f"{_why_tied(ctx, tie)}: transformers >= 5 sees they differ and keeps both; transformers {LEGACY} "
+                "makes them one tensor whatever the config says and reads one of them for both.",
+                _loaders(ctx, tie, "head-differs"),
+            ),
+            tensors=[name, tie.group.kept],
+            files=[restored.file, kept.file],
+            bytes=restored.nbytes,
+            severity=Severity.INFO,
+        )
+        return
     yield finding(
         "TC102",
         with_loaders(

@@ -28,6 +28,9 @@ class ResolvedTie:
     """The config level whose ``tie_word_embeddings`` decides the tie ("" outer, "text_config", ...)."""
     legacy_tied: bool | None = None
     """What transformers 4.x does with the group, when it differs from ``tied`` or is known."""
+    forced: bool = False
+    """transformers 5's config class ties the group although config.json, read as 4.x reads it, says untied
+    (T5, UDOP): whatever is stored there, both loaders end up with what the saver meant; findings say so quietly."""
 
     @property
     def members(self) -> tuple[str, ...]:
@@ -155,7 +158,10 @@ def resolve_ties(checkpoint: Checkpoint, names: set[str] | None = None) -> tuple
                 continue
             tied = config.tie_levels.get(level, config.tie_word_embeddings)
             legacy = _legacy_tied(config, cls, group)
-            resolved.append(ResolvedTie(group, tied, basis, guess=custom, level=level, legacy_tied=legacy))
+            forced = group.always and config.legacy_tie_levels.get(level, config.tie_word_embeddings) is False
+            resolved.append(
+                ResolvedTie(group, tied, basis, guess=custom, level=level, legacy_tied=legacy, forced=forced)
+            )
         return tuple(resolved)
     return _by_patterns(config, names)
 
