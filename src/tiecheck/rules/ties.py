@@ -125,36 +125,28 @@ def _tied(
         return
     if tie.group.always and tie.legacy_tied is not True:
         return  # the config class forces the flag (T5 in 5.x), 5.x keeps both as they differ, 4.x did not tie
-    if tie.group.always and tie.forced:
+    if tie.forced:
         # 5.x keeps both as they differ; 4.x shares them whatever the flags (T5's embeddings) and reads one for
         # both. Only a save that bypassed the config class stores them differing: information, not an alarm.
-        yield finding(
-            "TC102",
-            with_loaders(
-                f"{name} differs from {tie.group.kept}{_difference(kept, restored)}, although "
-                f"{_why_tied(ctx, tie)}: transformers >= 5 sees they differ and keeps both; transformers {LEGACY} "
-                "makes them one tensor whatever the config says and reads one of them for both.",
-                _loaders(ctx, tie, "head-differs"),
-            ),
-            tensors=[name, tie.group.kept],
-            files=[restored.file, kept.file],
-            bytes=restored.nbytes,
-            severity=Severity.INFO,
+        what = (
+            f"{name} differs from {tie.group.kept}{_difference(kept, restored)}, although {_why_tied(ctx, tie)}: "
+            f"transformers >= 5 sees they differ and keeps both; transformers {LEGACY} makes them one tensor "
+            "whatever the config says and reads one of them for both."
         )
-        return
-    yield finding(
-        "TC102",
-        with_loaders(
+    else:
+        what = (
             f"{_why_tied(ctx, tie)}, but {name} differs from {tie.group.kept}{_difference(kept, restored)}. "
             f"transformers < 5 overwrites {name} with {tie.group.kept} at load (the stored values are ignored); "
-            f"transformers >= 5 sees they differ and unties them. The two read the model differently: set "
-            f"{_key(ctx, tie)} to false to keep "
-            f"both, or drop {name} to keep the tie.",
-            _loaders(ctx, tie, "head-differs"),
-        ),
+            "transformers >= 5 sees they differ and unties them. The two read the model differently: set "
+            f"{_key(ctx, tie)} to false to keep both, or drop {name} to keep the tie."
+        )
+    yield finding(
+        "TC102",
+        with_loaders(what, _loaders(ctx, tie, "head-differs")),
         tensors=[name, tie.group.kept],
         files=[restored.file, kept.file],
         bytes=restored.nbytes,
+        severity=Severity.INFO if tie.forced else None,
     )
 
 
