@@ -19,10 +19,10 @@ _DECODER_BIAS = {
 }  # fmt: skip
 #: A head 4.57 dropped because it tied it, which transformers 5 does not tie for that config (a flag read at
 #: another level, or no declared tie): missing_keys names it, it starts random. RemBERT's tied save is
-#: artificial (4.57's config class forces the flag false on load). OpenLlama and GPTSan-Japanese are gone
-#: from transformers 5 (their findings are guesses, warnings at most).
+#: artificial (4.57's config class forces the flag false on load). GPTSan-Japanese, gone from transformers 5,
+#: is judged by name patterns (a warning at most); 4.57's own untied save loses its head.
 _HEAD_LOST_UNDER_5 = {
-    "aria", "bigbird_pegasus", "fsmt", "gptsan-japanese", "luke", "moshi", "open-llama", "pop2piano",
+    "aria", "bigbird_pegasus", "fsmt", "gptsan-japanese", "luke", "moshi", "pop2piano",
     "qwen2_audio", "reformer", "rembert", "video_llava", "vipllava", "voxtral",
 }  # fmt: skip
 

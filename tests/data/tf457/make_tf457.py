@@ -50,6 +50,7 @@ ARCHITECTURES = (
     "moshi",
     "albert",
     "luke",
+    "open-llama",
 )
 
 
