@@ -285,14 +285,16 @@ DOCS: dict[str, RuleDoc] = {
     "TC108": RuleDoc(
         detects="The head and the embedding are both stored and differ; transformers 5 does not tie them for this "
         "config, but transformers 4.57 does (its config class read another level's flag or a default that 5.x "
-        "changed, e.g. a config without tie_word_embeddings).",
+        "changed, e.g. a config without tie_word_embeddings; or 5.x's class declares no tie for the head at all, "
+        "as BigBird-Pegasus's causal LM, LUKE, Reformer, Qwen2-Audio and Voxtral, where 4.57's tied it).",
         why="transformers 4 overwrites the stored head with the embedding at load, so the trained head is "
         "discarded there while transformers 5 uses it: two different models from one checkpoint.",
         example="A LLaVA checkpoint whose config.json carries no tie_word_embeddings: 4.57's LlavaConfig defaulted "
         "the flag to true, 5.x to false.",
         fix="Not fixed automatically: write tie_word_embeddings: false explicitly (and in text_config, if "
         "present) so every version keeps the stored head. Information only when config.json already sets the "
-        "flag transformers 5 reads (what 5.x's save_pretrained writes for an untied Gemma 3): 5.x loads it right.",
+        "flag transformers 5 reads (what 5.x's save_pretrained writes for an untied Gemma 3, or a tie 5.x's class "
+        "ignores): 5.x loads it right.",
     ),
     "TC301": RuleDoc(
         detects="Most floating weights are stored in another floating dtype than config.json declares "

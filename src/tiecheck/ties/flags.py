@@ -112,6 +112,11 @@ def resolve_flag(
         # The class config.json names reads it with its own config class whatever model_type says (transformers
         # 4.57 wrote 'lfm2-vl' where 5.x registers 'lfm2_vl'; from_pretrained of the class warns and loads).
         model_type = named.model_type
+    legacy = knowledge(LEGACY)
+    gone = isinstance(model_type, str) and model_type not in data.model_types and model_type in legacy.model_types
+    if named is None and gone:
+        # a model type transformers 5 removed (Mega, Nezha): its last loader's config class decides
+        data, named = legacy, governing_class(architectures, legacy)
     if not isinstance(model_type, str) or model_type not in data.model_types:
         # transformers does not know this model_type: only an explicit flag says anything
         if outer is not None and outer_key:
@@ -121,7 +126,6 @@ def resolve_flag(
         return TieFlag(None, "no tie_word_embeddings in config.json and no known default", _KEYS[0], {}, {})
 
     levels = _levels(document, model_type, data)
-    legacy = knowledge(LEGACY)
     legacy_levels = _levels(document, model_type, legacy)
     cls = named
     level = ""

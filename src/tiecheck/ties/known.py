@@ -198,3 +198,14 @@ def knowledge(version: str = CURRENT) -> Knowledge:
         failed=raw.get("failed", {}),
         types_index=raw.get("classes_by_model_type"),
     )
+
+
+def removed(cls: ClassKnowledge) -> bool:
+    """A class of a model type transformers 5 removed (Mega, Nezha, OpenLlama): known from the 4.x data alone,
+    which is then the only loader's word on it."""
+    return cls.name not in knowledge(CURRENT).classes
+
+
+def version_of(cls: ClassKnowledge) -> str:
+    """The transformers version whose data describes ``cls``."""
+    return LEGACY if removed(cls) else CURRENT

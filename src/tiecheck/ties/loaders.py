@@ -13,10 +13,12 @@ from functools import cache
 from typing import Any
 
 from tiecheck.ties import _records
+from tiecheck.ties.known import CURRENT, LEGACY, knowledge
 
 #: The loaders a message speaks for, in the order it names them.
 LOADERS = ("transformers 5", "transformers 4", "vLLM", "llama.cpp")
 UNKNOWN = "unknown"
+REMOVED = "cannot load it (the model type was removed)"
 
 
 @dataclass(frozen=True)
@@ -76,12 +78,19 @@ def outcomes(cases: dict[str, str | None], architecture: str | None) -> tuple[Ou
     result = []
     for loader in LOADERS:
         case = cases.get(loader)
-        if case is None:
+        if loader == LOADERS[0] and architecture is not None and _removed(architecture):
+            result.append(Outcome(loader, table.labels[loader], "removed", REMOVED, UNKNOWN))
+        elif case is None:
             code, (phrase, effect) = UNKNOWN, table.outcomes[UNKNOWN]
             result.append(Outcome(loader, table.labels[loader], code, phrase, effect))
         else:
             result.append(table.outcome(case, loader, architecture))
     return tuple(result)
+
+
+def _removed(architecture: str) -> bool:
+    """A class transformers 5 no longer has, of a model type it removed (the 4.x data knows it)."""
+    return architecture not in knowledge(CURRENT).classes and architecture in knowledge(LEGACY).classes
 
 
 def tie_cases(state: str, tied: bool | None, legacy_tied: bool | None, outer: bool = True) -> dict[str, str | None]:

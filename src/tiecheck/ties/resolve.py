@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from tiecheck.checkpoint import Checkpoint, ModelConfig
-from tiecheck.ties.known import CURRENT, LEGACY, ClassKnowledge, Tie, knowledge
+from tiecheck.ties.known import CURRENT, LEGACY, ClassKnowledge, Knowledge, Tie, knowledge, removed, version_of
 from tiecheck.ties.table import NAME_PATTERNS, TieGroup
 
 
@@ -31,6 +31,8 @@ class ResolvedTie:
     forced: bool = False
     """transformers 5's config class ties the group although config.json, read as 4.x reads it, says untied
     (T5, UDOP): whatever is stored there, both loaders end up with what the saver meant; findings say so quietly."""
+    removed: bool = False
+    """The class is transformers 4.x's alone (5 removed its model type): ``tied`` is what 4.x does."""
 
     @property
     def members(self) -> tuple[str, ...]:
@@ -48,14 +50,10 @@ def architecture_class(config: ModelConfig | None, names: set[str]) -> ClassKnow
     """The generated knowledge of the class transformers builds for this checkpoint, if it knows it."""
     if config is None:
         return None
-    data = knowledge(CURRENT)
-    known = next((data.classes[arch] for arch in config.architectures if arch in data.classes), None)
-    if known is not None:
-        candidates: tuple[ClassKnowledge, ...] = known.variants()
-    elif config.model_type:
-        candidates = tuple(v for c in data.by_model_type(config.model_type) for v in c.variants())
-    else:
-        candidates = ()
+    known, candidates = _candidates(config, knowledge(CURRENT))
+    if not candidates and not (config.model_type and config.model_type in knowledge(CURRENT).model_types):
+        # a model type transformers 5 removed: transformers 4.x is the loader that knows it
+        known, candidates = _candidates(config, knowledge(LEGACY))
     if not candidates:
         return None
     # the on-disk naming wins a draw (variants() lists it first; max keeps the first maximum)
@@ -67,6 +65,16 @@ def architecture_class(config: ModelConfig | None, names: set[str]) -> ClassKnow
         if prefixed is not None:
             return prefixed
     return best
+
+
+def _candidates(config: ModelConfig, data: Knowledge) -> tuple[ClassKnowledge | None, tuple[ClassKnowledge, ...]]:
+    """The class config.json names (and its namings), else every class of its model_type."""
+    known = next((data.classes[arch] for arch in config.architectures if arch in data.classes), None)
+    if known is not None:
+        return known, known.variants()
+    if config.model_type:
+        return None, tuple(v for c in data.by_model_type(config.model_type) for v in c.variants())
+    return None, ()
 
 
 def _under_prefix(cls: ClassKnowledge, names: set[str]) -> ClassKnowledge | None:
@@ -147,7 +155,10 @@ def resolve_ties(checkpoint: Checkpoint, names: set[str] | None = None) -> tuple
     cls = architecture_class(config, names)
     if cls is not None and config is not None:
         custom = config.custom_code
-        basis = f"{cls.name}._tied_weights_keys, transformers {knowledge(CURRENT).version}"
+        gone = removed(cls)
+        basis = f"{cls.name}._tied_weights_keys, transformers {version_of(cls)}"
+        if gone:
+            basis += f" (transformers {knowledge(CURRENT).version} no longer has model_type {cls.model_type!r})"
         if not cls.built:
             basis += " (the class attribute alone: it cannot be built from its default config)"
         if custom:
@@ -156,11 +167,20 @@ def resolve_ties(checkpoint: Checkpoint, names: set[str] | None = None) -> tuple
         for group, level in _groups(cls):
             if group.kept not in names and not any(n in names for n in group.restored):
                 continue
-            tied = config.tie_levels.get(level, config.tie_word_embeddings)
-            legacy = _legacy_tied(config, cls, group)
+            if gone and level == "*" and group.head is not None:
+                # shared in __init__ whatever the flags, but 4.x's loader re-ties a missing head only when the
+                # flag says so (GPTSan: an untied save loses its head); non-head sharing is re-tied at load
+                level = ""
+            if gone:  # transformers 4.x is the only loader that knows the class: what it does is all there is
+                tied = legacy = legacy_flag(config, Tie(group.head or "", group.kept, level))
+            else:
+                tied = config.tie_levels.get(level, config.tie_word_embeddings)
+                legacy = _legacy_tied(config, cls, group)
             forced = group.always and config.legacy_tie_levels.get(level, config.tie_word_embeddings) is False
             resolved.append(
-                ResolvedTie(group, tied, basis, guess=custom, level=level, legacy_tied=legacy, forced=forced)
+                ResolvedTie(
+                    group, tied, basis, guess=custom, level=level, legacy_tied=legacy, forced=forced, removed=gone
+                )
             )
         return tuple(resolved)
     return _by_patterns(config, names)

@@ -51,6 +51,10 @@ ARCHITECTURES = (
     "albert",
     "luke",
     "open-llama",
+    # Model types transformers 5 removed (4.57 is their only loader), and a head 4.57 ties and 5.x declares no tie for.
+    "mega",
+    "nezha",
+    "bigbird_pegasus",
 )
 
 
