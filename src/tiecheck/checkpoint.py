@@ -166,6 +166,9 @@ class ModelConfig:
     config class's defaults, when the model_type is known."""
     legacy_tie_levels: Mapping[str, bool] = field(default_factory=lambda: MappingProxyType({}))
     """The same as transformers 4.x computes it."""
+    written_tie_levels: frozenset[str] = frozenset()
+    """The levels at which config.json itself writes a tie flag ("" outer, "text_config", ...): what the saver
+    stated, as opposed to a config class's default."""
     sizes: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     """Every integer of config.json by its dotted key (``vocab_size``, ``text_config.num_hidden_layers``...),
     nested objects up to three levels deep: what the stored shapes are checked against."""

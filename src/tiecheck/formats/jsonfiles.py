@@ -13,7 +13,7 @@ from typing import Any
 from tiecheck.checkpoint import ModelConfig, ShardIndex
 from tiecheck.errors import FormatError
 from tiecheck.formats.dtypes import from_torch_name
-from tiecheck.ties.flags import architectures_of, resolve_flag
+from tiecheck.ties.flags import FLAG_KEYS, architectures_of, resolve_flag
 
 
 def _load_object(text: str) -> dict[str, Any]:
@@ -96,7 +96,17 @@ def parse_config(text: str) -> ModelConfig:
         tie_levels=MappingProxyType(dict(flag.levels)),
         legacy_tie_levels=MappingProxyType(dict(flag.legacy_levels)),
         sizes=MappingProxyType(_sizes(document)),
+        written_tie_levels=frozenset(_flag_levels(document)),
     )
+
+
+def _flag_levels(document: dict[str, Any], prefix: str = "", depth: int = 3) -> set[str]:
+    """The (dotted) levels at which the document writes ``tie_word_embeddings`` or ``weight_tying``."""
+    found = {prefix.rstrip(".")} if any(k in document for k in FLAG_KEYS) else set()
+    for key, value in document.items():
+        if isinstance(value, dict) and depth > 1:
+            found |= _flag_levels(value, f"{prefix}{key}.", depth - 1)
+    return found
 
 
 def _sizes(document: dict[str, Any], prefix: str = "", depth: int = 3) -> dict[str, int]:

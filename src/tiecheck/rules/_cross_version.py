@@ -113,15 +113,16 @@ def head_tied_by_legacy_only(ctx: ScanContext) -> Iterator[Finding]:
     group = TieGroup(kept=tie.source, restored=(cls.output,), head=cls.output)
     resolved = ResolvedTie(group, False, f"{cls.name}._tied_weights_keys, transformers {LEGACY}", level=level)
     resolved = replace(resolved, legacy_tied=True)
-    key = flag_key(ctx, resolved)
-    explicit = config.tie_basis.startswith(f"{config.tie_key} in ")
+    key = f"{level}.tie_word_embeddings" if level else "tie_word_embeddings"
+    # the flag 4.x reads is written in config.json, as transformers 5's save_pretrained writes it: a 5.x save
+    explicit = level in config.written_tie_levels
     if tie.level == "*":
         why, advice = "whatever config.json says", f"No config makes transformers {LEGACY} load the stored head."
-    elif any(t.tied and t.level == level for t in ctx.ties):
-        why, advice = f"as {key} is true ({config.tie_basis})", ""
     else:
-        why = f"as {key} is {'true' if explicit else 'not set'} ({config.tie_basis})"
+        why = f"as {key} is {'true in config.json' if explicit else f'not set and {LEGACY} takes it as true'}"
         advice = f"For 4.x users write {key}: false, which transformers 5 does not read for this head."
+        if any(t.tied and t.level == level for t in ctx.ties):
+            advice = ""  # the same flag ties something else in transformers 5: no advice that unties it
     yield finding(
         "TC108",
         with_loaders(
@@ -133,6 +134,5 @@ def head_tied_by_legacy_only(ctx: ScanContext) -> Iterator[Finding]:
         tensors=[restored.name, kept.name],
         files=[restored.file, kept.file],
         bytes=restored.nbytes,
-        # as transformers 5's save_pretrained writes the config: a 5.x save, which 4.x reads otherwise
         severity=Severity.INFO if explicit else None,
     )

@@ -15,7 +15,7 @@ from typing import Any
 from tiecheck.errors import FormatError
 from tiecheck.ties.known import CURRENT, LEGACY, ClassKnowledge, Knowledge, knowledge
 
-_KEYS = ("tie_word_embeddings", "weight_tying")
+FLAG_KEYS = ("tie_word_embeddings", "weight_tying")
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class TieFlag:
 
 
 def _explicit(holder: Mapping[str, Any], prefix: str) -> tuple[bool | None, str | None]:
-    for key in _KEYS:
+    for key in FLAG_KEYS:
         if key in holder:
             value = holder[key]
             if not isinstance(value, bool):
@@ -123,7 +123,7 @@ def resolve_flag(
             return TieFlag(outer, f"{outer_key} in config.json", outer_key, {"": outer}, {})
         if text is not None and text_key:
             return TieFlag(text, f"text_config.{text_key} in text_config", f"text_config.{text_key}", {}, {})
-        return TieFlag(None, "no tie_word_embeddings in config.json and no known default", _KEYS[0], {}, {})
+        return TieFlag(None, "no tie_word_embeddings in config.json and no known default", FLAG_KEYS[0], {}, {})
 
     levels = _levels(document, model_type, data)
     legacy_levels = _levels(document, model_type, legacy)
@@ -137,7 +137,7 @@ def resolve_flag(
     if level and level not in levels and value is not None:
         levels[level] = value
     if value is None:
-        return TieFlag(None, f"model_type {model_type!r} declares no tie flag", _KEYS[0], levels, legacy_levels)
+        return TieFlag(None, f"model_type {model_type!r} declares no tie flag", FLAG_KEYS[0], levels, legacy_levels)
 
     prefix = f"{level}." if level else ""
     holder = _sub(document, level) or {}
@@ -161,7 +161,7 @@ def resolve_flag(
     return TieFlag(
         value,
         f"default for model_type {model_type!r} ({config_name}, transformers {data.version})",
-        prefix + _KEYS[0],
+        prefix + FLAG_KEYS[0],
         levels,
         legacy_levels,
     )

@@ -1,9 +1,9 @@
 """Decide which tie groups apply to a checkpoint, and whether its loader ties them.
 
 The groups come from the generated knowledge of the architecture class (``architectures`` in
-config.json, else the model_type's class that fits the stored names best). Name patterns are used only
-for model types transformers does not know, and for repos that bring their own modeling code
-(``auto_map``); such ties are marked as guesses.
+config.json, else the model_type's class that fits the stored names best); for a model type transformers 5
+removed, from the 4.57 data, its last loader's. Name patterns are used only for model types neither version
+knows, and for repos that bring their own modeling code (``auto_map``); such ties are marked as guesses.
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ def resolve_ties(checkpoint: Checkpoint, names: set[str] | None = None) -> tuple
 
 def _by_patterns(config: ModelConfig | None, names: set[str]) -> tuple[ResolvedTie, ...]:
     reason = (
-        f"model_type {config.model_type!r} is unknown to transformers {knowledge(CURRENT).version}"
+        f"model_type {config.model_type!r} is unknown to transformers {knowledge(CURRENT).version} and {LEGACY}"
         if config and config.model_type
         else "no model_type"
     )
