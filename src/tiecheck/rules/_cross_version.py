@@ -7,7 +7,6 @@ or tied whatever the flag said; the generated 4.57 data says which (``data/trans
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 
 from tiecheck.checkpoint import ModelConfig, TensorRecord
 from tiecheck.findings import Finding, Severity
@@ -111,8 +110,8 @@ def head_tied_by_legacy_only(ctx: ScanContext) -> Iterator[Finding]:
         return  # the same values whichever a loader reads (or not known: nothing to claim)
     level = "" if tie.level == "*" else tie.level
     group = TieGroup(kept=tie.source, restored=(cls.output,), head=cls.output)
-    resolved = ResolvedTie(group, False, f"{cls.name}._tied_weights_keys, transformers {LEGACY}", level=level)
-    resolved = replace(resolved, legacy_tied=True)
+    basis = f"{cls.name}._tied_weights_keys, transformers {LEGACY}"
+    resolved = ResolvedTie(group, False, basis, level=level, legacy_tied=True)
     key = f"{level}.tie_word_embeddings" if level else "tie_word_embeddings"
     # the flag 4.x reads is written in config.json, as transformers 5's save_pretrained writes it: a 5.x save
     explicit = level in config.written_tie_levels
