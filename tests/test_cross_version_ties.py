@@ -118,3 +118,14 @@ def test_transformers_5_keeps_the_head_it_declares_no_tie_for(tmp_path: Path) ->
     stored = load_file(tmp_path / "model.safetensors")["lm_head.weight"]
     loaded = transformers.BigBirdPegasusForCausalLM.from_pretrained(tmp_path)
     assert np.array_equal(loaded.lm_head.weight.detach().numpy(), stored)
+
+
+def test_no_cross_version_claim_for_a_repo_with_its_own_modeling_code(tmp_path: Path) -> None:
+    """auto_map: the repo's code builds the model, whose ties are not transformers' to tell."""
+    folder = _copy("bigbird_pegasus-tied-safetensors", tmp_path)
+    embedding = load_file(folder / "model.safetensors")["model.decoder.embed_tokens.weight"]
+    _rewrite(folder, {"lm_head.weight": embedding[::-1].copy()})
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForCausalLM": "modeling_custom.CustomForCausalLM"}
+    (folder / "config.json").write_text(json.dumps(config))
+    assert not [f for f in scan(folder).findings if f.code == "TC108"]
