@@ -11,7 +11,13 @@ linear dependencies are recorded), and compares the saved parameter names and sh
   ``hidden_size``, GPT-2's ``n_embd``...);
 - ``l``: ``[prefix, key, offset]``: the indices stored under ``prefix`` (``model.layers.``; outer indices as
   ``*``) run from 0 to ``config[key] + offset - 1`` (a layer count or an expert count);
-- ``x``: the class's ``_keys_to_ignore_on_load_unexpected`` (names the loader drops without a word).
+- ``x``: the class's ``_keys_to_ignore_on_load_unexpected`` (names the loader drops without a word);
+- ``p``: older on-disk namings the loader still accepts by a prefix change (transformers 4.x's
+  ``vision_model.encoder.layers.N`` for 5.x's ``encoder.layers.N``), each a list of ``[saved prefix, legacy
+  prefix]`` pairs read from transformers' conversion mapping (``shape_probes.legacy_prefixes``).
+
+Layer counts are the usual keys (``LAYERS``) and any other integer of config.json that an index list follows
+(``shape_probes.count_keys``: Moonshine's ``encoder_num_hidden_layers``, Speech2Text's ``num_conv_layers``).
 
 Keys are spelled as in config.json (``attribute_map`` resolved: GPT-2's ``n_layer``), dotted by level. Names are
 the keys ``save_pretrained`` writes (it reverts the loading conversions: fused experts are saved one per index);
@@ -39,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch
 import transformers
 from generate_ties import registered, resolve_class, saved_namer
+from shape_probes import count_keys, legacy_prefixes
 from transformers.models.auto import configuration_auto
 
 from tiecheck.ties._records import dump
@@ -148,14 +155,44 @@ def describe(cls: type, base: Any) -> dict[str, Any]:
             for key in dict.fromkeys(json_key(dict(levels(base))[path], n) for n in names):
                 if key is not None:
                     _perturbed(cls, base, path, key, kind, deltas, namings, views, records)
+    _other_counts(cls, base, namings, views, records)
     entry: dict[str, Any] = {k: sorted(map(list, {tuple(r) for r in v})) for k, v in records["saved"].items() if v}
     memory = {k: sorted(map(list, {tuple(r) for r in v})) for k, v in records["memory"].items() if v}
     if memory != entry:
         entry["m"] = memory
+    legacy = legacy_prefixes(model, namings["saved"])
+    if legacy:
+        entry["p"] = legacy
     ignored = getattr(cls, "_keys_to_ignore_on_load_unexpected", None) or []
     if ignored:
         entry["x"] = sorted(ignored)
     return entry
+
+
+def _other_counts(
+    cls: type,
+    base: Any,
+    namings: dict[str, Any],
+    views: dict[str, Any],
+    records: dict[str, dict[str, list[list[Any]]]],
+) -> None:
+    """Index lists sized by a config.json integer other than the usual names (``shape_probes.count_keys``)."""
+    if not any(lists for _, lists in views.values()):
+        return
+    base_lists = {n: v[1] for n, v in views.items()}
+    known = {r[0] for n in namings for r in records[n]["l"]}
+
+    def lists_of(config: Any) -> dict[str, dict[str, int]]:
+        model = build(cls, config)
+        return {n: view(model, f)[1] for n, f in namings.items()}
+
+    # the usual layer keys are tried again here for lists not recorded yet (ConvNeXt's num_stages: a change of
+    # the attribute alone does not build, one of config.json does); vocabulary, widths and experts are not counts
+    names = (*VOCAB, *HIDDEN, *EXPERTS)
+    for path, cfg in levels(base):
+        skip = {k for k in (json_key(cfg, n) for n in names) if k} | set(names)
+        for naming, prefix, key, offset in count_keys(base, path, skip, known, lists_of, base_lists):
+            records[naming]["l"].append([prefix, key, offset])
 
 
 def _perturbed(

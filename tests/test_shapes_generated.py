@@ -59,7 +59,8 @@ def test_offsets_come_from_the_architecture() -> None:
 # --- staleness: the shipped data is what the generator writes with the pinned transformers --------------
 
 SAMPLE = (
-    "LlamaForCausalLM,GPT2LMHeadModel,MixtralForCausalLM,LlavaForConditionalGeneration,BartForConditionalGeneration"
+    "LlamaForCausalLM,GPT2LMHeadModel,MixtralForCausalLM,LlavaForConditionalGeneration,BartForConditionalGeneration,"
+    "CLIPVisionModel,MoonshineForConditionalGeneration,Speech2TextForConditionalGeneration"
 )
 
 

@@ -10,10 +10,6 @@ alarm, this one with misses (aya_vision, listed at first, was fixed there since)
 
 from __future__ import annotations
 
-_NO_STAGE_LIST = (
-    "the layer count sizes ConvNeXt's stages (encoder.stages.N), with per-stage lists (depths, hidden_sizes) that "
-    "generate_shapes.py does not extend: no stage list is recorded, the missing-last-layer damage is not caught"
-)
 _UNBUILT = "generate_shapes.py cannot build the class from its default config (head_dim None): no shape data"
 
 EXPECTED_FAILURES: dict[str, str] = {
@@ -24,8 +20,6 @@ EXPECTED_FAILURES: dict[str, str] = {
         "lm_head.weight"
     ),
     # Shape damage (issue 11, TC014/TC016), reviewed on transformers 5.23.0: misses, no false alarm.
-    "convnext": _NO_STAGE_LIST,
-    "convnextv2": _NO_STAGE_LIST,
     "cpmant": (
         "the input embedding holds vocab_size + prompt_types * prompt_length rows: an offset another config value "
         "moves, which generate_shapes.py drops on purpose; TC014 names lm_head.weight only"
@@ -47,6 +41,4 @@ EXPECTED_FAILURES: dict[str, str] = {
 }
 
 #: Types whose listed misses are shape damage only (``shapes/...`` checkpoints): their tie damage must pass.
-SHAPE_DAMAGE_ONLY = frozenset(
-    {"convnext", "convnextv2", "cpmant", "marian", "ovis2", "qwen4_exp", "qwen4_exp_text", "t5gemma2"}
-)
+SHAPE_DAMAGE_ONLY = frozenset({"cpmant", "marian", "ovis2", "qwen4_exp", "qwen4_exp_text", "t5gemma2"})

@@ -1,14 +1,15 @@
 """Which stored shapes follow which config.json values, per architecture class, from generated data.
 
 ``data/shapes-<version>.json`` is written by ``scripts/generate_shapes.py``: every registered class built on
-the meta device, again with one config value changed, and the saved names and shapes compared. Reading it needs
+the meta device, again with one config value changed, and the saved names and shapes compared; older on-disk
+namings the loader accepts by a prefix change are kept as prefix pairs (``p``). Reading it needs
 neither transformers nor torch; it is loaded on first use.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache, cached_property
 from typing import Any
 
@@ -67,9 +68,32 @@ class ClassShapes:
     """The class's ``_keys_to_ignore_on_load_unexpected``: stored names the loader drops without a word."""
     alias: ClassShapes | None = None
     """The same records in the in-memory naming, when ``save_pretrained`` writes other keys."""
+    legacy: tuple[ClassShapes, ...] = ()
+    """The same records in older on-disk namings the loader accepts by a prefix change (transformers 4.x's
+    ``vision_model.encoder.layers.N`` for a ``CLIPVisionModel``, which 5.x saves as ``encoder.layers.N``)."""
 
     def variants(self) -> tuple[ClassShapes, ...]:
-        return (self, self.alias) if self.alias else (self,)
+        return (self, *((self.alias,) if self.alias else ()), *self.legacy)
+
+
+def _rewrite(pairs: tuple[tuple[str, str], ...], name: str) -> str:
+    """``name`` in a legacy naming: the longest saved prefix of ``pairs`` it starts with replaced."""
+    for saved, legacy in pairs:
+        if name.startswith(saved):
+            return legacy + name[len(saved) :]
+    return name
+
+
+def _renamed(shapes: ClassShapes, raw: list[list[str]]) -> ClassShapes:
+    pairs = tuple(sorted(((s, g) for s, g in raw), key=lambda p: -len(p[0])))
+    return replace(
+        shapes,
+        dims=tuple(replace(d, name=_rewrite(pairs, d.name)) for d in shapes.dims),
+        widths=tuple(replace(d, name=_rewrite(pairs, d.name)) for d in shapes.widths),
+        lists=tuple(replace(lst, prefix=_rewrite(pairs, lst.prefix)) for lst in shapes.lists),
+        alias=None,
+        legacy=(),
+    )
 
 
 def _class(name: str, raw: dict[str, Any], model_type: str, unexpected: tuple[str, ...]) -> ClassShapes:
@@ -86,7 +110,9 @@ def _class(name: str, raw: dict[str, Any], model_type: str, unexpected: tuple[st
 
 
 def _build(name: str, entry: dict[str, Any]) -> ClassShapes:
-    return _class(name, entry, entry.get("t", ""), tuple(entry.get("x", ())))
+    shapes = _class(name, entry, entry.get("t", ""), tuple(entry.get("x", ())))
+    legacy = tuple(_renamed(shapes, pairs) for pairs in entry.get("p", ()))
+    return replace(shapes, legacy=legacy) if legacy else shapes
 
 
 @cache

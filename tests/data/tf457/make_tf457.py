@@ -81,8 +81,34 @@ def main() -> None:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     model.save_pretrained(str(folder), safe_serialization=safe)
+    legacy_prefix_saves()
     (HERE / "VERSION").write_text(f"transformers {transformers.__version__}\ntorch {torch.__version__}\n")
 
 
+#: Sub-models 4.x saved under a prefix 5.x strips on load (``PrefixChange`` in transformers' conversion mapping):
+#: two layers, so that a copy with the last one removed still names the list. Untied safetensors only.
+LEGACY_PREFIX = ("clip_vision_model",)
+
+
+def legacy_prefix_saves() -> None:
+    """Write only the LEGACY_PREFIX folders (``make_tf457.py --legacy-prefix`` leaves the others alone)."""
+    import torch
+    import transformers
+    from transformers import AutoConfig
+
+    transformers.logging.set_verbosity_error()
+    _tiny.HIDDEN, _tiny.HEAD_DIM, _tiny.FFN, _tiny.LAYERS, _tiny.VOCAB = 16, 8, 16, 2, 48
+    for model_type in LEGACY_PREFIX:
+        cls = getattr(transformers, _build.task_classes(model_type)[0])
+        config = AutoConfig.for_model(model_type)
+        _tiny.shrink(config, 2)
+        _build._set_tie(config, False)
+        torch.manual_seed(0)
+        folder = HERE / f"{model_type}-untied-safetensors"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cls(config).save_pretrained(str(folder))
+
+
 if __name__ == "__main__":
-    main()
+    legacy_prefix_saves() if sys.argv[1:] == ["--legacy-prefix"] else main()
