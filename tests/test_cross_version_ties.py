@@ -129,3 +129,15 @@ def test_no_cross_version_claim_for_a_repo_with_its_own_modeling_code(tmp_path: 
     config["auto_map"] = {"AutoModelForCausalLM": "modeling_custom.CustomForCausalLM"}
     (folder / "config.json").write_text(json.dumps(config))
     assert not [f for f in scan(folder).findings if f.code == "TC108"]
+
+
+@pytest.mark.parametrize("model_type", sorted(REMOVED))
+def test_only_the_head_of_a_removed_model_type_stored_is_an_error(model_type: str, tmp_path: Path) -> None:
+    """transformers 5 would restore the embedding from the head; 4.57, the only loader left, leaves it random."""
+    head, embedding = REMOVED[model_type]
+    folder = _copy(f"{model_type}-tied-safetensors", tmp_path)
+    rows = load_file(folder / "model.safetensors")[embedding]
+    _rewrite(folder, {head: rows, embedding: None})
+    ((code, severity, message),) = _warnings(folder)
+    assert (code, severity) == ("TC106", Severity.ERROR), message
+    assert "starts at random" in message and "transformers >= 5" not in message

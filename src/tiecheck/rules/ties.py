@@ -61,7 +61,8 @@ def _tied(
         if tie.legacy_tied is not False and legacy_ties(ctx, tie.group.kept, name):
             return  # transformers 4 ties it the other way round (FSMT): it restores the missing one too, as 5 does
         who = (
-            f"transformers {LEGACY}, the last version with this model type, does not restore it from {name}"
+            f"transformers {LEGACY}, the last version with this model type, does not restore it from {name}: it "
+            "starts at random"
             if tie.removed
             else f"transformers >= 5 ties symmetrically and restores {tie.group.kept} from {name}; transformers "
             f"{LEGACY} and other loaders do not"
@@ -76,6 +77,7 @@ def _tied(
             tensors=[name, tie.group.kept],
             files=[restored.file],
             bytes=restored.nbytes,
+            severity=Severity.ERROR if tie.removed else None,  # its only loader leaves it random
         )
         return
     if kept.aliases(restored):
