@@ -85,3 +85,49 @@ def test_an_architecture_tiecheck_does_not_know_is_not_judged(tmp_path: Path) ->
     config = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**config, "architectures": ["Unknown"], "model_type": "x"}))
     assert "TC018" not in scan_findings(tmp_path)[1]
+
+
+def _wrap_layers(model: Any, wrap: Callable[[Any], Any]) -> Any:
+    for i, layer in enumerate(model.model.layers):
+        model.model.layers[i] = wrap(layer)
+    return model
+
+
+def test_each_layer_compiled_saves_names_no_loader_reads(tmp_path: Path) -> None:
+    """torch.compile of each decoder layer (not of the model): save_pretrained writes ``layers.N._orig_mod.``."""
+    model = _wrap_layers(tiny_llama(tied=True), torch.compile)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.save_pretrained(tmp_path)
+        _, info = transformers.LlamaForCausalLM.from_pretrained(tmp_path, output_loading_info=True)
+    exit_code, found = scan_findings(tmp_path)
+    severity, message = found["TC018"]
+    assert exit_code == 1 and severity == "error"
+    assert "contain '_orig_mod.'" in message and "LlamaForCausalLM" in message
+    wrapped = {k for k in model.state_dict() if "._orig_mod." in k}
+    assert wrapped and set(info["unexpected_keys"]) == wrapped  # what the message says transformers does
+    assert {k.replace("._orig_mod.", ".") for k in wrapped} <= set(info["missing_keys"])
+    assert f"{len(wrapped)} of the" in message
+
+
+def test_checkpoint_wrapped_parameters_are_named_so(tmp_path: Path) -> None:
+    """named_parameters() of layers under checkpoint_wrapper (its state-dict hooks are not on that path)."""
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+
+    model = tiny_llama()
+    wrapped = _wrap_layers(tiny_llama(), checkpoint_wrapper)
+    state = {name: p.detach() for name, p in wrapped.named_parameters()}
+    save(tmp_path, model, state, pickle=False)
+    severity, message = scan_findings(tmp_path)[1]["TC018"]
+    assert severity == "error" and "'_checkpoint_wrapped_module.'" in message
+
+
+def test_layers_compiled_in_place_keep_their_names(tmp_path: Path) -> None:
+    """``module.compile()`` compiles without a wrapper: the names stay the model's, no TC018."""
+    model = tiny_llama(tied=True)
+    for layer in model.model.layers:
+        layer.compile()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.save_pretrained(tmp_path)
+    assert "TC018" not in scan_findings(tmp_path)[1]

@@ -46,7 +46,7 @@ _RULES = (
     Rule("TC015", "hidden-size-mismatch", ERR, "Embedding or head columns disagree with the config's width.", False),
     Rule("TC016", "layer-count-mismatch", ERR, "Stored layers disagree with the config's layer count.", False),
     Rule("TC017", "expert-count-mismatch", ERR, "Stored experts disagree with the config's expert count.", False),
-    Rule("TC018", "wrapped-names", ERR, "Every tensor name carries a DDP or torch.compile wrapper's prefix.", False),
+    Rule("TC018", "wrapped-names", ERR, "Tensor names carry a training wrapper's prefix or inner name.", False),
     Rule("TC020", "interrupted-fix", WARN, "A pending fix journal or temp files left by an interrupted fix.", True),
     Rule("TC101", "redundant-tied-tensor", WARN, "A stored tensor that the config ties to an identical one.", True),
     Rule("TC102", "tie-mismatch", ERR, "The config ties two tensors but their stored values differ.", False),

@@ -194,11 +194,15 @@ DOCS: dict[str, RuleDoc] = {
     ),
     "TC018": RuleDoc(
         detects="Every tensor name starts with the prefix a training wrapper adds (module. for DistributedDataParallel "
-        "or DataParallel, _orig_mod. for torch.compile), and without it the names are the ones the config's "
-        "architecture uses (from the generated shape data; an unknown architecture is not judged).",
+        "or DataParallel, _orig_mod. for torch.compile), or names hold a wrapper's inner name (torch.compile of "
+        "each layer: model.layers.0._orig_mod.; activation checkpointing's _checkpoint_wrapped_module.; FSDP's "
+        "_fsdp_wrapped_module.), and without it the names are the ones the config's architecture uses (from the "
+        "generated shape data; an unknown architecture is not judged).",
         why="Loaders strip a model's own prefix (model.), not a wrapper's: they match none of the names, and "
         "initialise every parameter at random. transformers only warns (missing and unexpected keys).",
-        example="A training script saved model.state_dict() of the DDP-wrapped model: module.model.layers.0...",
+        example="A training script saved model.state_dict() of the DDP-wrapped model: module.model.layers.0...; "
+        "or compiled each decoder layer with torch.compile(layer), which save_pretrained writes as "
+        "model.layers.0._orig_mod.self_attn... (layer.compile() keeps the names).",
         fix="Not fixed automatically: save the unwrapped model (model.module, model._orig_mod), or strip the "
         "prefix from the names.",
     ),

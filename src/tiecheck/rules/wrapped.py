@@ -1,11 +1,13 @@
-"""TC018 wrapped-names: every tensor name carries the prefix of a training wrapper that loaders do not strip.
+"""TC018 wrapped-names: tensor names carry a training wrapper's prefix or inner name, which loaders do not strip.
 
 ``DistributedDataParallel`` / ``DataParallel`` register the model as ``module``, ``torch.compile`` as
 ``_orig_mod``: a state dict taken from the wrapper instead of the model names every parameter
 ``module.model.layers.0...``. transformers strips a model's own ``base_model_prefix`` (``model.``) when loading,
 not these: it matches none of the names, reports every parameter missing and every tensor unexpected, and
-initialises the whole model at random. Which names the architecture expects comes from the generated shape
-data (:mod:`tiecheck.ties.shapes`); an architecture it does not know is not judged.
+initialises the whole model at random. A submodule wrapped on its own (each decoder layer under torch.compile)
+puts the wrapper's name inside the names instead, and ``save_pretrained`` writes them so. Which names the
+architecture expects comes from the generated shape data (:mod:`tiecheck.ties.shapes`); an architecture it does
+not know is not judged.
 """
 
 from __future__ import annotations
@@ -24,6 +26,13 @@ WRAPPERS = (
     ("module.", "DistributedDataParallel or DataParallel"),
     ("_orig_mod.", "torch.compile"),
 )
+#: Wrapper names inside the names: one submodule wrapped on its own. transformers has no module so named, and
+#: ``save_pretrained`` writes them as they are (each decoder layer under torch.compile: ``model.layers.0._orig_mod.``).
+INNER = (
+    ("_orig_mod.", "torch.compile of a submodule"),
+    ("_checkpoint_wrapped_module.", "activation checkpointing's checkpoint_wrapper"),
+    ("_fsdp_wrapped_module.", "FSDP (names taken past its state-dict hooks)"),
+)
 _LISTED = 3
 
 
@@ -35,6 +44,7 @@ def check_wrapped_names(ctx: ScanContext) -> Iterator[Finding]:
         return
     wrapped = next(((p, w) for p, w in WRAPPERS if all(n.startswith(p) for n in names)), None)
     if wrapped is None:
+        yield from _inner_wrappers(ctx, names)
         return
     prefix, wrapper = wrapped
     if class_shapes(config, names) is not None:
@@ -60,3 +70,32 @@ def check_wrapped_names(ctx: ScanContext) -> Iterator[Finding]:
         tensors=sorted(names)[:_LISTED],
         severity=severity,
     )
+
+
+def _inner_wrappers(ctx: ScanContext, names: set[str]) -> Iterator[Finding]:
+    """Names with a wrapper's segment inside them: loaders match none of those and start them at random."""
+    config = ctx.checkpoint.config
+    assert config is not None
+    for segment, wrapper in INNER:
+        hit = sorted(n for n in names if n.startswith(segment) or f".{segment}" in n)
+        if not hit:
+            continue
+        stripped = {n.replace(f".{segment}", ".").removeprefix(segment) for n in names}
+        known = class_shapes(config, stripped)
+        if known is None:
+            continue  # not this architecture's names even without the segment: no claim
+        listed = ", ".join(hit[:_LISTED]) + (" ..." if len(hit) > _LISTED else "")
+        message = (
+            f"{len(hit)} of the {len(names)} tensor names contain {segment!r}, the name {wrapper} inserts "
+            f"({listed}): {known.name} has no module so named, so loaders match none of them and initialise "
+            f"those parameters at random (transformers 5: each is missing, and its stored name unexpected). Save "
+            f"the model with the wrapper removed, or strip {segment!r} from the names."
+        )
+        yield finding(
+            "TC018",
+            message + (" (A guess: the repo brings its own modeling code.)" if config.custom_code else ""),
+            files=sorted({t.file for t in ctx.tensors.values() if t.name in hit}),
+            tensors=hit[:_LISTED],
+            severity=Severity.WARNING if config.custom_code else None,
+        )
+        return
