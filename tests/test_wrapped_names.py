@@ -131,3 +131,14 @@ def test_layers_compiled_in_place_keep_their_names(tmp_path: Path) -> None:
         warnings.simplefilter("ignore")
         model.save_pretrained(tmp_path)
     assert "TC018" not in scan_findings(tmp_path)[1]
+
+
+def test_inspect_model_says_what_save_pretrained_of_compiled_layers_writes() -> None:
+    from tiecheck import inspect_model
+
+    found = {f.code: f for f in inspect_model(_wrap_layers(tiny_llama(tied=True), torch.compile)).findings}
+    assert found["TC018"].severity.name == "ERROR" and "_orig_mod." in found["TC018"].message
+    model = tiny_llama(tied=True)
+    for layer in model.model.layers:
+        layer.compile()
+    assert "TC018" not in {f.code for f in inspect_model(model).findings}

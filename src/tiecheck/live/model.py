@@ -222,8 +222,9 @@ def inspect_model(model: Any) -> ModelInspection:
         config if hasattr(config, "to_dict") else None,
         tied_keys=_declared_patterns(model),
     )
-    # What saving does with the tie: the refusals and lost heads of save_pretrained are this model's problems too.
-    findings.extend(f for f in saved.findings if f.code in ("TC502", "TC503"))
+    # What saving does with the tie: the refusals and lost heads of save_pretrained are this model's problems too,
+    # as are names no loader reads (a layer wrapped by torch.compile on its own saves as layers.0._orig_mod.).
+    findings.extend(f for f in saved.findings if f.code in ("TC502", "TC503", "TC018"))
     return ModelInspection(
         shared=tuple(shared),
         shared_modules=tuple(modules),
