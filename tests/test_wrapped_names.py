@@ -142,3 +142,37 @@ def test_inspect_model_says_what_save_pretrained_of_compiled_layers_writes() -> 
     for layer in model.model.layers:
         layer.compile()
     assert "TC018" not in {f.code for f in inspect_model(model).findings}
+
+
+def _peft(model: Any) -> Any:
+    peft = pytest.importorskip("peft")
+    return peft.get_peft_model(model, peft.LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+
+
+def test_a_peft_models_own_state_dict_saved_as_the_model_is_an_error(tmp_path: Path) -> None:
+    """torch.save / save_file of PeftModel.state_dict() beside the base config: no loader reads those names."""
+    model = tiny_llama()
+    state = _peft(model).state_dict()
+    save(tmp_path, model, state, pickle=False)
+    exit_code, found = scan_findings(tmp_path)
+    severity, message = found["TC018"]
+    assert exit_code == 1 and severity == "error"
+    assert "'base_model.model.'" in message and "merge_and_unload()" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, info = transformers.LlamaForCausalLM.from_pretrained(tmp_path, output_loading_info=True)
+    assert set(info["missing_keys"]) >= {n for n, _ in tiny_llama().named_parameters()}
+
+
+def test_a_peft_adapter_beside_the_base_config_is_not_wrapped(tmp_path: Path) -> None:
+    """PEFT's save_pretrained writes adapter_model.safetensors with base_model.model. names, which PEFT reads;
+    a merged model has the base names. Neither is TC018."""
+    model = tiny_llama()
+    peft_model = _peft(model)
+    peft_model.save_pretrained(tmp_path / "adapter")
+    model.config.save_pretrained(tmp_path / "adapter")
+    assert "TC018" not in scan_findings(tmp_path / "adapter")[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        peft_model.merge_and_unload().save_pretrained(tmp_path / "merged")
+    assert "TC018" not in scan_findings(tmp_path / "merged")[1]

@@ -23,9 +23,17 @@ from tiecheck.rules.shapes import class_shapes
 WRAPPERS = (
     ("module._orig_mod.", "DistributedDataParallel around torch.compile"),
     ("_orig_mod.module.", "torch.compile around DistributedDataParallel"),
+    ("base_model.model.", "PEFT's PeftModel"),
     ("module.", "DistributedDataParallel or DataParallel"),
     ("_orig_mod.", "torch.compile"),
 )
+_UNWRAP = {
+    "base_model.model.": "Save the adapter with the PeftModel's save_pretrained, or merge_and_unload() and save the "
+    "merged model: stripping the prefix is not enough, the adapter's own tensors and names stay",
+}
+_STRIP = "Save the unwrapped model (model.module / model._orig_mod), or strip {prefix!r} from the names"
+#: What PEFT's save_pretrained writes: adapter weights, named as PeftModel names them, read by PEFT alone.
+_ADAPTER_WEIGHTS = ("adapter_model.",)
 #: Wrapper names inside the names: one submodule wrapped on its own. transformers has no module so named, and
 #: ``save_pretrained`` writes them as they are (each decoder layer under torch.compile: ``model.layers.0._orig_mod.``).
 INNER = (
@@ -42,6 +50,8 @@ def check_wrapped_names(ctx: ScanContext) -> Iterator[Finding]:
     names = set(ctx.tensors) | (set(index.weight_map) if index else set())
     if config is None or not names or not ctx.wants("TC018"):
         return
+    if all(t.file.startswith(_ADAPTER_WEIGHTS) for t in ctx.tensors.values()):
+        return  # a PEFT adapter (a base model's config.json beside it): PEFT reads base_model.model. names
     wrapped = next(((p, w) for p, w in WRAPPERS if all(n.startswith(p) for n in names)), None)
     if wrapped is None:
         yield from _inner_wrappers(ctx, names)
@@ -56,8 +66,8 @@ def check_wrapped_names(ctx: ScanContext) -> Iterator[Finding]:
     message = (
         f"Every tensor name starts with {prefix!r}, the prefix {wrapper} adds ({listed}): {known.name} names its "
         f"parameters without it, so loaders match none of the {len(names)} tensors and initialise the whole model at "
-        "random (transformers 5: every parameter missing, every tensor unexpected). Save the unwrapped model "
-        f"(model.module / model._orig_mod), or strip {prefix!r} from the names."
+        "random (transformers 5: every parameter missing, every tensor unexpected). "
+        f"{_UNWRAP.get(prefix, _STRIP.format(prefix=prefix))}."
     )
     severity = None
     if config.custom_code:
