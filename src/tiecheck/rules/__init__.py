@@ -8,6 +8,7 @@ from tiecheck.rules.content import check_content
 from tiecheck.rules.dtypes import check_dtypes
 from tiecheck.rules.incomplete import check_empty_tensors, check_incomplete_files, check_missing_dtype
 from tiecheck.rules.pickle import check_pickle, check_side_pickles
+from tiecheck.rules.pruned import check_pruned
 from tiecheck.rules.quantization import check_quantization
 from tiecheck.rules.shapes import check_shapes
 from tiecheck.rules.structure import check_duplicate_keys, check_files, check_index, check_load_issues
@@ -23,6 +24,7 @@ CHECKS: tuple[Check, ...] = (
     check_index,
     check_duplicate_keys,
     check_wrapped_names,
+    check_pruned,
     check_shapes,
     check_ties,
     check_base_model,

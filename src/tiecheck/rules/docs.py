@@ -208,6 +208,16 @@ DOCS: dict[str, RuleDoc] = {
         fix="Not fixed automatically: save the unwrapped model (model.module, model._orig_mod), or strip the "
         "prefix from the names.",
     ),
+    "TC019": RuleDoc(
+        detects="Parameters stored as torch.nn.utils.prune's <name>_orig and <name>_mask with no <name>, where the "
+        "names put back together are the ones the config's architecture uses (generated shape data).",
+        why="Pruning makes a parameter a product recomputed before each forward; until prune.remove, state_dict and "
+        "save_pretrained write the two parts. Loaders find no <name> and initialise it at random, with a warning.",
+        example="A Llama with every down_proj pruned by prune.l1_unstructured and saved with save_pretrained: "
+        "model.layers.0.mlp.down_proj.weight_orig and .weight_mask, no .weight.",
+        fix="Not fixed automatically (the weight is a product of two tensors, not bytes to copy): call "
+        "prune.remove(module, name) before saving, or store <name>_orig * <name>_mask under <name>.",
+    ),
     "TC020": RuleDoc(
         detects="The folder holds .tiecheck-fix.json (the journal of a fix interrupted after its commit point) or "
         ".tiecheck-tmp-*.part files (staged by a fix interrupted before it).",
