@@ -60,3 +60,13 @@ def test_custom_code_is_a_guess_and_a_warning(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps(config))
     severity, message = scan_findings(tmp_path)[1]["TC019"]
     assert severity == "warning" and "A guess" in message
+
+
+def test_inspect_model_says_what_saving_a_pruned_model_writes() -> None:
+    from tiecheck import inspect_model
+
+    model = build("llama-tied")
+    prune.l1_unstructured(model.model.layers[0].mlp.down_proj, "weight", amount=0.5)
+    assert "TC019" in {f.code for f in inspect_model(model).findings}
+    prune.remove(model.model.layers[0].mlp.down_proj, "weight")
+    assert "TC019" not in {f.code for f in inspect_model(model).findings}

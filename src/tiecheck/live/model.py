@@ -223,8 +223,9 @@ def inspect_model(model: Any) -> ModelInspection:
         tied_keys=_declared_patterns(model),
     )
     # What saving does with the tie: the refusals and lost heads of save_pretrained are this model's problems too,
-    # as are names no loader reads (a layer wrapped by torch.compile on its own saves as layers.0._orig_mod.).
-    findings.extend(f for f in saved.findings if f.code in ("TC502", "TC503", "TC018"))
+    # as are names no loader reads (a layer wrapped by torch.compile on its own saves as layers.0._orig_mod., a
+    # pruned weight as weight_orig and weight_mask).
+    findings.extend(f for f in saved.findings if f.code in ("TC502", "TC503", "TC018", "TC019"))
     return ModelInspection(
         shared=tuple(shared),
         shared_modules=tuple(modules),
