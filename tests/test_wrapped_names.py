@@ -176,3 +176,15 @@ def test_a_peft_adapter_beside_the_base_config_is_not_wrapped(tmp_path: Path) ->
         warnings.simplefilter("ignore")
         peft_model.merge_and_unload().save_pretrained(tmp_path / "merged")
     assert "TC018" not in scan_findings(tmp_path / "merged")[1]
+
+
+def test_the_model_inside_a_peft_model_saved_unmerged_is_an_error(tmp_path: Path) -> None:
+    """peft_model.base_model.model.save_pretrained(): the LoRA layers stay injected, q_proj.base_layer.weight."""
+    peft_model = _peft(tiny_llama())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        peft_model.base_model.model.save_pretrained(tmp_path)
+        _, info = transformers.LlamaForCausalLM.from_pretrained(tmp_path, output_loading_info=True)
+    severity, message = scan_findings(tmp_path)[1]["TC018"]
+    assert severity == "error" and "'base_layer.'" in message and "merge_and_unload()" in message
+    assert "model.layers.0.self_attn.q_proj.weight" in info["missing_keys"]

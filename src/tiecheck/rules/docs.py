@@ -197,7 +197,7 @@ DOCS: dict[str, RuleDoc] = {
         "or DataParallel, _orig_mod. for torch.compile, base_model.model. for a PeftModel's own state dict saved as "
         "the model's; not PEFT's adapter_model files, which PEFT reads so), or names hold a wrapper's inner name "
         "(torch.compile of each layer: model.layers.0._orig_mod.; activation checkpointing's "
-        "_checkpoint_wrapped_module.; FSDP's "
+        "_checkpoint_wrapped_module.; PEFT's base_layer. when the model inside a PeftModel is saved unmerged; FSDP's "
         "_fsdp_wrapped_module.), and without it the names are the ones the config's architecture uses (from the "
         "generated shape data; an unknown architecture is not judged).",
         why="Loaders strip a model's own prefix (model.), not a wrapper's: they match none of the names, and "

@@ -40,7 +40,13 @@ INNER = (
     ("_orig_mod.", "torch.compile of a submodule"),
     ("_checkpoint_wrapped_module.", "activation checkpointing's checkpoint_wrapper"),
     ("_fsdp_wrapped_module.", "FSDP (names taken past its state-dict hooks)"),
+    ("base_layer.", "PEFT's LoRA layer (the adapter injected, not merged)"),
 )
+_STRIP_INNER = "Save the model with the wrapper removed, or strip {segment!r} from the names"
+_INNER_ADVICE = {
+    "base_layer.": "Merge the adapter first (merge_and_unload()) and save the merged model, or save the adapter "
+    "alone with the PeftModel's save_pretrained: stripping the name would drop the adapter's update",
+}
 _LISTED = 3
 
 
@@ -98,8 +104,8 @@ def _inner_wrappers(ctx: ScanContext, names: set[str]) -> Iterator[Finding]:
         message = (
             f"{len(hit)} of the {len(names)} tensor names contain {segment!r}, the name {wrapper} inserts "
             f"({listed}): {known.name} has no module so named, so loaders match none of them and initialise "
-            f"those parameters at random (transformers 5: each is missing, and its stored name unexpected). Save "
-            f"the model with the wrapper removed, or strip {segment!r} from the names."
+            f"those parameters at random (transformers 5: each is missing, and its stored name unexpected). "
+            f"{_INNER_ADVICE.get(segment, _STRIP_INNER.format(segment=segment))}."
         )
         yield finding(
             "TC018",
