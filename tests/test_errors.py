@@ -150,3 +150,21 @@ def test_checkpoint_rejected_by_the_callback(fixtures_dir: Path) -> None:
     with pytest.raises(tiecheck.CheckpointRejected, match="TC101") as info:
         TiecheckCallback(fail_on="warning").check(fixtures_dir / "gemma2-merge-duplicated-head")
     assert {f.code for f in info.value.report.findings} == {"TC101"}
+
+
+def test_a_folder_of_another_format_says_which(tmp_path: Path) -> None:
+    """accelerate's FSDP SHARDED_STATE_DICT save (a torch.distributed.checkpoint), GGUF: named, with what to do."""
+    torch = pytest.importorskip("torch")
+    import torch.distributed.checkpoint as dcp
+
+    (tmp_path / "config.json").write_text("{}")
+    dcp.save({"model.embed_tokens.weight": torch.zeros(4, 2)}, checkpoint_id=tmp_path / "pytorch_model_fsdp_0")
+    for target in (tmp_path, tmp_path / "pytorch_model_fsdp_0"):
+        with pytest.raises(tiecheck.UnreadableCheckpoint, match=r"torch\.distributed\.checkpoint") as info:
+            tiecheck.scan(target)
+        assert "accelerate merge-weights" in str(info.value) and "\n" not in str(info.value)
+    gguf = tmp_path / "gguf"
+    gguf.mkdir()
+    (gguf / "model-Q4_K_M.gguf").write_bytes(b"GGUF")
+    with pytest.raises(tiecheck.UnreadableCheckpoint, match="GGUF"):
+        tiecheck.scan(gguf)

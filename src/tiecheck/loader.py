@@ -128,9 +128,8 @@ def load_checkpoint(store: CheckpointStore) -> Checkpoint:
             issues.append(LoadIssue("TC008", shards[0], "shards without an index: loaders cannot find the tensors"))
     side = [n for n in names if n.endswith(PICKLE_FORMAT_SUFFIXES) and n not in weight_names]
     if not weight_names and index_name is None and not side:
-        raise UnreadableCheckpoint(
-            f"{store.location}: not a checkpoint (no .safetensors or pytorch_model*.bin weights found)"
-        )
+        found = "no .safetensors or pytorch_model*.bin weights found"
+        raise UnreadableCheckpoint(f"{store.location}: not a checkpoint ({found}){_hint(store, names)}")
 
     outside = _outside(store, [*weight_names, *([index_name] if index_name else [])])
     for name in outside:
@@ -159,6 +158,20 @@ def load_checkpoint(store: CheckpointStore) -> Checkpoint:
 
 #: What PEFT's save_pretrained writes beside an adapter's weights (``adapter_model.safetensors``).
 ADAPTER_CONFIG = "adapter_config.json"
+_FSDP_FOLDER = "pytorch_model_fsdp_0"
+
+
+def _hint(store: CheckpointStore, names: list[str]) -> str:
+    """What a folder without weights holds instead, when it is a format loaders cannot read as it is."""
+    # accelerate's FSDP save with SHARDED_STATE_DICT: pytorch_model_fsdp_0/ holds the distributed checkpoint
+    if any(n.endswith(".distcp") for n in names) or store.exists(f"{_FSDP_FOLDER}/.metadata"):
+        return (
+            "; it holds a torch.distributed.checkpoint (*.distcp, FSDP's sharded state dict), which loaders do not "
+            "read: merge it (`accelerate merge-weights`, or dcp_to_torch_save) and save the model with save_pretrained"
+        )
+    if any(n.endswith(".gguf") for n in names):
+        return "; it holds GGUF (llama.cpp's format), not a transformers checkpoint"
+    return ""
 
 
 def _base_model(config: ModelConfig | None) -> bool:
