@@ -163,6 +163,12 @@ def test_a_folder_of_another_format_says_which(tmp_path: Path) -> None:
         with pytest.raises(tiecheck.UnreadableCheckpoint, match=r"torch\.distributed\.checkpoint") as info:
             tiecheck.scan(target)
         assert "accelerate merge-weights" in str(info.value) and "\n" not in str(info.value)
+    deepspeed = tmp_path / "deepspeed"
+    deepspeed.mkdir()
+    (deepspeed / "zero_to_fp32.py").write_text("# DeepSpeed writes this beside global_step*/\n")
+    (deepspeed / "latest").write_text("global_step10")
+    with pytest.raises(tiecheck.UnreadableCheckpoint, match="DeepSpeed checkpoint"):
+        tiecheck.scan(deepspeed)
     gguf = tmp_path / "gguf"
     gguf.mkdir()
     (gguf / "model-Q4_K_M.gguf").write_bytes(b"GGUF")

@@ -169,6 +169,11 @@ def _hint(store: CheckpointStore, names: list[str]) -> str:
             "; it holds a torch.distributed.checkpoint (*.distcp, FSDP's sharded state dict), which loaders do not "
             "read: merge it (`accelerate merge-weights`, or dcp_to_torch_save) and save the model with save_pretrained"
         )
+    if "zero_to_fp32.py" in names:
+        return (
+            "; it holds a DeepSpeed checkpoint (zero_to_fp32.py beside global_step*/): run zero_to_fp32.py to write "
+            "the consolidated weights"
+        )
     if any(n.endswith(".gguf") for n in names):
         return "; it holds GGUF (llama.cpp's format), not a transformers checkpoint"
     return ""
