@@ -272,6 +272,20 @@ def test_output_folder_leaves_the_source_alone(merged: Path, tmp_path: Path) -> 
     assert fix(str(merged), "--drop-duplicates", "--output", str(out)).exit_code == 2, "output must be new"
 
 
+def test_output_rescan_sees_the_files_it_carries_over(merged: Path, tmp_path: Path) -> None:
+    """The re-scan of the output must see what is copied with it: a side pickle's finding is not "resolved"."""
+    import pickle
+
+    (merged / "side.pkl").write_bytes(pickle.dumps(os.system, protocol=2))  # imports os.system; never loaded
+    assert "TC401" in codes(merged)
+    out = tmp_path / "fixed"
+    result = fix(str(merged), "--drop-duplicates", "--output", str(out), "--format", "json")
+    assert result.exit_code == 1, result.output  # TC401 remains
+    document = json.loads(result.stdout)
+    assert [f["code"] for f in document["verification"]["resolved"]] == ["TC101"]
+    assert "TC401" in codes(out)
+
+
 @pytest.fixture
 def immutable(merged: Path) -> Iterator[Path]:
     if shutil.which("chattr") is None:

@@ -305,6 +305,18 @@ def _link(source: Path, dest: Path) -> bool:
     return True
 
 
+def _carried(root: Path, skip: set[str]) -> dict[str, Path]:
+    """The other files of the folder, which ``--output`` copies as they are (never through a symlink out of it)."""
+    carried = {}
+    for entry in os.scandir(root):
+        if entry.name in skip or is_fix_artifact(entry.name) or not is_plain_file(entry):
+            continue
+        if entry.is_symlink() and not within(root, Path(entry.path)):
+            continue  # never copy what a symlink out of the folder points to
+        carried[entry.name] = Path(entry.path)
+    return carried
+
+
 def apply_to_output(
     root: Path,
     plan: Plan,
@@ -337,20 +349,17 @@ def apply_to_output(
                 tmp = output / tmp_name(config)
                 shutil.copyfile(root / config, tmp)
                 staged[config] = tmp
-            store = MappedStore(str(output), staged)
+            carried = _carried(root, {f.name for f in before.checkpoint.files} | set(plan.removed) | set(staged))
+            # The re-scan sees the output as it will be: the files carried over too (a tokenizer, side pickles).
+            store = MappedStore(str(output), {**carried, **staged})
             if seen is not None:
                 check_unchanged(root, plan, seen)
             verification = verify(plan, before, LocalStore(root), store, written, {}, run, content)
         for name, tmp in staged.items():
             tmp.replace(output / name)
-        skip = {f.name for f in before.checkpoint.files} | set(plan.removed) | set(staged)
-        for entry in os.scandir(root):
-            if entry.name in skip or is_fix_artifact(entry.name) or not is_plain_file(entry):
-                continue
-            if entry.is_symlink() and not within(root, Path(entry.path)):
-                continue  # never copy what a symlink out of the folder points to
-            if not _link(Path(entry.path), output / entry.name):
-                shutil.copy2(entry.path, output / entry.name)
+        for name, path in carried.items():
+            if not _link(path, output / name):
+                shutil.copy2(path, output / name)
         fsync_dir(output)
     except BaseException:
         if created:
