@@ -172,6 +172,12 @@ class ModelConfig:
     sizes: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     """Every integer of config.json by its dotted key (``vocab_size``, ``text_config.num_hidden_layers``...),
     nested objects up to three levels deep: what the stored shapes are checked against."""
+    token_ids: frozenset[int] = frozenset()
+    """Integers config.json gives under a key naming a token (``image_token_id``, ``eos_token_id: [1, 107]``), at
+    any depth: ids the model code knows, which some architectures map before the embedding lookup."""
+    composite: bool = False
+    """Encoder and decoder are models of their own, each with its config (``EncoderDecoderModel``,
+    ``VisionEncoderDecoderModel``...): each half may have its own vocabulary and tokenizer."""
 
 
 @dataclass(frozen=True)
@@ -183,6 +189,16 @@ class LoadIssue:
     detail: str
     fixable: bool | None = None
     """Whether ``tiecheck fix`` can repair it; None: as the rule's catalogue entry says."""
+
+
+@dataclass(frozen=True)
+class AddedToken:
+    """A token the tokenizer saved beside the weights adds to its vocabulary (``tokenizer.add_tokens``)."""
+
+    id: int
+    content: str
+    file: str
+    """The tokenizer file that declares it."""
 
 
 @dataclass(frozen=True)
@@ -206,6 +222,8 @@ class Checkpoint:
     adapter_config: str | None = None
     """``adapter_config.json`` when the folder holds a PEFT adapter (that file, and no config.json): weights meant
     to go on a base model."""
+    added_tokens: tuple[AddedToken, ...] = ()
+    """The tokenizer files' added tokens, by id: each needs a row of the input embedding."""
 
     @property
     def tensors(self) -> tuple[TensorRecord, ...]:

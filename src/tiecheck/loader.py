@@ -11,12 +11,22 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from tiecheck.checkpoint import Checkpoint, FileFormat, FileProblem, LoadIssue, ModelConfig, ShardIndex, WeightFile
+from tiecheck.checkpoint import (
+    AddedToken,
+    Checkpoint,
+    FileFormat,
+    FileProblem,
+    LoadIssue,
+    ModelConfig,
+    ShardIndex,
+    WeightFile,
+)
 from tiecheck.errors import FormatError, TargetNotFound, UnreadableCheckpoint
 from tiecheck.formats.intent import generation_evidence
 from tiecheck.formats.jsonfiles import parse_config, parse_index
 from tiecheck.formats.lfs import MAX_POINTER_SIZE, parse_lfs_pointer
 from tiecheck.formats.safetensors import read_header
+from tiecheck.formats.tokenizer import TOKENIZER_FILES, read_added_tokens
 from tiecheck.io.paths import within
 from tiecheck.io.source import ByteSource, CheckpointStore, LocalStore
 from tiecheck.ties.table import is_base_model
@@ -153,7 +163,15 @@ def load_checkpoint(store: CheckpointStore) -> Checkpoint:
         generation_evidence=generation_evidence(store, names) if _base_model(config) else (),
         # An adapter folder has no config.json; beside one, the weights are a model's (a repo can ship both).
         adapter_config=ADAPTER_CONFIG if ADAPTER_CONFIG in names and config_file is None else None,
+        added_tokens=_added_tokens(store, names) if config is not None else (),
     )
+
+
+def _added_tokens(store: CheckpointStore, names: list[str]) -> tuple[AddedToken, ...]:
+    """The tokenizer's added tokens, from its files in the folder (never through a symlink out of it)."""
+    present = [n for n in names if n in TOKENIZER_FILES]
+    outside = _outside(store, present)
+    return read_added_tokens(store, [n for n in present if n not in outside])
 
 
 #: What PEFT's save_pretrained writes beside an adapter's weights (``adapter_model.safetensors``).

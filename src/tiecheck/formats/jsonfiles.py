@@ -97,7 +97,25 @@ def parse_config(text: str) -> ModelConfig:
         legacy_tie_levels=MappingProxyType(dict(flag.legacy_levels)),
         sizes=MappingProxyType(_sizes(document)),
         written_tie_levels=frozenset(_flag_levels(document)),
+        token_ids=frozenset(_token_ids(document)),
+        composite=all(isinstance(document.get(k), dict) for k in ("encoder", "decoder")),
     )
+
+
+def _token_ids(document: dict[str, Any], depth: int = 4) -> set[int]:
+    """Every integer (or integer in a list) under a key that names a token, nested objects included."""
+    found: set[int] = set()
+    for key, value in document.items():
+        if isinstance(value, dict):
+            if depth > 1:
+                found |= _token_ids(value, depth - 1)
+            continue
+        if "token" not in key.lower():
+            continue
+        for item in value if isinstance(value, list) else (value,):
+            if isinstance(item, int) and not isinstance(item, bool):
+                found.add(item)
+    return found
 
 
 def _flag_levels(document: dict[str, Any], prefix: str = "", depth: int = 3) -> set[str]:

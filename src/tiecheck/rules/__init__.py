@@ -13,6 +13,7 @@ from tiecheck.rules.quantization import check_quantization
 from tiecheck.rules.shapes import check_shapes
 from tiecheck.rules.structure import check_duplicate_keys, check_files, check_index, check_load_issues
 from tiecheck.rules.ties import check_base_model, check_ties
+from tiecheck.rules.tokenizer import check_tokenizer_rows
 from tiecheck.rules.wrapped import check_wrapped_names
 
 CHECKS: tuple[Check, ...] = (
@@ -26,6 +27,7 @@ CHECKS: tuple[Check, ...] = (
     check_wrapped_names,
     check_pruned,
     check_shapes,
+    check_tokenizer_rows,
     check_ties,
     check_base_model,
     check_content,

@@ -49,6 +49,7 @@ _RULES = (
     Rule("TC018", "wrapped-names", ERR, "Tensor names carry a training wrapper's prefix or inner name.", False),
     Rule("TC019", "pruning-not-removed", ERR, "Weights stored as prune's <name>_orig and <name>_mask.", False),
     Rule("TC020", "interrupted-fix", WARN, "A pending fix journal or temp files left by an interrupted fix.", True),
+    Rule("TC021", "tokenizer-beyond-embedding", WARN, "The tokenizer adds tokens the embedding has no row for.", False),
     Rule("TC101", "redundant-tied-tensor", WARN, "A stored tensor that the config ties to an identical one.", True),
     Rule("TC102", "tie-mismatch", ERR, "The config ties two tensors but their stored values differ.", False),
     Rule(

@@ -231,6 +231,20 @@ DOCS: dict[str, RuleDoc] = {
         "them the same way: what the fix would refuse is reported as not fixable, to be inspected and deleted "
         "by hand.",
     ),
+    "TC021": RuleDoc(
+        detects="Tokens the tokenizer saved beside the weights adds (tokenizer.json's added_tokens, "
+        "tokenizer_config.json's added_tokens_decoder, added_tokens.json) whose ids are not below the row count of "
+        "the input embedding the architecture's class declares (generated tie data). Ids config.json names under a "
+        "token key, embeddings with a second table, encoder-decoder pairs of separate models and custom code are "
+        "left alone: there the model may not look every id up in that table.",
+        why="Both load without a warning; the first text containing such a token fails inside the embedding lookup "
+        "(IndexError on CPU, a device-side assert on CUDA), typically in production, on the chat markers a "
+        "fine-tune added.",
+        example="A fine-tune adds <|im_start|> and <|im_end|> with tokenizer.add_special_tokens, saves tokenizer "
+        "and model, and never calls model.resize_token_embeddings(len(tokenizer)).",
+        fix="Not fixed automatically (new rows need values, and training): resize the embeddings before saving, "
+        "or save the tokenizer without the tokens.",
+    ),
     "TC101": RuleDoc(
         detects="A tensor stored although the config (or the architecture) ties it to another, and the two are "
         "byte-identical: typically lm_head.weight next to model.embed_tokens.weight with tie_word_embeddings true.",
