@@ -271,3 +271,23 @@ def test_member_parse_agrees_with_json(document: dict[str, object], indent: int 
 @given(data=st.binary(max_size=200), first=st.integers(min_value=1, max_value=64))
 def test_member_parse_never_raises(data: bytes, first: int) -> None:
     _top_level_value(_Bytes(data), len(data), "added_tokens", first)
+
+
+def test_hub_repo_reads_only_the_beginning_of_tokenizer_json(tmp_path: Path) -> None:
+    """Remotely too, a large tokenizer.json costs the range its added tokens lie in, not the vocabulary."""
+    from hub_server import serve
+    from tiecheck.io.hub import HubStore
+    from tiecheck.scan import scan_store
+
+    _fine_tune_save(tmp_path, resize=False)
+    document = json.loads((tmp_path / "tokenizer.json").read_text())
+    document["model"]["vocab"].update({f"filler{i}": 1000 + i for i in range(150_000)})
+    (tmp_path / "tokenizer.json").write_text(json.dumps(document))
+    size = (tmp_path / "tokenizer.json").stat().st_size
+    assert size > 3 << 20
+    with serve() as hub:
+        hub.add_folder("org/chat-tune", tmp_path)
+        report = scan_store(HubStore("org/chat-tune", endpoint=hub.hub_url, token=False))
+        served = hub.hub.bytes + hub.cdn.bytes - hub.hub.api_bytes - hub.cdn.api_bytes
+    assert "TC021" in {f.code for f in report.findings}
+    assert served < 1 << 20, f"{served:,} bytes served for a {size:,}-byte tokenizer.json"
