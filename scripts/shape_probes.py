@@ -172,11 +172,59 @@ def count_keys(
         if len(seen) < 2:
             continue
         full = f"{path}.{key}" if path else key
-        for naming, prefixes in base_lists.items():
-            for prefix, count in prefixes.items():
-                if prefix not in known and all(r[naming].get(prefix) == count + d for d, r in seen):
-                    found.append((naming, prefix, full, count - value))
+        _follow(found, base_lists, known, seen, full, value)
+    for key in _lists(level):
+        # Lists of one length change together (Swin's depths and num_heads), so each is recorded; the rules
+        # speak only where all of a list's records agree (a longer num_heads than depths still builds).
+        value = len(level[key])
+        seen = []
+        for delta in (1, 2):
+            try:
+                config, loaded = _from_json(base, path, _longer(level, key, value + delta))
+                lists = lists_of(config)
+            except Exception:  # noqa: BLE001 - a change the architecture rejects teaches nothing
+                break
+            if not isinstance(loaded.get(key), list) or len(loaded[key]) != value + delta:
+                break
+            seen.append((delta, lists))
+        if len(seen) == 2:
+            _follow(found, base_lists, known, seen, f"len({path}.{key})" if path else f"len({key})", value)
     return _independent(base, path, found, lists_of, base_lists) if found else []
+
+
+def _follow(
+    found: list[tuple[str, str, str, int]],
+    base_lists: Lists,
+    known: set[str],
+    seen: list[tuple[int, Lists]],
+    key: str,
+    value: int,
+) -> None:
+    """Record each index list that grew exactly as ``key`` did, in every probe."""
+    for naming, prefixes in base_lists.items():
+        for prefix, count in prefixes.items():
+            if prefix not in known and all(r[naming].get(prefix) == count + d for d, r in seen):
+                found.append((naming, prefix, key, count - value))
+
+
+def _lists(level: dict[str, Any]) -> list[str]:
+    """Keys whose value is a list of numbers or strings: a per-stage setting whose length may count stages
+    (Swin's ``depths``)."""
+    return sorted(
+        k
+        for k, v in level.items()
+        if isinstance(v, list) and 0 < len(v) <= MAX_COUNT and all(isinstance(i, int | float | str) for i in v)
+    )
+
+
+def _longer(level: dict[str, Any], key: str, new: int) -> dict[str, Any]:
+    """``key``'s list extended to ``new`` entries (its last repeated), with every list of that length alike."""
+    old = len(level[key])
+    return {
+        attr: list(value) + [value[-1]] * (new - old)
+        for attr, value in level.items()
+        if isinstance(value, list) and len(value) == old
+    }
 
 
 def _independent(

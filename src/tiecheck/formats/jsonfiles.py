@@ -128,11 +128,14 @@ def _flag_levels(document: dict[str, Any], prefix: str = "", depth: int = 3) -> 
 
 
 def _sizes(document: dict[str, Any], prefix: str = "", depth: int = 3) -> dict[str, int]:
-    """The integers of a config document by dotted key (booleans are not sizes), nested objects included."""
+    """The integers of a config document by dotted key (booleans are not sizes), nested objects included, and
+    the length of each list as ``len(key)``."""
     result: dict[str, int] = {}
     for key, value in document.items():
         if isinstance(value, int) and not isinstance(value, bool):
             result[prefix + key] = value
+        elif isinstance(value, list):
+            result[f"len({prefix}{key})"] = len(value)  # a per-stage list counts stages (Swin's depths)
         elif isinstance(value, dict) and depth > 1:
             result.update(_sizes(value, f"{prefix}{key}.", depth - 1))
     return result

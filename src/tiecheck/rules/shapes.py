@@ -237,7 +237,7 @@ def _neighbours(ctx: ScanContext, stored: dict[int, list[str]], absent: list[int
 
 def _lists(ctx: ScanContext, config: ModelConfig, known: ClassShapes, listed: set[str]) -> Iterator[Finding]:
     ignored = [re.compile(p) for p in known.unexpected]
-    for lst in known.lists:
+    for lst in _agreeing(config, known.lists):
         value = config.sizes.get(lst.key)
         if value is None or value + lst.offset < 0:
             continue
@@ -268,6 +268,29 @@ def _lists(ctx: ScanContext, config: ModelConfig, known: ClassShapes, listed: se
         if extra:
             found = _extra(known, lst, value, expected, extra, surplus)
             yield replace(found, files=tuple(sorted({f for f in map(partial(_file_of, ctx), surplus) if f})))
+
+
+def _agreeing(config: ModelConfig, lists: tuple[IndexList, ...]) -> list[IndexList]:
+    """The index lists to check. Lists of config.json that change length together (Swin's ``depths`` and
+    ``num_heads``) are all recorded as sizing the stages; one that is merely long enough still builds, so
+    a prefix sized by list lengths is checked once, and only where all of them agree."""
+    by_length: dict[str, list[IndexList]] = {}
+    for lst in lists:
+        if lst.key.startswith("len("):
+            by_length.setdefault(lst.prefix, []).append(lst)
+    checked = [lst for lst in lists if not lst.key.startswith("len(")]
+    for group in by_length.values():
+        counts = {config.sizes.get(lst.key) for lst in group}
+        if len(counts) == 1 and None not in counts:
+            checked.append(group[0])
+    return checked
+
+
+def _set_count(key: str, count: str) -> str:
+    """How to change the count ``key`` names: an integer is set, a list (``len(depths)``) cut or extended."""
+    if key.startswith("len("):
+        return f"cut or extend {key[4:-1]} (and each list as long as it) to {count}"
+    return f"set {key} to {count}"
 
 
 def _where(found: dict[str, list[int]]) -> str:
@@ -302,7 +325,7 @@ def _missing(
         f"{len(templates)} tensors of {known.name} are missing. transformers' from_pretrained loads the model "
         f'anyway and initialises them at random (the "newly initialized" warning): the model runs with random '
         f"layers. Restore the shard or tensors that held them; if layers were removed on purpose, renumber the "
-        f"remaining ones from 0 and set {lst.key} to their count.",
+        f"remaining ones from 0 and {_set_count(lst.key, 'their count')}.",
         tensors=templates,
     )
 
@@ -328,8 +351,8 @@ def _extra(
         "TC016",
         f"layers {_where(extra)} are stored, but {lst.key} is {value} in config.json ({known.name} builds "
         f"{expected}): transformers' from_pretrained ignores them (unexpected keys), so {len(surplus)} stored "
-        f"tensors are silently dropped. If they belong to the model (layers added, depth up-scaling), set "
-        f"{lst.key} to the number stored; otherwise remove them.",
+        f"tensors are silently dropped. If they belong to the model (layers added, depth up-scaling), "
+        f"{_set_count(lst.key, 'the number stored')}; otherwise remove them.",
         tensors=surplus,
         severity=Severity.WARNING,
     )
