@@ -40,18 +40,10 @@ def _tokenizer() -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
 
 
-def _llama(vocab: int, **extra: object) -> LlamaForCausalLM:
+def _llama(vocab: int) -> LlamaForCausalLM:
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        **extra,
-    )
-    return LlamaForCausalLM(config).eval()
+    shape = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2}
+    return LlamaForCausalLM(LlamaConfig(vocab_size=vocab, num_key_value_heads=2, **shape)).eval()
 
 
 def _fine_tune_save(path: Path, *, resize: bool, pad_to: int | None = None) -> PreTrainedTokenizerFast:
