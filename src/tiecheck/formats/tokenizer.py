@@ -29,7 +29,8 @@ TOKENIZER_CONFIG = "tokenizer_config.json"
 ADDED_TOKENS_JSON = "added_tokens.json"
 TOKENIZER_FILES = (TOKENIZER_JSON, TOKENIZER_CONFIG, ADDED_TOKENS_JSON)
 
-#: Bytes of tokenizer.json read first, and at most: its added tokens come before the vocabulary.
+#: Bytes of tokenizer.json read first (its added tokens come before the vocabulary), and the most read of any
+#: tokenizer file: a larger one is not a plausible place for added tokens, and is left alone.
 _FIRST_READ = 256 << 10
 MAX_READ = 16 << 20
 #: Ids beyond this are not token ids (the largest vocabularies have about 2**18 entries).
