@@ -166,3 +166,21 @@ def test_an_index_of_a_million_missing_shards_is_one_finding_in_seconds(tmp_path
     result = scan_in_child(tmp_path)
     assert result["codes"].count("TC002") == 1, result["messages"]  # type: ignore[union-attr]
     assert result["seconds"] < 3 * SECONDS, result  # parsing a 50 MB index is most of it  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("count", [10**6, 10**18])
+@pytest.mark.parametrize("model", [("llama", "LlamaForCausalLM"), ("custom", "CustomForCausalLM")])
+def test_a_huge_layer_count_in_config_json_is_one_tc016_in_seconds(
+    tmp_path: Path, model: tuple[str, str], count: int
+) -> None:
+    """config.json is input: a layer count of 10**18 costs what the stored layers cost. Known classes
+    (generated shape data) and unknown ones (the guess from common names) both report the runs missing."""
+    from tiecheck import testing
+
+    testing.write_sharded(tmp_path, [testing.llama_like(head=True)])
+    testing.write_json(tmp_path / "config.json", testing.config(*model, num_hidden_layers=count))
+    result = scan_in_child(tmp_path)
+    assert result["codes"].count("TC016") == 1, result["messages"]  # type: ignore[union-attr]
+    assert any(f"layers.{{2-{count - 1}}}" in m for m in result["messages"]), result  # type: ignore[union-attr]
+    assert result["seconds"] < SECONDS, result  # type: ignore[operator]
+    assert result["megabytes"] < MEGABYTES, result  # type: ignore[operator]

@@ -14,6 +14,17 @@ from functools import partial
 
 from tiecheck.checkpoint import ModelConfig, TensorRecord
 from tiecheck.findings import Finding, Severity
+from tiecheck.rules._numbering import (
+    MAX_NAMED,
+    Missing,
+    Run,
+    absent_runs,
+    describe,
+    is_tail,
+    missing_names,
+    next_to,
+    runs_of,
+)
 from tiecheck.rules.base import ScanContext
 from tiecheck.rules.catalog import finding
 from tiecheck.ties.shapes import ClassShapes, Dim, IndexList, key_kind, shape_knowledge
@@ -196,24 +207,6 @@ def _instances(lst: IndexList, listed: Iterable[str]) -> dict[str, dict[int, lis
     return result
 
 
-def _template(prefix: str, stored: dict[int, list[str]], index: int) -> list[str]:
-    """The names index ``index`` would hold: the suffixes every stored index has (all of them if none is)."""
-    suffixes = [{n[len(prefix) + len(str(i)) + 1 :] for n in names} for i, names in stored.items()]
-    common = set.intersection(*suffixes) or set.union(*suffixes)
-    return [f"{prefix}{index}.{s}" for s in sorted(common)]
-
-
-def _ranges(indices: list[int]) -> str:
-    """``[3, 4, 5, 9]`` -> ``3-5, 9``."""
-    runs: list[list[int]] = []
-    for i in sorted(indices):
-        if runs and runs[-1][1] == i - 1:
-            runs[-1][1] = i
-        else:
-            runs.append([i, i])
-    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
-
-
 def _extra_allowed(config: ModelConfig) -> int:
     """Layers stored beyond the count on purpose: multi-token-prediction heads (DeepSeek-V3, GLM-4.5...)."""
     return sum(v for k, v in config.sizes.items() if ("nextn" in k or "mtp" in k.lower()) and 0 < v < 16)
@@ -225,16 +218,6 @@ def _file_of(ctx: ScanContext, name: str) -> str | None:
     return tensor.file if tensor else index.weight_map.get(name) if index else None
 
 
-def _neighbours(ctx: ScanContext, stored: dict[int, list[str]], absent: list[int]) -> set[str]:
-    """The files holding the stored indices next to each missing run: where the missing ones were expected."""
-    files: set[str] = set()
-    for i in absent:
-        for j in (i - 1, i + 1):
-            if j in stored and j not in absent:
-                files.update(f for f in (_file_of(ctx, n) for n in stored[j]) if f)
-    return files
-
-
 def _lists(ctx: ScanContext, config: ModelConfig, known: ClassShapes, listed: set[str]) -> Iterator[Finding]:
     ignored = [re.compile(p) for p in known.unexpected]
     for lst in _agreeing(config, known.lists):
@@ -244,27 +227,31 @@ def _lists(ctx: ScanContext, config: ModelConfig, known: ClassShapes, listed: se
         expected = value + lst.offset
         experts = key_kind(lst.key) == "experts"
         allowed = 0 if experts else _extra_allowed(config)
-        missing: dict[str, list[int]] = {}
-        extra: dict[str, list[int]] = {}
-        templates: list[str] = []
+        missing: dict[str, list[Run]] = {}
+        extra: dict[str, list[Run]] = {}
+        names: list[str] = []
+        count = 0
         surplus: list[str] = []
         files: set[str] = set()
         for prefix, stored in sorted(_instances(lst, listed).items()):
-            absent = [i for i in range(expected) if i not in stored]
+            absent = absent_runs(expected, stored)
             # only what is stored: a name the index lists in a missing or broken shard is TC002/TC001's
             beyond = sorted(
-                i for i, names in stored.items() if i >= expected + allowed and any(n in ctx.tensors for n in names)
+                i for i, held in stored.items() if i >= expected + allowed and any(n in ctx.tensors for n in held)
             )
             beyond = [i for i in beyond if not all(any(p.search(n) for p in ignored) for n in stored[i])]
             if absent:
                 missing[prefix] = absent
-                templates += [n for i in absent for n in _template(prefix, stored, i)]
-                files |= _neighbours(ctx, stored, absent)
+                would = missing_names(prefix, stored, absent)
+                names += would.names[: MAX_NAMED - len(names)]
+                count += would.count
+                files.update(f for f in map(partial(_file_of, ctx), next_to(absent, stored)) if f)
             if beyond:
-                extra[prefix] = beyond
+                extra[prefix] = runs_of(beyond)
                 surplus += sorted(n for i in beyond for n in stored[i])
         if missing:
-            yield replace(_missing(config, known, lst, expected, missing, templates), files=tuple(sorted(files)))
+            found = _missing(config, known, lst, expected, missing, Missing(tuple(names), count))
+            yield replace(found, files=tuple(sorted(files)))
         if extra:
             found = _extra(known, lst, value, expected, extra, surplus)
             yield replace(found, files=tuple(sorted({f for f in map(partial(_file_of, ctx), surplus) if f})))
@@ -293,8 +280,8 @@ def _set_count(key: str, count: str) -> str:
     return f"set {key} to {count}"
 
 
-def _where(found: dict[str, list[int]]) -> str:
-    parts = [f"{prefix}{{{_ranges(indices)}}}" for prefix, indices in list(found.items())[:_LISTED]]
+def _where(found: dict[str, list[Run]]) -> str:
+    parts = [f"{prefix}{{{describe(runs)}}}" for prefix, runs in list(found.items())[:_LISTED]]
     return ", ".join(parts) + (f" and {len(found) - _LISTED} more" if len(found) > _LISTED else "")
 
 
@@ -303,13 +290,12 @@ def _missing(
     known: ClassShapes,
     lst: IndexList,
     expected: int,
-    missing: dict[str, list[int]],
-    templates: list[str],
+    missing: dict[str, list[Run]],
+    would: Missing,
 ) -> Finding:
     value = config.sizes[lst.key]
-    last = max(max(i) for i in missing.values())
-    gap = last < expected - 1 or any(i != list(range(expected - len(i), expected)) for i in missing.values())
-    shape = "a gap in the numbering" if gap else "the last ones are missing"
+    tail = all(is_tail(runs, expected) for runs in missing.values())
+    shape = "the last ones are missing" if tail else "a gap in the numbering"
     if key_kind(lst.key) == "experts":
         return finding(
             "TC017",
@@ -317,21 +303,21 @@ def _missing(
             f"transformers 5 stacks each layer's experts into one tensor and refuses the load (size mismatch); a "
             f"loader that keeps experts apart initialises them at random. Restore the missing experts, or set "
             f"{lst.key} to the number stored if they were pruned on purpose (and renumber them from 0).",
-            tensors=templates,
+            tensors=would.names,
         )
     return finding(
         "TC016",
         f"{lst.key} is {value} in config.json, but layers {_where(missing)} are not stored ({shape}): "
-        f"{len(templates)} tensors of {known.name} are missing. transformers' from_pretrained loads the model "
+        f"{would.count} tensors of {known.name} are missing. transformers' from_pretrained loads the model "
         f'anyway and initialises them at random (the "newly initialized" warning): the model runs with random '
         f"layers. Restore the shard or tensors that held them; if layers were removed on purpose, renumber the "
         f"remaining ones from 0 and {_set_count(lst.key, 'their count')}.",
-        tensors=templates,
+        tensors=would.names,
     )
 
 
 def _extra(
-    known: ClassShapes, lst: IndexList, value: int, expected: int, extra: dict[str, list[int]], surplus: list[str]
+    known: ClassShapes, lst: IndexList, value: int, expected: int, extra: dict[str, list[Run]], surplus: list[str]
 ) -> Finding:
     if key_kind(lst.key) == "experts":
         fused = known.alias is not None and any(key_kind(d.key) == "experts" for d in known.alias.dims)
@@ -404,14 +390,15 @@ def _guessed(ctx: ScanContext, config: ModelConfig, listed: set[str]) -> Iterato
         stored = _instances(IndexList(prefix, "", 0), listed).get(prefix)
         if not stored:
             continue
-        absent = [i for i in range(layers) if i not in stored]
+        absent = absent_runs(layers, stored)
         if absent:
+            would = missing_names(prefix, stored, absent)
             yield finding(
                 "TC016",
-                f"the config counts {layers} layers, but {prefix}{{{_ranges(absent)}}} are not stored: loaders "
+                f"the config counts {layers} layers, but {prefix}{{{describe(absent)}}} are not stored: loaders "
                 f"initialise missing layers at random. Restore them, or renumber the stored layers and set the "
                 f"layer count to match.{_GUESS}",
-                tensors=[n for i in absent for n in _template(prefix, stored, i)],
+                tensors=would.names,
                 severity=Severity.WARNING,
             )
         beyond = sorted(
@@ -420,8 +407,8 @@ def _guessed(ctx: ScanContext, config: ModelConfig, listed: set[str]) -> Iterato
         if beyond:
             yield finding(
                 "TC016",
-                f"the config counts {layers} layers, but {prefix}{{{_ranges(beyond)}}} are stored too: loaders "
-                f"ignore them. Set the layer count to match if they belong to the model.{_GUESS}",
+                f"the config counts {layers} layers, but {prefix}{{{describe(runs_of(beyond))}}} are stored too: "
+                f"loaders ignore them. Set the layer count to match if they belong to the model.{_GUESS}",
                 tensors=sorted(n for i in beyond for n in stored[i]),
                 severity=Severity.INFO,
             )
