@@ -47,8 +47,13 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth")
 NOT_WEIGHTS = re.compile(r"^(training_args\.bin|optimizer\.pt|scheduler\.pt|scaler\.pt|rng_state.*\.pth)$")
 #: Every pickle-format file: all of them are read for their imports (TC401), weights or not.
 PICKLE_FORMAT_SUFFIXES = (*PICKLE_SUFFIXES, ".ckpt", ".pkl")
+#: Beside the weights, any name a pickle goes by (``.pth.tar``, joblib's dumps), in any case: what
+#: matters is what loading it runs, and ``torch.load`` or ``pickle.load`` do not look at the name.
+_SIDE_SUFFIXES = (*PICKLE_FORMAT_SUFFIXES, ".pickle", ".joblib", ".tar")
 #: A side pickle loaded with weights_only=False: the issue code recorded for it (TC401).
 SIDE_PICKLE = "TC401"
+#: A side pickle whose imports could not all be walked (padding past the opcode budget): TC403.
+SIDE_PICKLE_UNCHECKED = "TC403"
 #: Imports that the Trainer's own side files hold (``training_args.bin``: its argument classes and enums;
 #: ``rng_state*.pth``: numpy arrays). Only the classes of these modules, and only in files named like the
 #: Trainer's: anything else a side pickle imports (``os.system``, ``builtins.exec``...) is reported.
@@ -136,7 +141,7 @@ def load_checkpoint(store: CheckpointStore) -> Checkpoint:
         shards = [n for n in weight_names if SHARD_PATTERN.match(n)]
         if len(shards) > 1:
             issues.append(LoadIssue("TC008", shards[0], "shards without an index: loaders cannot find the tensors"))
-    side = [n for n in names if n.endswith(PICKLE_FORMAT_SUFFIXES) and n not in weight_names]
+    side = [n for n in names if n.lower().endswith(_SIDE_SUFFIXES) and n not in weight_names]
     if not weight_names and index_name is None and not side:
         found = "no .safetensors or pytorch_model*.bin weights found"
         raise UnreadableCheckpoint(f"{store.location}: not a checkpoint ({found}){_hint(store, names)}")
@@ -333,10 +338,11 @@ def _read_pickle_file(source: ByteSource, name: str) -> WeightFile:
 def _side_pickle(store: CheckpointStore, name: str) -> LoadIssue | None:
     """A pickle-format file the loader does not read as weights: only its imports matter (TC401).
 
-    Loading it (Trainer resume, a user's ``torch.load``) runs what it imports. Other problems (not a
-    torch file, truncated) are not reported: it is not weights, and may be any pickle.
+    Loading it (Trainer resume, a user's ``torch.load``) runs what it imports. A pickle too long to walk
+    whole is reported as unchecked (TC403): what lies past the walk's limits may import anything. Other
+    problems (not a torch file, truncated) are not reported: it is not weights, and may be any pickle.
     """
-    from tiecheck.formats.torch_pickle import UnsafePickleError, read_torch_file
+    from tiecheck.formats.torch_pickle import UncheckedPickleError, UnsafePickleError, read_torch_file
 
     try:
         source = store.open(name)
@@ -349,6 +355,8 @@ def _side_pickle(store: CheckpointStore, name: str) -> LoadIssue | None:
         if trainer and all(g in _TRAINER_GLOBALS or _TRAINER_CLASSES.match(g) for g in exc.globals):
             return None
         return LoadIssue(SIDE_PICKLE, name, exc.detail)
+    except UncheckedPickleError as exc:
+        return LoadIssue(SIDE_PICKLE_UNCHECKED, name, exc.detail)
     except (FormatError, OSError):
         return None
     finally:

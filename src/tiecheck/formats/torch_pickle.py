@@ -40,7 +40,15 @@ from tiecheck.formats._zip import Archive, Entry, ZipError, read_archive, read_e
 from tiecheck.formats.dtypes import DTYPES
 from tiecheck.io.source import ByteSource
 
-__all__ = ["SAFE_GLOBALS", "PickleWalk", "TorchFile", "UnsafePickleError", "read_torch_file", "walk_pickle"]
+__all__ = [
+    "SAFE_GLOBALS",
+    "PickleWalk",
+    "TorchFile",
+    "UncheckedPickleError",
+    "UnsafePickleError",
+    "read_torch_file",
+    "walk_pickle",
+]
 
 #: Sub-rules of :class:`FormatError` raised here; ``UNSAFE`` maps to TC401, the others to TC403.
 UNSAFE = "unsafe-pickle"
@@ -49,7 +57,8 @@ UNREADABLE = "unreadable-pickle"
 #: data.pkl of a real state dict is kilobytes to a few MB (100 bytes a tensor); a bigger one, or
 #: leading pickles of a legacy or bare file past this, are refused, not read.
 MAX_PICKLE_SIZE = 64 << 20
-LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+#: The first pickle of a legacy (non-zip) torch file holds this number, in any pickle protocol.
+LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 ZIP_MAGIC = b"PK\x03\x04"
 WRAPPER_KEYS = ("state_dict", "model", "module", "model_state_dict")
 
@@ -70,6 +79,13 @@ class UnsafePickleError(FormatError):
         self.globals = tuple(globals_)
 
 
+class UncheckedPickleError(FormatError):
+    """Part of what a loader would unpickle lies past the walk's limits: its imports are not all known."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(UNREADABLE, detail)
+
+
 def _unreadable(detail: str, tensor: str | None = None) -> FormatError:
     return FormatError(UNREADABLE, detail, tensor)
 
@@ -81,15 +97,13 @@ def detect_format(head: bytes) -> str:
     """Name a weight file's container from its first bytes (512 are enough)."""
     if head.startswith(ZIP_MAGIC):
         return "zip"
-    if head.startswith(LEGACY_MAGIC):
-        return "legacy"
     if len(head) >= 262 and head[257:262] == b"ustar":
         return "tar"
-    if head[:1] == b"\x80":
-        return "pickle"
     if not head:
         return "empty"
-    return "unknown"
+    # Anything else is a stream of pickles to torch.load and pickle.load, whatever its first byte:
+    # protocols 0 and 1 have no PROTO opcode, and PROTO need not come first.
+    return "pickle"
 
 
 #: What a reader bug on a hostile file could raise; it becomes TC403, never an internal error that
@@ -127,31 +141,39 @@ def _read_torch_file(source: ByteSource, file_name: str) -> TorchFile:
         raise _unreadable("the file is empty")
     if kind == "tar":
         raise _unreadable("legacy tar format (torch < 0.1.10) is not supported; re-save it with a recent torch")
-    if kind == "unknown":
-        raise _unreadable("not a PyTorch checkpoint (neither a zip archive nor a pickle)")
-    # Legacy and bare pickles: walk the leading pickles (unsafe globals first), then read or refuse.
+    # Legacy files and bare pickles: walk the leading pickles (unsafe globals first), then read or refuse.
     walks: list[PickleWalk] = []
     position = 0
-    for _ in LEGACY_PICKLES:  # torch.load reads any non-zip file as these (a bare pickle: the first runs)
+    for _ in LEGACY_PICKLES:
         walks.append(_walk_at(source, position))
         position = walks[-1].end
-        # A walk that lost track but reached STOP goes on: later pickles may still name imports.
-        if not walks[-1].stopped or walks[-1].exhausted or bytes(source.read(position, 1)) != b"\x80":
+        # torch.load reads the next pickle only after the magic number; another pickle is walked anyway
+        # when one starts there (a walk that lost track but reached STOP: later pickles may name imports).
+        if not walks[-1].stopped or walks[-1].exhausted or position >= source.size:
+            break
+        if not _is_legacy(walks[0]) and bytes(source.read(position, 1)) != b"\x80":
             break
     unsafe = [g for walk in walks for g in walk.unsafe]
     if unsafe:
         raise _unsafe(list(dict.fromkeys(unsafe)), walks)
     if position >= MAX_PICKLE_SIZE and not walks[-1].stopped:
-        raise _unreadable(f"the leading pickles run past the {MAX_PICKLE_SIZE:,}-byte limit")
+        raise UncheckedPickleError(f"the leading pickles run past the {MAX_PICKLE_SIZE:,}-byte limit")
     budget = next((w.broken for w in walks if w.exhausted), None)
     if budget is not None:
-        raise _unreadable(budget)
+        raise UncheckedPickleError(budget)
+    if not walks[0].stopped:
+        why = walks[0].broken or "it ends before the pickle's STOP"
+        raise _unreadable(f"not a PyTorch checkpoint: not a zip archive, and not a whole pickle ({why})")
     if _opens_as_tar(source):
         # torch.load tries the legacy tar format first: this file is a tar to torch, pickles to a scanner.
         raise _unreadable("the file is both a tar archive and a pickle; torch reads it as the legacy tar format")
-    if kind == "legacy":
+    if _is_legacy(walks[0]):
         return _read_legacy(source, file_name, walks, position)
     raise _unreadable("a bare pickle, not a torch.save zip archive")
+
+
+def _is_legacy(first: PickleWalk) -> bool:
+    return type(first.value) is int and first.value == LEGACY_MAGIC_NUMBER
 
 
 _FIRST_PREFIX = 1 << 20
@@ -281,6 +303,9 @@ def _read_zip(source: ByteSource, file_name: str) -> TorchFile:
     if not walks:
         raise _unreadable(f"the zip archive has no {_quote(root)}/data.pkl: not a torch.save checkpoint")
     (pkl, walk), *_ = walks
+    if pkl.size > MAX_PICKLE_SIZE or (isinstance(walk, PickleWalk) and walk.exhausted):
+        why = walk.broken if isinstance(walk, PickleWalk) else walk
+        raise UncheckedPickleError(f"{_quote(pkl.name)} cannot be walked whole: {why}")
     if not isinstance(walk, PickleWalk):
         raise _unreadable(f"{_quote(pkl.name)} cannot be read: {walk}")
     if walk.broken:

@@ -428,8 +428,10 @@ DOCS: dict[str, RuleDoc] = {
     "TC403": RuleDoc(
         detects="A pickle checkpoint that cannot be read: a truncated or corrupt zip, a compressed record or one of "
         "the wrong size, a tensor reaching past its storage, or a format tiecheck names but does not read "
-        "(legacy tar, TorchScript archive, big-endian).",
-        why="torch.load fails on it, or reads garbage; the message says which part is broken.",
+        "(legacy tar, TorchScript archive, big-endian). Beside the weights, a pickle too long to walk whole "
+        "(past the opcode budget or the size limit) is a warning: its imports could not all be checked.",
+        why="torch.load fails on it, or reads garbage; the message says which part is broken. A pickle that "
+        "was not walked to its end may import anything past that point.",
         example="pytorch_model-00002-of-00003.bin was cut off during upload: the zip's central directory is missing.",
         fix="Not fixed automatically: re-export from the source weights.",
     ),

@@ -6,8 +6,8 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 from tiecheck.checkpoint import FileFormat, TensorRecord, WeightFile
-from tiecheck.findings import Finding
-from tiecheck.loader import LFS_POINTER
+from tiecheck.findings import Finding, Severity
+from tiecheck.loader import LFS_POINTER, SIDE_PICKLE_UNCHECKED
 from tiecheck.rules.base import ScanContext, human_bytes
 from tiecheck.rules.catalog import finding
 
@@ -65,6 +65,15 @@ def check_side_pickles(ctx: ScanContext) -> Iterator[Finding]:
                 f"{issue.file}: {issue.detail}. The loader does not read it as weights, but anyone who loads it "
                 "(torch.load, a Trainer resuming) runs that code: delete it or keep it out of the upload.",
                 files=[issue.file],
+            )
+        elif issue.rule == SIDE_PICKLE_UNCHECKED:
+            yield finding(
+                "TC403",
+                f"{issue.file}: its imports could not all be checked ({issue.detail}). The loader does not read it "
+                "as weights, but anyone who loads it runs whatever lies past that point: treat it as unsafe, or "
+                "delete it or keep it out of the upload.",
+                files=[issue.file],
+                severity=Severity.WARNING,
             )
 
 
