@@ -198,6 +198,27 @@ def test_hugging_face_cache_snapshot_is_refused_in_place(merged: Path, tmp_path:
     assert loadable(out)
 
 
+def test_a_cache_whose_blobs_lead_outside_is_not_a_cache(merged: Path, outside: Path, tmp_path: Path) -> None:
+    """Only the snapshot's own repo's real blobs/ may hold its files. A blobs/ that is a symlink elsewhere (here
+    to a folder holding the weights and a secret) makes every snapshot link a way out: TC008, not read, and
+    ``fix --output`` copies nothing from there."""
+    write_hf_cache(tmp_path, "org/name", merged, sha="0123abcd")
+    repo = tmp_path / "models--org--name"
+    snap = repo / "snapshots" / "0123abcd"
+    shutil.move(repo / "blobs", outside / "blobs")
+    (outside / "blobs" / "secret").write_text("host secret")
+    (repo / "blobs").symlink_to(outside / "blobs", target_is_directory=True)
+    (snap / "README.md").symlink_to("../../blobs/secret")
+    there = snapshot(outside)
+    found = scan(snap)
+    assert {f.code for f in found.findings} >= {"TC008"}
+    assert all(f.code != "TC101" for f in found.findings), "the weights outside were read"
+    out = tmp_path / "fixed"
+    runner.invoke(app, ["fix", "--drop-duplicates", "-o", str(out), str(snap)])
+    assert not (out / "README.md").exists()
+    assert snapshot(outside) == there
+
+
 # --- modes, owner, extended attributes, read-only files ------------------------------------
 
 

@@ -14,10 +14,14 @@ from pathlib import Path
 
 
 def cache_blobs(root: Path) -> Path | None:
-    """The ``blobs/`` folder of the Hugging Face cache repo ``root`` is a snapshot of, if it is one."""
+    """The ``blobs/`` folder of the Hugging Face cache repo ``root`` is a snapshot of, if it is one.
+
+    It must be a real folder beside ``snapshots/``: a ``blobs`` that is a symlink (to ``/etc``, say) would
+    turn every snapshot link into a way out of the folder. huggingface_hub never makes it one.
+    """
     snapshots = root.resolve().parent
     blobs = snapshots.parent / "blobs"
-    if snapshots.name == "snapshots" and blobs.is_dir():
+    if snapshots.name == "snapshots" and not blobs.is_symlink() and blobs.is_dir():
         return blobs
     return None
 
