@@ -135,6 +135,28 @@ def test_transposed_view_is_written_in_c_order(tmp_path: Path) -> None:
     assert tensors["w"] == as_bytes(weight)
 
 
+def test_a_small_expanded_buffer_is_written_out_in_full(tmp_path: Path) -> None:
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    mask = torch.arange(4, dtype=torch.float32).expand(1000, 4)  # stride (0, 1): 16 KB from 16 bytes
+    torch.save({"mask": mask, "w": torch.ones(3)}, folder / "pytorch_model.bin")
+    run_fix(folder, CONVERT)
+    assert loadable(folder)["mask"] == as_bytes(mask.contiguous())
+
+
+@pytest.mark.parametrize("output", [False, True])
+def test_an_expanded_tensor_of_terabytes_is_refused_before_writing(tmp_path: Path, output: bool) -> None:
+    """torch.zeros(1).expand(2**40) pickles to 4 bytes of storage; converted it would be 4 TB."""
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    torch.save({"bomb": torch.zeros(1).expand(2**40), "w": torch.ones(3)}, folder / "pytorch_model.bin")
+    before = snapshot(folder)
+    out = tmp_path / "out"
+    with pytest.raises(RefusedError, match="expanded tensor"):
+        run_fix(folder, CONVERT, output=out if output else None)
+    assert snapshot(folder) == before and not out.exists()
+
+
 def test_output_folder_leaves_the_source_alone(tmp_path: Path) -> None:
     m = model(tie=True)
     folder = tmp_path / "ckpt"

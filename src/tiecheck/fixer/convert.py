@@ -10,8 +10,9 @@ import json
 from types import MappingProxyType
 from typing import Any
 
-from tiecheck.checkpoint import FileFormat
+from tiecheck.checkpoint import FileFormat, TensorRecord
 from tiecheck.fixer.plan import Action, ActionKind, KeptNote, OutputFile, Plan, RefusedError, _Planner, finding_key
+from tiecheck.rules.base import human_bytes
 
 
 def conversion_plan(self: _Planner) -> Plan:
@@ -43,6 +44,7 @@ def conversion_plan(self: _Planner) -> Plan:
         if f.format is FileFormat.PICKLE
     ]
     shards = [(name, tensors) for name, tensors in shards if tensors]
+    _refuse_expanded([t for _, tensors in shards for t in tensors])
     if not shards:
         raise RefusedError(f"{ckpt.location}: the conversion would leave no tensor at all")
     sharded = ckpt.index is not None or len(shards) > 1
@@ -95,6 +97,29 @@ def conversion_plan(self: _Planner) -> Plan:
         fixed=frozenset(self.fixed),
         old_index_files=frozenset(removed),
     )
+
+
+#: An overlapping view (``expand``) is written out in full up to this size: a mask or position buffer.
+MAX_EXPANDED_BYTES = 1 << 20
+
+
+def _refuse_expanded(tensors: list[TensorRecord]) -> None:
+    """Refuse views whose elements overlap in their storage beyond :data:`MAX_EXPANDED_BYTES`.
+
+    safetensors cannot store a stride, so a conversion writes each element: ``torch.zeros(1).expand(2**40)``,
+    four bytes in the pickle, would be four terabytes. A real checkpoint has no such tensor; a hostile one
+    must not make the fix fill a disk.
+    """
+    for t in tensors:
+        if t.stride is None or t.nbytes <= MAX_EXPANDED_BYTES or t.numel == 0:
+            continue
+        reach = 1 + sum((size - 1) * abs(step) for size, step in zip(t.shape, t.stride, strict=True))
+        if reach < t.numel:
+            raise RefusedError(
+                f"{t.file}: {t.name!r} is a view whose {t.numel:,} elements overlap in a storage range of {reach:,} "
+                f"(an expanded tensor): converted it would take {human_bytes(t.nbytes)}. tiecheck does not write "
+                "more than a checkpoint holds; if it is meant to be that large, save it with .contiguous() first"
+            )
 
 
 def _conversion_index(self: _Planner, files: tuple[OutputFile, ...]) -> str:
