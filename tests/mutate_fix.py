@@ -31,6 +31,11 @@ verify.py
  17. files changed since the fix first saw them are accepted -> a shard rewritten in place / swapped
 apply.py
  18. a staged shard's failed fsync is not raised             -> a shard that fails to reach the disk
+journal.py
+ 19. a replace step may put any name in place (a pickle)     -> hostile journal: replace with a pickle
+ 20. a delete step may delete any name (config, tokenizer)   -> hostile journal: delete the config
+fixer/__init__.py
+ 21. a refusal after a recovery is not told the folder changed -> "nothing was changed" after a recovery
 """
 
 from __future__ import annotations
@@ -152,6 +157,24 @@ MUTATIONS: list[tuple[str, str, str, str]] = [
         "            flushed.result()\n",
         "",
         "test_fix_safety.py -k reach_the_disk",
+    ),
+    (
+        "fixer/journal.py",
+        "        if not (final.endswith(_WRITTEN) or final == _CONFIG):",
+        "        if False:",
+        "test_fix_safety.py -k replace-with-a-pickle or replace-the-readme",
+    ),
+    (
+        "fixer/journal.py",
+        "        if not entry[1].endswith(_REMOVED):",
+        "        if False:",
+        "test_fix_safety.py -k delete-the-config or delete-the-tokenizer",
+    ),
+    (
+        "fixer/__init__.py",
+        "                    exc.changed_before = recovery.describe()",
+        "                    pass",
+        "test_fix_safety.py::test_a_fix_refused_after_a_recovery_says_the_folder_changed",
     ),
 ]
 

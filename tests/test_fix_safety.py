@@ -53,6 +53,12 @@ def hostile_journals(outside: Path) -> dict[str, list[list[str]]]:
         "symlinked-delete": [["delete", "link.txt"]],
         "symlinked-source": [["replace", tmp_name("config.json"), "config.json"]],
         "not-a-list": "delete everything",  # type: ignore[dict-item]
+        # names the fix never writes or removes: a journal shipped with a repo must not put a pickle in place
+        # of the weights (it runs code when loaded), nor delete what is not weights
+        "replace-with-a-pickle": [["replace", tmp_name("pytorch_model.bin"), "pytorch_model.bin"]],
+        "replace-the-readme": [["replace", tmp_name("README.md"), "README.md"]],
+        "delete-the-config": [["delete", "config.json"]],
+        "delete-the-tokenizer": [["delete", "tokenizer.json"]],
     }
 
 
@@ -77,6 +83,20 @@ def test_hostile_journal_is_refused_and_nothing_changes(merged: Path, outside: P
     # scan says the same as fix: not a leftover that `tiecheck fix` completes, and not fixable
     (leftover,) = [f for f in scan(merged).findings if f.code == "TC020"]
     assert not leftover.fixable and "refuses to run" in leftover.message and "completes" not in leftover.message
+
+
+def test_a_fix_refused_after_a_recovery_says_the_folder_changed(merged: Path) -> None:
+    """The recovery ran (the index was switched), then the plan refused: "nothing was changed" would be false."""
+    staged = merged / tmp_name(INDEX)
+    index = json.loads((merged / INDEX).read_text())
+    index["weight_map"]["lm_head.weight"] = "model-00009-of-00009.safetensors"  # a shard that is not there
+    staged.write_text(json.dumps(index))
+    (merged / JOURNAL).write_text(json.dumps({"steps": [["replace", staged.name, INDEX]]}))
+    result = runner.invoke(app, ["fix", "--yes", "--drop-duplicates", str(merged)])
+    assert result.exit_code == 2, result.output
+    assert json.loads((merged / INDEX).read_text()) == index, "the recovery ran"
+    assert "nothing was changed" not in result.stderr
+    assert "completed an interrupted fix" in result.stderr, result.stderr
 
 
 def test_journal_that_is_a_symlink_is_refused(merged: Path, outside: Path) -> None:

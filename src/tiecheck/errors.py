@@ -37,6 +37,10 @@ class TiecheckError(Exception):
     The base of every exception below. On the command line it is exit code 2.
     """
 
+    changed_before: str | None = None
+    """What tiecheck had already changed when this was raised (a recovered interrupted fix), for people;
+    None when it changed nothing."""
+
 
 class TargetNotFound(TiecheckError):
     """The target does not exist: no such file or folder, or text that is not a valid ``hf://ORG/NAME[@REV]``."""

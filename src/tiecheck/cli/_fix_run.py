@@ -141,9 +141,14 @@ def run_fix(
         stderr.print("tiecheck: interrupted", highlight=False)
         raise SystemExit(EXIT_INTERRUPTED) from None
     except VerificationFailed as exc:
+        if exc.changed_before:
+            fail(
+                f"verification failed and the staged files were discarded: {exc} (before that, tiecheck "
+                f"{exc.changed_before})"
+            )
         fail(f"verification failed, the staged files were discarded and nothing was changed: {exc}")
     except TiecheckError as exc:
-        fail(str(exc))
+        fail(f"{exc} (before that, tiecheck {exc.changed_before})" if exc.changed_before else str(exc))
     except OSError as exc:
         where = exc.filename or path
         fail(f"{where}: {exc.strerror.lower() if exc.strerror else exc}; nothing was changed")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tiecheck.content import ContentReader, ProgressSink
-from tiecheck.errors import TargetNotFound, UnreadableCheckpoint
+from tiecheck.errors import TargetNotFound, TiecheckError, UnreadableCheckpoint
 from tiecheck.fixer.apply import Applied, CommittedError, apply_in_place, apply_to_output, ensure_writable
 from tiecheck.fixer.hooks import CHUNK, NO_HOOKS, FixHooks, Run
 from tiecheck.fixer.journal import Pending, Recovery, read_pending, recover
@@ -86,7 +86,12 @@ def run_fix(
                     empty = build_plan_or_empty(before)
                     return FixOutcome(root, None, before, empty, None, waiting, declined=True)
                 recovery = recover(root, waiting, run.step)
-            return _fix(path, root, options, recovery, None, False, confirm, run)
+            try:
+                return _fix(path, root, options, recovery, None, False, confirm, run)
+            except TiecheckError as exc:
+                if recovery is not None and recovery.happened:
+                    exc.changed_before = recovery.describe()  # the folder did change: never "nothing was changed"
+                raise
     return _fix(path, root, options, None, output, dry_run, confirm, run)
 
 

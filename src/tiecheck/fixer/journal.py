@@ -8,8 +8,10 @@ therefore validated as a whole before any step runs: a step may only
 * ``["delete", "<name>"]``: delete a file,
 
 where ``<name>`` is a plain file name inside the folder (no separator, not ``.``/``..``, not a
-fix artefact), and every path a step touches that exists is a regular file, not a symlink or a
-folder. Anything else refuses the whole journal: nothing is touched. The same holds for the
+fix artefact) of a kind the fix itself writes or removes: a step may put only safetensors shards,
+a safetensors index or ``config.json`` in place (never a pickle, which runs code when loaded), and
+delete only weight files and indexes. Every path a step touches that exists is a regular file, not
+a symlink or a folder. Anything else refuses the whole journal: nothing is touched. The same holds for the
 temp files a recovery deletes. Recovery is shown (``--dry-run``) and asked for like any change.
 """
 
@@ -50,6 +52,12 @@ def _plain_name(name: object) -> bool:
         and not any(c in name for c in ("/", "\\", "\0"))
         and not is_fix_artifact(name)
     )
+
+
+#: What a fix writes (``replace``) and what it removes (``delete``): nothing else is a journal's to touch.
+_WRITTEN = (".safetensors", ".safetensors.index.json")
+_REMOVED = (".safetensors", ".safetensors.index.json", ".bin", ".bin.index.json")
+_CONFIG = "config.json"
 
 
 def _kind(path: Path) -> str | None:
@@ -113,10 +121,14 @@ def _validate_step(root: Path, entry: object) -> Step:
         source, final = entry[1], entry[2]
         if not _plain_name(final) or source != tmp_name(final):
             raise _refuse(root, f"step {entry!r} may only move .tiecheck-tmp-<name>.part onto <name> in the folder")
+        if not (final.endswith(_WRITTEN) or final == _CONFIG):
+            raise _refuse(root, f"step {entry!r} puts a file in place that tiecheck fix never writes")
         names = [source, final]
     elif entry[0] == "delete" and len(entry) == 2:
         if not _plain_name(entry[1]):
             raise _refuse(root, f"step {entry!r} may only delete a plain file name in the folder")
+        if not entry[1].endswith(_REMOVED):
+            raise _refuse(root, f"step {entry!r} deletes a file that tiecheck fix never removes")
         names = [entry[1]]
     else:
         raise _refuse(root, f"unknown journal step {entry!r}")
