@@ -99,6 +99,21 @@ def test_a_fix_refused_after_a_recovery_says_the_folder_changed(merged: Path) ->
     assert "completed an interrupted fix" in result.stderr, result.stderr
 
 
+def test_a_shard_with_a_temp_name_that_the_index_names_is_not_deleted(merged: Path) -> None:
+    """Loaders read whatever the index names, ``.tiecheck-tmp-*.part`` too: it is a shard, not a leftover."""
+    odd = tmp_name(SHARD2)
+    (merged / SHARD2).rename(merged / odd)
+    index = json.loads((merged / INDEX).read_text())
+    index["weight_map"] = {k: odd if v == SHARD2 else v for k, v in index["weight_map"].items()}
+    (merged / INDEX).write_text(json.dumps(index))
+    before = snapshot(merged)
+    result = runner.invoke(app, ["fix", "--yes", "--drop-duplicates", str(merged)])
+    assert result.exit_code == 2 and "index names" in result.stderr, result.output
+    assert snapshot(merged) == before
+    (leftover,) = [f for f in scan(merged).findings if f.code == "TC020"]
+    assert not leftover.fixable
+
+
 def test_journal_that_is_a_symlink_is_refused(merged: Path, outside: Path) -> None:
     (outside / "journal.json").write_text(json.dumps({"steps": []}))
     (merged / JOURNAL).symlink_to(outside / "journal.json")

@@ -175,7 +175,36 @@ def read_pending(root: Path) -> Pending:
         if kind is not None:
             why = f"{name} is {kind}, not a temp file of tiecheck"
             raise JournalRefused(f"{root / name}: {kind}, not a temp file of tiecheck; remove it by hand", why)
+    if temps:
+        named = _indexed(root) & set(temps)
+        if named:
+            name = min(named)
+            why = f"{name} is a shard the index names, not a temp file of tiecheck"
+            raise JournalRefused(f"{root / name}: {why}; rename it (and its index entry) by hand", why)
     return Pending(steps, tuple(temps))
+
+
+#: An index larger than this is not read to look for temp names (the scan reports what is wrong with it).
+_MAX_INDEX_BYTES = 256 << 20
+
+
+def _indexed(root: Path) -> set[str]:
+    """Every file name the folder's indexes map tensors to: a file a loader reads is never a leftover."""
+    from tiecheck.errors import FormatError
+    from tiecheck.formats.jsonfiles import parse_index
+
+    names: set[str] = set()
+    for entry in os.scandir(root):
+        if not entry.name.endswith(".index.json") or _kind(Path(entry.path)) is not None:
+            continue
+        try:
+            if entry.stat().st_size > _MAX_INDEX_BYTES:
+                continue
+            index = parse_index(Path(entry.path).read_text(encoding="utf-8"), entry.name)
+        except (OSError, UnicodeDecodeError, FormatError, RecursionError):
+            continue
+        names.update(index.weight_map.values())
+    return names
 
 
 # What recovering did is reported to API users as is: one type, defined with the public API.
