@@ -57,3 +57,32 @@ def test_a_deeply_nested_journal_is_refused_and_nothing_changes(folder: Path, jo
     assert result.exit_code == 2, result.output
     assert "unreadable journal" in result.stderr and "internal error" not in result.stderr
     assert sorted((p.name, p.read_bytes()) for p in folder.iterdir()) == before
+
+
+INDEX = "model.safetensors.index.json"
+NAME_TOO_LONG = "a/" * 3000 + "x.safetensors"
+"""A shard path longer than PATH_MAX: stat() fails with ENAMETOOLONG, not "no such file"."""
+
+
+@pytest.mark.parametrize(
+    ("edit", "code"),
+    [
+        (lambda text: text.replace('"total_size": ', '"total_size": NaN, "was": ', 1), "TC008"),
+        (lambda text: text.replace('"total_size": ', '"total_size": Infinity, "was": ', 1), "TC008"),
+        (lambda text: text.replace('.safetensors"', f'{NAME_TOO_LONG}"', 1), "TC002"),
+    ],
+    ids=["total-size-nan", "total-size-infinity", "shard-name-too-long"],
+)
+def test_index_values_python_reads_but_nothing_else_does_are_findings_in_a_multi_target_run(
+    tmp_path: Path, fixtures_dir: Path, edit: object, code: str
+) -> None:
+    clean, hostile = tmp_path / "clean", tmp_path / "hostile"
+    shutil.copytree(fixtures_dir / "clean-llama-sharded", clean)
+    shutil.copytree(fixtures_dir / "clean-llama-sharded", hostile)
+    assert callable(edit)
+    (hostile / INDEX).write_text(edit((hostile / INDEX).read_text()))
+    result = CliRunner().invoke(app, ["scan", str(hostile), str(clean), "-f", "json"])
+    assert result.exit_code == 1 and "internal error" not in result.stderr, result.stderr
+    reports = json.loads(result.stdout)["reports"]
+    assert len(reports) == 2 and code in {f["code"] for f in reports[0]["findings"]}
+    assert reports[1]["findings"] == []

@@ -6,6 +6,7 @@ Both raise :class:`FormatError` with a one-line reason; the loader turns that in
 from __future__ import annotations
 
 import json
+import math
 import posixpath
 from types import MappingProxyType
 from typing import Any
@@ -32,7 +33,13 @@ def _optional_count(metadata: dict[str, Any], key: str) -> int | None:
     value = metadata.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or value != int(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)  # Python's json reads NaN and Infinity
+        or value < 0
+        or value != int(value)
+    ):
         raise FormatError("metadata", f"metadata.{key} is {value!r}, not a non-negative integer")
     return int(value)
 

@@ -261,7 +261,10 @@ class LocalStore:
     def exists(self, name: str) -> bool:
         if self._only is not None and name not in (self._only, COMPANION_CONFIG):
             return False
-        return self._path(name).is_file()
+        try:
+            return self._path(name).is_file()
+        except OSError:  # a name the index gives may be longer than the system allows (ENAMETOOLONG)
+            return False
 
     def open(self, name: str) -> ByteSource:
         return LocalFileSource(self._path(name))
