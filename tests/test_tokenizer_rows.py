@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import (
@@ -251,6 +251,7 @@ _json = st.recursive(
     indent=st.sampled_from([None, 0, 2]),
     first=st.integers(min_value=1, max_value=64),
 )
+@example(document={"0\x07": 10}, indent=None, first=13)  # the window ends inside the number: 1 of 10
 def test_member_parse_agrees_with_json(document: dict[str, object], indent: int | None, first: int) -> None:
     """Whatever the window size, the member found is the one json.loads sees (the first of duplicates aside)."""
     data = json.dumps(document, indent=indent, ensure_ascii=False).encode()

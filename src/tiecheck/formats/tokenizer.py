@@ -130,11 +130,14 @@ def _member(text: str, key: str, complete: bool) -> object:
 
     def value(i: int) -> tuple[object, int]:
         try:
-            return _DECODER.raw_decode(text, i)
+            found, end = _DECODER.raw_decode(text, i)
         except ValueError as exc:
             if complete:
                 raise ValueError("malformed") from exc
             raise _Truncated from exc
+        if end >= len(text) and not complete:
+            raise _Truncated  # a number cut by the window's end parses too: 1 of 10
+        return found, end
 
     try:
         i = skip(0)
