@@ -104,6 +104,33 @@ def test_helpers_make_each_name_inert(name: str) -> None:
     assert not re.search(r"(?<!\\)[\[\]<>`|@]", markdown(value))
 
 
+INVISIBLE = {
+    "arabic-letter-mark": "\u061c",
+    "line-separator": "\u2028",
+    "paragraph-separator": "\u2029",
+    "mongolian-vowel-separator": "\u180e",
+    "tag-characters": "\U000e0041\U000e007f",
+    "soft-hyphen": "\xad",
+    "hangul-filler": "\u3164",
+    "lone-surrogate": "\ud800",
+    "private-use": "\ue000",
+    "unassigned": "\U000e0080",
+}
+
+
+@pytest.mark.parametrize("name", sorted(INVISIBLE))
+def test_every_invisible_or_line_breaking_character_is_escaped(name: str) -> None:
+    """By Unicode category, not by a list: formatting, separators, surrogates, private use, unassigned."""
+    value = f"lm_head{INVISIBLE[name]}.weight"
+    for escaped in (visible(value), terminal(value), markdown(value)):
+        assert escaped.isascii() and escaped.isprintable(), (name, escaped)
+
+
+def test_printable_text_in_any_script_is_left_as_it_is() -> None:
+    for text in ("modèle.poids", "模型.权重", "слой.вес", "😀.weight", "a b"):
+        assert visible(text) == text
+
+
 @pytest.mark.parametrize("drawn_by", ["plain", "rich"])
 @pytest.mark.parametrize("quiet", [False, True])
 def test_the_header_of_each_target_shows_a_folder_name_inert(

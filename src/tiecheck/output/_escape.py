@@ -10,10 +10,18 @@ embedded links. Each helper here keeps the text readable and makes it only text.
 from __future__ import annotations
 
 import re
+import unicodedata
 
-#: C0 and C1 controls, DEL, and the invisible or reordering formatting characters (zero-width,
-#: bidirectional overrides and isolates) that make text display differently from what it is.
-_HIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+#: Characters that display as nothing, or move other text, by Unicode category: controls (C0, C1,
+#: DEL), formatting characters (zero-width, bidirectional overrides and isolates, the Arabic letter
+#: mark, the Mongolian vowel separator, tag characters, the soft hyphen), line and paragraph separators
+#: (which end a line where the report has none), surrogates, private-use and unassigned code points.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+#: Letters and marks that render blank (Hangul fillers, the combining grapheme joiner).
+_BLANK = frozenset("\u034f\u115f\u1160\u3164\uffa0")
+#: What may be hidden: ASCII controls and DEL, and every non-ASCII character (checked by category).
+_SUSPECT = re.compile("[\x00-\x1f\x7f-\U0010ffff]")
+
 #: ASCII punctuation that starts Markdown mid-line in GitHub-flavoured Markdown: links and images,
 #: emphasis, code, HTML and entities, mentions and e-mail autolinks, math, strikethrough, table pipes.
 _MARKDOWN = re.compile(r"([\\`*_\[\]<>!|~$&@])")
@@ -22,13 +30,21 @@ _AUTOLINK = re.compile(r"(?i)(?<=[a-z0-9])(:)(?=//)|(?<![a-z0-9])(www)(\.)")
 
 
 def visible(text: str) -> str:
-    """Control and invisible characters as ``\\xNN``/``\\uNNNN`` escapes: one visible line, no terminal codes."""
-    return _HIDDEN.sub(_escape_char, text)
+    """Control and invisible characters as ``\\xNN``/``\\uNNNN``/``\\UNNNNNNNN`` escapes: one visible line,
+    no terminal codes, nothing that displays as other text than it is."""
+    if text.isascii() and text.isprintable():
+        return text
+    return _SUSPECT.sub(_escape_hidden, text)
 
 
-def _escape_char(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+def _escape_hidden(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    if code >= 0xA0 and char not in _BLANK and unicodedata.category(char) not in _HIDDEN_CATEGORIES:
+        return char
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def terminal(text: str) -> str:
