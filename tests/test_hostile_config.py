@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import shutil
 from pathlib import Path
 
 import pytest
@@ -94,3 +96,37 @@ def test_state_dict_helper_is_clean(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     write_torch_zip(folder / "pytorch_model.bin", state_dict({"w": tensor("0", 1, (1,))}), {"0": b"\0" * 4})
     monkeypatch.chdir(tmp_path)
     assert "TC401" not in scan_json("ok")[1]
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo", "dev-zero", "broken-link"])
+def test_a_config_json_that_is_no_regular_file_is_an_error_not_absent(
+    tmp_path: Path, fixtures_dir: Path, kind: str
+) -> None:
+    """Loaders open config.json whatever it is: a folder fails, a FIFO blocks, /dev/zero never ends."""
+    from tiecheck import scan
+
+    folder = tmp_path / "ck"
+    shutil.copytree(fixtures_dir / "clean-llama-sharded", folder)
+    config = folder / "config.json"
+    config.unlink()
+    if kind == "folder":
+        config.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(config)
+    elif kind == "dev-zero":
+        config.symlink_to("/dev/zero")
+    else:
+        config.symlink_to(folder / "gone.json")
+    (found,) = [f for f in scan(folder).findings if f.code in ("TC009", "TC010")]
+    assert found.code == "TC009" and found.severity is Severity.ERROR, found
+
+
+def test_a_config_json_larger_than_any_config_is_refused_unread(tmp_path: Path, fixtures_dir: Path) -> None:
+    from tiecheck import scan
+
+    folder = tmp_path / "ck"
+    shutil.copytree(fixtures_dir / "clean-llama-sharded", folder)
+    with (folder / "config.json").open("r+b") as file:
+        file.truncate(1 << 30)  # sparse: 1 GB of nothing, never read
+    (found,) = [f for f in scan(folder).findings if f.code == "TC009"]
+    assert "bytes" in found.message

@@ -8,6 +8,7 @@ recorded problems so the scan can go on with the rest.
 from __future__ import annotations
 
 import re
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -281,7 +282,12 @@ def _read_config(
     store: CheckpointStore, names: list[str], issues: list[LoadIssue]
 ) -> tuple[ModelConfig | None, str | None]:
     if CONFIG_FILE not in names:
-        return None, None
+        odd = _not_a_file(store, CONFIG_FILE)
+        if odd is None:
+            return None, None
+        # Loaders open it all the same: a folder fails, a FIFO blocks, /dev/zero never ends.
+        issues.append(LoadIssue("TC009", CONFIG_FILE, f"is {odd}, not a regular file; not read"))
+        return None, CONFIG_FILE
     if _outside(store, [CONFIG_FILE]):
         issues.append(LoadIssue("TC009", CONFIG_FILE, "resolves outside the checkpoint folder (a symlink); not read"))
         return None, CONFIG_FILE
@@ -292,6 +298,28 @@ def _read_config(
     except (OSError, UnicodeDecodeError) as exc:
         issues.append(LoadIssue("TC009", CONFIG_FILE, f"cannot be read ({_os_reason(exc)})"))
     return None, CONFIG_FILE
+
+
+def _not_a_file(store: CheckpointStore, name: str) -> str | None:
+    """What the local entry ``name`` is when it exists but is no regular file (nor a link to one); else None."""
+    if not isinstance(store, LocalStore):
+        return None
+    path = store.root / name
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "a broken symlink" if path.is_symlink() else None
+    except OSError as exc:
+        return f"unreadable ({_os_reason(exc)})"
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a socket or other special file"
 
 
 def _read_weight_file(store: CheckpointStore, name: str) -> WeightFile:

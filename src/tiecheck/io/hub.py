@@ -32,12 +32,10 @@ from tiecheck.errors import (
     RevisionNotFound,
     TargetNotFound,
 )
-from tiecheck.io.source import Closing
+from tiecheck.io.source import MAX_TEXT, Closing
 
 #: The first read of a file: the header of a typical shard (a few hundred tensors); a larger one costs a second.
 WINDOW = 16 << 10
-#: JSON companions (config, index) larger than this are refused rather than read.
-MAX_TEXT = 64 << 20
 #: Shard headers read at once (each request waits on the network, not the CPU); huggingface_hub's own
 #: ``snapshot_download`` shares the same HTTP client between 8 threads.
 HEADER_WORKERS = 8

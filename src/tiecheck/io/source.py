@@ -53,6 +53,8 @@ class CheckpointStore(Protocol):
 
 
 COMPANION_CONFIG = "config.json"
+#: JSON companions (config, index) larger than this are refused rather than read.
+MAX_TEXT = 64 << 20
 
 
 _Self = TypeVar("_Self", bound="Closing")
@@ -270,7 +272,11 @@ class LocalStore:
         return LocalFileSource(self._path(name))
 
     def read_text(self, name: str) -> str:
-        return self._path(name).read_text(encoding="utf-8")
+        with self._path(name).open("rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            if size > MAX_TEXT:
+                raise OSError(f"{name} is {size:,} bytes, more than a JSON companion should be")
+            return file.read(MAX_TEXT + 1).decode("utf-8")
 
 
 def _walk(root: Path) -> Iterator[str]:
