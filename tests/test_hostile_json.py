@@ -86,3 +86,33 @@ def test_index_values_python_reads_but_nothing_else_does_are_findings_in_a_multi
     reports = json.loads(result.stdout)["reports"]
     assert len(reports) == 2 and code in {f["code"] for f in reports[0]["findings"]}
     assert reports[1]["findings"] == []
+
+
+def test_index_names_with_dot_segments_are_the_files_loaders_open(tmp_path: Path, fixtures_dir: Path) -> None:
+    """``./model-00001-of-00002.safetensors`` is the shard transformers joins to the folder and loads:
+    no drift finding, and a fix rewrites the index with plain names."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    config = transformers.LlamaConfig(
+        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2
+    )
+    torch.manual_seed(0)
+    folder = tmp_path / "llama"
+    transformers.LlamaForCausalLM(config).save_pretrained(folder, max_shard_size="20KB")
+    index = json.loads((folder / INDEX).read_text())
+    index["weight_map"] = {k: f"./{v}" for k, v in index["weight_map"].items()}
+    (folder / INDEX).write_text(json.dumps(index))
+    _, info = transformers.LlamaForCausalLM.from_pretrained(folder, output_loading_info=True)
+    assert not any(info.values()), info
+    result = CliRunner().invoke(app, ["scan", str(folder), "-f", "json"])
+    assert result.exit_code == 0, result.stdout
+
+    merged = tmp_path / "merged"
+    shutil.copytree(fixtures_dir / "gemma2-merge-duplicated-head", merged)
+    index = json.loads((merged / INDEX).read_text())
+    index["weight_map"] = {k: f".//{v}" for k, v in index["weight_map"].items()}
+    (merged / INDEX).write_text(json.dumps(index))
+    assert CliRunner().invoke(app, ["fix", "--yes", "--drop-duplicates", str(merged)]).exit_code == 0
+    fixed = json.loads((merged / INDEX).read_text())["weight_map"]
+    assert all(not v.startswith(".") for v in fixed.values())
+    assert CliRunner().invoke(app, ["scan", str(merged)]).exit_code == 0

@@ -49,12 +49,14 @@ def parse_index(text: str, name: str) -> ShardIndex:
     weight_map = document.get("weight_map")
     if not isinstance(weight_map, dict):
         raise FormatError("weight_map", "no 'weight_map' object")
+    names: dict[str, str] = {}
     for tensor, shard in weight_map.items():
         if not isinstance(shard, str) or not shard:
             raise FormatError("weight_map", f"weight_map[{tensor!r}] is {shard!r}, not a file name")
         normal = posixpath.normpath(shard)
         if posixpath.isabs(shard) or normal.startswith("..") or "\\" in shard:
             raise FormatError("weight_map", f"weight_map[{tensor!r}] = {shard!r} points outside the checkpoint folder")
+        names[tensor] = _same_file(shard)
     metadata = document.get("metadata", {})
     if metadata is None:
         metadata = {}
@@ -62,10 +64,17 @@ def parse_index(text: str, name: str) -> ShardIndex:
         raise FormatError("metadata", "'metadata' is not an object")
     return ShardIndex(
         name=name,
-        weight_map=MappingProxyType(dict(weight_map)),
+        weight_map=MappingProxyType(names),
         total_size=_optional_count(metadata, "total_size"),
         total_parameters=_optional_count(metadata, "total_parameters"),
     )
+
+
+def _same_file(shard: str) -> str:
+    """The name loaders open for ``shard``: they join it to the folder, where ``./x`` and ``a//x`` are ``x``
+    and ``a/x``. (``..`` is kept: ``a/../x`` needs ``a`` to exist.)"""
+    parts = [p for p in shard.split("/") if p not in ("", ".")]
+    return "/".join(parts) or shard
 
 
 def parse_config(text: str) -> ModelConfig:
