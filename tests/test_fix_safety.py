@@ -233,6 +233,22 @@ def test_hugging_face_cache_snapshot_is_refused_in_place(merged: Path, tmp_path:
     assert loadable(out)
 
 
+@pytest.mark.parametrize("where", ["symlink-in-the-folder", "inside-the-folder"])
+def test_output_is_neither_a_symlink_nor_inside_the_checkpoint(
+    merged: Path, outside: Path, tmp_path: Path, where: str
+) -> None:
+    """A checkpoint that ships ``fixed -> somewhere`` cannot steer ``fix --output SRC/fixed`` there."""
+    empty = outside / "empty"
+    empty.mkdir()
+    target = merged / ("fixed" if where == "symlink-in-the-folder" else "sub/fixed")
+    if where == "symlink-in-the-folder":
+        target.symlink_to(empty, target_is_directory=True)
+    before, there = snapshot(merged), snapshot(empty)
+    with pytest.raises(RefusedError, match="symlink" if where == "symlink-in-the-folder" else "inside"):
+        run_fix(merged, Options(drop_duplicates=True), output=target)
+    assert snapshot(merged) == before and snapshot(empty) == there and not (merged / "sub").exists()
+
+
 def test_a_cache_whose_blobs_lead_outside_is_not_a_cache(merged: Path, outside: Path, tmp_path: Path) -> None:
     """Only the snapshot's own repo's real blobs/ may hold its files. A blobs/ that is a symlink elsewhere (here
     to a folder holding the weights and a secret) makes every snapshot link a way out: TC008, not read, and

@@ -327,10 +327,15 @@ def apply_to_output(
     seen: Mapping[str, Identity] | None = None,
 ) -> Applied:
     """Write the fixed checkpoint to a new folder; the source folder is only read."""
+    if output.is_symlink():
+        # a link the checkpoint may have shipped (SRC/fixed -> ~/.ssh): the copy goes where it is named
+        raise RefusedError(f"{output}: is a symlink; give the folder it should write to itself")
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise RefusedError(f"{output}: already exists and is not an empty folder")
     if output.resolve() == root.resolve():
         raise RefusedError(f"{output}: is the checkpoint folder itself; omit --output to fix in place")
+    if root.resolve() in output.resolve().parents:
+        raise RefusedError(f"{output}: is inside the checkpoint folder; write the fixed copy outside it")
     created = not output.exists()
     output.mkdir(parents=True, exist_ok=True)
     try:
