@@ -119,3 +119,22 @@ def test_a_protocol_0_torch_file_is_named_for_what_it_is(tmp_path: Path) -> None
     _, document = scan_json(tmp_path)
     (finding,) = [f for r in document["reports"] for f in r["findings"] if f["code"] == "TC403"]  # type: ignore[attr-defined]
     assert "legacy" in finding["message"] and "neither" not in finding["message"]
+
+
+def test_recursive_scan_reads_a_subfolder_that_holds_only_a_pickle(folder: Path) -> None:
+    """sentence-transformers' ``2_Dense/`` and stray Trainer files live in subfolders without safetensors."""
+    (folder / "2_Dense").mkdir()
+    (folder / "2_Dense" / "Extra.PICKLE").write_bytes(_hostile(2))
+    (folder / "clean").mkdir()
+    torch.save({"step": 3}, folder / "clean" / "scheduler.pt")
+    code, document = scan_json("-r", folder)
+    assert code == 1
+    by_target = {r["target"].rsplit("/", 1)[-1]: r["findings"] for r in document["reports"]}  # type: ignore[attr-defined]
+    assert [f["code"] for f in by_target["2_Dense"]] == ["TC401"]
+    assert by_target["clean"] == [], "a folder of side files only needs no config.json (no TC010)"
+
+
+def test_from_files_reads_a_staged_pickle_under_any_pickle_name(tmp_path: Path) -> None:
+    (tmp_path / "Model.JOBLIB").write_bytes(_hostile(2))
+    code, document = scan_json("--from-files", tmp_path / "Model.JOBLIB")
+    assert code == 1 and ("TC401", "Model.JOBLIB") in codes_by_file(document)

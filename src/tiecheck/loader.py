@@ -51,6 +51,13 @@ PICKLE_FORMAT_SUFFIXES = (*PICKLE_SUFFIXES, ".ckpt", ".pkl")
 #: Beside the weights, any name a pickle goes by (``.pth.tar``, joblib's dumps), in any case: what
 #: matters is what loading it runs, and ``torch.load`` or ``pickle.load`` do not look at the name.
 _SIDE_SUFFIXES = (*PICKLE_FORMAT_SUFFIXES, ".pickle", ".joblib", ".tar")
+
+
+def is_pickle_name(name: str) -> bool:
+    """A name a pickle goes by, in any letter case: such a file is read for its imports wherever it is found."""
+    return name.lower().endswith(_SIDE_SUFFIXES)
+
+
 #: A side pickle loaded with weights_only=False: the issue code recorded for it (TC401).
 SIDE_PICKLE = "TC401"
 #: A side pickle whose imports could not all be walked (padding past the opcode budget): TC403.
@@ -76,7 +83,7 @@ def store_for(path: str | Path) -> CheckpointStore:
         return LocalStore(target)
     if target.name.endswith((INDEX_SUFFIX, PICKLE_INDEX_SUFFIX)):
         return LocalStore(target.parent)
-    if target.suffix in (".safetensors", *PICKLE_FORMAT_SUFFIXES):
+    if target.suffix == ".safetensors" or is_pickle_name(target.name):
         if _indexed_beside(target):
             # One shard of a sharded checkpoint is not a model: its index makes loaders read the folder.
             return LocalStore(target.parent)
@@ -142,7 +149,7 @@ def load_checkpoint(store: CheckpointStore) -> Checkpoint:
         shards = [n for n in weight_names if SHARD_PATTERN.match(n)]
         if len(shards) > 1:
             issues.append(LoadIssue("TC008", shards[0], "shards without an index: loaders cannot find the tensors"))
-    side = [n for n in names if n.lower().endswith(_SIDE_SUFFIXES) and n not in weight_names]
+    side = [n for n in names if is_pickle_name(n) and n not in weight_names]
     if not weight_names and index_name is None and not side:
         found = "no .safetensors or pytorch_model*.bin weights found"
         raise UnreadableCheckpoint(f"{store.location}: not a checkpoint ({found}){_hint(store, names)}")

@@ -16,7 +16,7 @@ from tiecheck.content import ProgressSink
 from tiecheck.errors import TargetNotFound, TiecheckError
 from tiecheck.findings import Severity
 from tiecheck.io.paths import is_plain_file
-from tiecheck.loader import PICKLE_FORMAT_SUFFIXES
+from tiecheck.loader import is_pickle_name
 from tiecheck.scan import Report, scan
 from tiecheck.selection import Settings, apply_selection, resolve
 
@@ -37,11 +37,15 @@ def looks_like_checkpoint(folder: Path) -> bool:
 
 
 def find_checkpoints(root: Path) -> list[Path]:
-    """Every checkpoint folder at or below ``root`` (hidden folders and symlinked folders skipped), sorted."""
+    """Every checkpoint folder at or below ``root`` (hidden folders and symlinked folders skipped), sorted.
+
+    A folder holding only a pickle-format file (``2_Dense/`` of a sentence-transformers repo, a stray
+    ``optimizer.pt``) is scanned too: whoever loads that file runs its imports.
+    """
     found: list[Path] = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        if any(is_weight_name(name) for name in files):
+        if any(is_weight_name(name) or is_pickle_name(name) for name in files):
             found.append(Path(folder))
     return found
 
@@ -57,7 +61,7 @@ def folders_of_files(files: Iterable[Path]) -> list[Path]:
         folder = file if file.is_dir() else file.parent
         if looks_like_checkpoint(folder):
             seen.setdefault(folder, None)
-        elif file.suffix in PICKLE_FORMAT_SUFFIXES and file.is_file():
+        elif is_pickle_name(file.name) and file.is_file():
             seen.setdefault(file, None)
     return list(seen)
 

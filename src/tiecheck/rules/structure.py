@@ -70,7 +70,8 @@ def check_load_issues(ctx: ScanContext) -> Iterator[Finding]:
             "on their own; the base model's ties, shapes and dtype were not checked.",
             files=[ckpt.adapter_config],
         )
-    elif ckpt.config is None and ckpt.config_file is None:
+    elif ckpt.config is None and ckpt.config_file is None and (ckpt.files or ckpt.index is not None):
+        # (a folder of side pickles only, found by --recursive, has no weights to need a config)
         yield finding(
             "TC010",
             "No config.json beside the weights: ties were guessed from tensor names and the dtype was not checked.",
