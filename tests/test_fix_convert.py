@@ -150,6 +150,8 @@ def test_an_expanded_tensor_of_terabytes_is_refused_before_writing(tmp_path: Pat
     folder = tmp_path / "ckpt"
     folder.mkdir()
     torch.save({"bomb": torch.zeros(1).expand(2**40), "w": torch.ones(3)}, folder / "pytorch_model.bin")
+    (tc402,) = [f for f in scan(folder).findings if f.code == "TC402"]
+    assert not tc402.fixable and "expanded view" in tc402.message, "the scan says the conversion refuses"
     before = snapshot(folder)
     out = tmp_path / "out"
     with pytest.raises(RefusedError, match="expanded tensor"):

@@ -13,6 +13,7 @@ from typing import Any
 from tiecheck.checkpoint import FileFormat, TensorRecord
 from tiecheck.fixer.plan import Action, ActionKind, KeptNote, OutputFile, Plan, RefusedError, _Planner, finding_key
 from tiecheck.rules.base import human_bytes
+from tiecheck.rules.pickle import too_expanded
 
 
 def conversion_plan(self: _Planner) -> Plan:
@@ -99,26 +100,18 @@ def conversion_plan(self: _Planner) -> Plan:
     )
 
 
-#: An overlapping view (``expand``) is written out in full up to this size: a mask or position buffer.
-MAX_EXPANDED_BYTES = 1 << 20
-
-
 def _refuse_expanded(tensors: list[TensorRecord]) -> None:
-    """Refuse views whose elements overlap in their storage beyond :data:`MAX_EXPANDED_BYTES`.
+    """Refuse views whose elements overlap in their storage beyond what a buffer takes (TC402's rule).
 
     safetensors cannot store a stride, so a conversion writes each element: ``torch.zeros(1).expand(2**40)``,
-    four bytes in the pickle, would be four terabytes. A real checkpoint has no such tensor; a hostile one
-    must not make the fix fill a disk.
+    four bytes in the pickle, would be four terabytes. A hostile checkpoint must not make the fix fill a disk.
     """
     for t in tensors:
-        if t.stride is None or t.nbytes <= MAX_EXPANDED_BYTES or t.numel == 0:
-            continue
-        reach = 1 + sum((size - 1) * abs(step) for size, step in zip(t.shape, t.stride, strict=True))
-        if reach < t.numel:
+        if too_expanded(t):
             raise RefusedError(
-                f"{t.file}: {t.name!r} is a view whose {t.numel:,} elements overlap in a storage range of {reach:,} "
-                f"(an expanded tensor): converted it would take {human_bytes(t.nbytes)}. tiecheck does not write "
-                "more than a checkpoint holds; if it is meant to be that large, save it with .contiguous() first"
+                f"{t.file}: {t.name!r} is a view whose {t.numel:,} elements overlap in their storage (an expanded "
+                f"tensor): converted it would take {human_bytes(t.nbytes)}. tiecheck does not write more than a "
+                "checkpoint holds; if it is meant to be that large, save it with .contiguous() first"
             )
 
 

@@ -42,18 +42,37 @@ def check_pickle(ctx: ScanContext) -> Iterator[Finding]:
     if pickles and len(pickles) == len(ctx.checkpoint.files):
         total = sum(f.size for f in pickles)
         readable = all(f.readable for f in pickles)
+        expanded = [t for f in pickles for t in f.tensors if too_expanded(t)]
         how = (
-            "`tiecheck fix --to-safetensors` converts them, without unpickling."
-            if readable
-            else "Conversion to safetensors needs every file readable and safe first."
+            "Conversion to safetensors needs every file readable and safe first."
+            if not readable
+            else f"`tiecheck fix --to-safetensors` would write {expanded[0].name!r}, an expanded view, out in full "
+            f"({human_bytes(expanded[0].nbytes)}), and refuses: save it with .contiguous() first if it is meant "
+            "to be that large."
+            if expanded
+            else "`tiecheck fix --to-safetensors` converts them, without unpickling."
         )
         yield finding(
             "TC402",
             f"The weights are only available as pickle ({len(pickles)} file(s), {human_bytes(total)}): loading them "
             f"needs torch, and torch.load without weights_only=True runs whatever the pickle says. {how}",
             files=[f.name for f in pickles],
-            fixable=readable,
+            fixable=readable and not expanded,
         )
+
+
+#: An expanded view (stride 0: ``torch.zeros(1).expand(n)``) up to this size is converted in full, a
+#: mask or position buffer; beyond it, safetensors (which stores no strides) would hold more than the
+#: pickle did, without bound.
+MAX_EXPANDED_BYTES = 1 << 20
+
+
+def too_expanded(t: TensorRecord) -> bool:
+    """Whether ``t`` is a view whose elements certainly overlap in their storage (fewer storage elements
+    within reach than it has) and which would take more than :data:`MAX_EXPANDED_BYTES` written out."""
+    if t.stride is None or t.nbytes <= MAX_EXPANDED_BYTES or t.numel == 0:
+        return False
+    return 1 + sum((size - 1) * abs(step) for size, step in zip(t.shape, t.stride, strict=True)) < t.numel
 
 
 def check_side_pickles(ctx: ScanContext) -> Iterator[Finding]:
