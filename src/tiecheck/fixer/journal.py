@@ -184,21 +184,18 @@ def read_pending(root: Path) -> Pending:
     return Pending(steps, tuple(temps))
 
 
-#: An index larger than this is not read to look for temp names (the scan reports what is wrong with it).
-_MAX_INDEX_BYTES = 256 << 20
-
-
 def _indexed(root: Path) -> set[str]:
     """Every file name the folder's indexes map tensors to: a file a loader reads is never a leftover."""
     from tiecheck.errors import FormatError
     from tiecheck.formats.jsonfiles import parse_index
+    from tiecheck.io.source import MAX_TEXT
 
     names: set[str] = set()
     for entry in os.scandir(root):
         if not entry.name.endswith(".index.json") or _kind(Path(entry.path)) is not None:
             continue
         try:
-            if entry.stat().st_size > _MAX_INDEX_BYTES:
+            if entry.stat().st_size > MAX_TEXT:  # not read by the scan either: it reports the index
                 continue
             index = parse_index(Path(entry.path).read_text(encoding="utf-8"), entry.name)
         except (OSError, UnicodeDecodeError, FormatError, RecursionError):
