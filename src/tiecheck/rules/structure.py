@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 
-from tiecheck.checkpoint import FileFormat
+from tiecheck.checkpoint import Checkpoint, FileFormat
 from tiecheck.findings import Finding
+from tiecheck.loader import SIDE_PICKLE, SIDE_PICKLE_UNCHECKED
 from tiecheck.rules.base import ScanContext, human_bytes
 from tiecheck.rules.catalog import finding
 from tiecheck.rules.incomplete import INCOMPLETE
@@ -70,12 +71,17 @@ def check_load_issues(ctx: ScanContext) -> Iterator[Finding]:
             "on their own; the base model's ties, shapes and dtype were not checked.",
             files=[ckpt.adapter_config],
         )
-    elif ckpt.config is None and ckpt.config_file is None and (ckpt.files or ckpt.index is not None):
-        # (a folder of side pickles only, found by --recursive, has no weights to need a config)
+    elif ckpt.config is None and ckpt.config_file is None and not _side_files_only(ckpt):
         yield finding(
             "TC010",
             "No config.json beside the weights: ties were guessed from tensor names and the dtype was not checked.",
         )
+
+
+def _side_files_only(ckpt: Checkpoint) -> bool:
+    """A folder of pickles beside no weights (``--recursive`` scans it for imports): no config is needed."""
+    side = (SIDE_PICKLE, SIDE_PICKLE_UNCHECKED)
+    return not ckpt.files and ckpt.index is None and all(i.rule in side for i in ckpt.issues)
 
 
 def check_index(ctx: ScanContext) -> Iterator[Finding]:
