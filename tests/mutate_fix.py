@@ -15,7 +15,7 @@ verify.py
   6. the re-hash of written bytes is skipped              -> a corrupted copy
 journal.py
   7. a replace step's source need not be its temp name    -> hostile journal: source not a temp
-  8. any name is "plain" (absolute paths, ``..``)          -> hostile journal: absolute / dotdot
+  8. any name is "plain" (absolute paths, ``..``)          -> hostile journal: absolute / dotdot shard names
   9. symlinks in journal steps are not refused            -> hostile journal: symlinked delete / source
 apply.py / writer.py / plan.py / cli/_fix_run.py
  10. symlinked or read-only targets are not refused        -> read-only shard
@@ -96,7 +96,7 @@ MUTATIONS: list[tuple[str, str, str, str]] = [
         "fixer/journal.py",
         "    return (\n        isinstance(name, str)",
         "    return True or (\n        isinstance(name, str)",
-        "test_fix_safety.py -k absolute or dotdot",
+        "test_fix_safety.py -k shard-name",
     ),
     (
         "fixer/journal.py",

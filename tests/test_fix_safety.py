@@ -36,6 +36,8 @@ def outside(tmp_path: Path) -> Path:
     folder.mkdir()
     (folder / "precious.txt").write_text("do not touch")
     (folder / ".tiecheck-tmp-precious.txt.part").write_text("attacker")
+    (folder / "model.safetensors").write_text("do not touch")  # a name the fix may write or remove
+    (folder / ".tiecheck-tmp-model.safetensors.part").write_text("attacker")
     return folder
 
 
@@ -53,6 +55,11 @@ def hostile_journals(outside: Path) -> dict[str, list[list[str]]]:
         "symlinked-delete": [["delete", "link.txt"]],
         "symlinked-source": [["replace", tmp_name("config.json"), "config.json"]],
         "not-a-list": "delete everything",  # type: ignore[dict-item]
+        # outside the folder under a name the fix does write or remove: only the plain-name check refuses these
+        "absolute-delete-shard-name": [["delete", str(outside / "model.safetensors")]],
+        "dotdot-replace-shard-name": [
+            ["replace", "../outside/.tiecheck-tmp-model.safetensors.part", "../outside/model.safetensors"]
+        ],
         # names the fix never writes or removes: a journal shipped with a repo must not put a pickle in place
         # of the weights (it runs code when loaded), nor delete what is not weights
         "replace-with-a-pickle": [["replace", tmp_name("pytorch_model.bin"), "pytorch_model.bin"]],
