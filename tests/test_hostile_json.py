@@ -116,3 +116,15 @@ def test_index_names_with_dot_segments_are_the_files_loaders_open(tmp_path: Path
     fixed = json.loads((merged / INDEX).read_text())["weight_map"]
     assert all(not v.startswith(".") for v in fixed.values())
     assert CliRunner().invoke(app, ["scan", str(merged)]).exit_code == 0
+
+
+@pytest.mark.parametrize("suffix", ["/", "/.", "//."])
+def test_a_shard_name_no_file_opens_through_is_missing(tmp_path: Path, fixtures_dir: Path, suffix: str) -> None:
+    """``model-00001-of-00002.safetensors/.`` fails to open (not a folder): it is not that shard."""
+    folder = tmp_path / "ck"
+    shutil.copytree(fixtures_dir / "clean-llama-sharded", folder)
+    index = json.loads((folder / INDEX).read_text())
+    index["weight_map"] = {k: v + suffix for k, v in index["weight_map"].items()}
+    (folder / INDEX).write_text(json.dumps(index))
+    _, found, _ = findings(folder)
+    assert "TC002" in found

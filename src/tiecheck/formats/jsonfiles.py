@@ -72,9 +72,11 @@ def parse_index(text: str, name: str) -> ShardIndex:
 
 def _same_file(shard: str) -> str:
     """The name loaders open for ``shard``: they join it to the folder, where ``./x`` and ``a//x`` are ``x``
-    and ``a/x``. (``..`` is kept: ``a/../x`` needs ``a`` to exist.)"""
-    parts = [p for p in shard.split("/") if p not in ("", ".")]
-    return "/".join(parts) or shard
+    and ``a/x``. (``..`` is kept: ``a/../x`` needs ``a`` to exist; so is a trailing ``/`` or ``/.``, which
+    no file can be opened through.)"""
+    if shard.endswith(("/", "/.")) or shard == ".":
+        return shard
+    return "/".join(p for p in shard.split("/") if p not in ("", "."))
 
 
 def parse_config(text: str) -> ModelConfig:

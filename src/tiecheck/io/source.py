@@ -11,6 +11,7 @@ import contextlib
 import errno
 import mmap
 import os
+import stat
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator
@@ -263,9 +264,11 @@ class LocalStore:
     def exists(self, name: str) -> bool:
         if self._only is not None and name not in (self._only, COMPANION_CONFIG):
             return False
+        # Joined as a string, as loaders join it: pathlib would drop a trailing "/" or "/." that no file opens
+        # through. A name the index gives may also be longer than the system allows (ENAMETOOLONG).
         try:
-            return self._path(name).is_file()
-        except OSError:  # a name the index gives may be longer than the system allows (ENAMETOOLONG)
+            return stat.S_ISREG(os.stat(os.path.join(self.root, name)).st_mode)  # noqa: PTH116, PTH118
+        except (OSError, ValueError):
             return False
 
     def open(self, name: str) -> ByteSource:
