@@ -8,8 +8,11 @@ harmless callable, then expected to be reported beside clean safetensors weights
 
 from __future__ import annotations
 
+import io
 import pickle
 import shutil
+import subprocess
+import sys
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -138,3 +141,38 @@ def test_from_files_reads_a_staged_pickle_under_any_pickle_name(tmp_path: Path) 
     (tmp_path / "Model.JOBLIB").write_bytes(_hostile(2))
     code, document = scan_json("--from-files", tmp_path / "Model.JOBLIB")
     assert code == 1 and ("TC401", "Model.JOBLIB") in codes_by_file(document)
+
+
+def _legacy_tar(path: Path, storages: bytes) -> Path:
+    """torch's pre-0.1.10 tar format: torch.load unpickles its ``storages`` member first."""
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in (
+            ("sys_info", pickle.dumps({"little_endian": True}, protocol=2)),
+            ("storages", storages),
+            ("tensors", pickle.dumps(0, protocol=2)),
+            ("pickle", pickle.dumps({}, protocol=2)),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_a_legacy_torch_tar_beside_the_weights_is_read_for_imports(folder: Path) -> None:
+    hostile = _legacy_tar(folder / "old.pth.tar", _hostile(2))
+    child = subprocess.run(
+        [sys.executable, "-c", f"import torch; torch.load({str(hostile)!r}, weights_only=False)"],
+        capture_output=True,
+        text=True,
+    )
+    assert "pwned" in child.stdout, "torch.load runs the storages member"
+    code, document = scan_json(folder)
+    assert code == 1 and ("TC401", "old.pth.tar") in codes_by_file(document)
+
+
+def test_a_harmless_legacy_torch_tar_is_reported_as_unchecked(folder: Path) -> None:
+    """Only the first pickle of each member is walked: the rest of the format is not read, and that is said."""
+    _legacy_tar(folder / "old.pth.tar", pickle.dumps(0, protocol=2))
+    _, document = scan_json(folder)
+    (finding,) = [f for r in document["reports"] for f in r["findings"]]  # type: ignore[attr-defined]
+    assert (finding["code"], finding["severity"]) == ("TC403", "warning") and "tar" in finding["message"]

@@ -22,6 +22,7 @@ import tarfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import NoReturn
 
 from tiecheck.checkpoint import TensorRecord
 from tiecheck.errors import FormatError
@@ -35,6 +36,7 @@ from tiecheck.formats._pickle_walk import (
     _Tensor,
     walk_pickle,
 )
+from tiecheck.formats._tar import torch_tar_walks
 from tiecheck.formats._torch_globals import SAFE_GLOBALS
 from tiecheck.formats._zip import Archive, Entry, ZipError, read_archive, read_entry, scan_local_headers
 from tiecheck.formats.dtypes import DTYPES
@@ -139,8 +141,11 @@ def _read_torch_file(source: ByteSource, file_name: str) -> TorchFile:
         return _read_zip(source, file_name)
     if kind == "empty":
         raise _unreadable("the file is empty")
+    members = torch_tar_walks(source, MAX_PICKLE_SIZE)
+    if members is not None:
+        _legacy_tar(members)
     if kind == "tar":
-        raise _unreadable("legacy tar format (torch < 0.1.10) is not supported; re-save it with a recent torch")
+        raise _unreadable("a tar archive, not a PyTorch checkpoint")
     # Legacy files and bare pickles: walk the leading pickles (unsafe globals first), then read or refuse.
     walks: list[PickleWalk] = []
     position = 0
@@ -170,6 +175,19 @@ def _read_torch_file(source: ByteSource, file_name: str) -> TorchFile:
     if _is_legacy(walks[0]):
         return _read_legacy(source, file_name, walks, position)
     raise _unreadable("a bare pickle, not a torch.save zip archive")
+
+
+def _legacy_tar(members: list[PickleWalk | None]) -> NoReturn:
+    """torch's tar format: its members' first pickles are walked for imports, the rest is not read."""
+    walks = [walk for walk in members if walk is not None]
+    unsafe = [g for walk in walks for g in walk.unsafe]
+    if unsafe:
+        raise _unsafe(list(dict.fromkeys(unsafe)), walks)
+    raise UncheckedPickleError(
+        "legacy tar format (torch < 0.1.10): torch.load(weights_only=False) unpickles its storages, tensors "
+        "and pickle members; tiecheck walked the first pickle of each and reads no further. Re-save it with a "
+        "recent torch"
+    )
 
 
 def _is_legacy(first: PickleWalk) -> bool:
