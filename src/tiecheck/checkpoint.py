@@ -16,6 +16,13 @@ from types import MappingProxyType
 from tiecheck.formats.dtypes import DTYPES
 
 
+def view_reach(shape: tuple[int, ...], stride: tuple[int, ...]) -> int:
+    """Storage elements a strided view spans, from its first element to its last (0 when it has none)."""
+    if math.prod(shape) == 0:
+        return 0
+    return 1 + sum((size - 1) * step for size, step in zip(shape, stride, strict=True))
+
+
 @dataclass(frozen=True)
 class TensorRecord:
     """One stored tensor: its name, type, shape and absolute byte range in its file."""

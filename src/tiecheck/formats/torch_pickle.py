@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import NoReturn
 
-from tiecheck.checkpoint import TensorRecord
+from tiecheck.checkpoint import TensorRecord, view_reach
 from tiecheck.errors import FormatError
 from tiecheck.formats._pickle_walk import (
     PickleWalk,
@@ -432,14 +432,13 @@ def _record_start(source: ByteSource, archive: Archive, record: str, storage: _S
 def _record(name: str, tensor: _Tensor, record_start: int, file_name: str) -> TensorRecord:
     itemsize = DTYPES[tensor.dtype].bits // 8
     numel = math.prod(tensor.shape)
-    if numel:
-        last = tensor.offset + sum((d - 1) * s for d, s in zip(tensor.shape, tensor.stride, strict=True))
-        if (last + 1) * itemsize > tensor.storage.nbytes:
-            raise _unreadable(
-                f"shape {list(tensor.shape)} with stride {list(tensor.stride)} at offset {tensor.offset} reaches "
-                f"past its {tensor.storage.nbytes:,}-byte storage {tensor.storage.key}",
-                name,
-            )
+    reach = view_reach(tensor.shape, tensor.stride)
+    if reach and (tensor.offset + reach) * itemsize > tensor.storage.nbytes:
+        raise _unreadable(
+            f"shape {list(tensor.shape)} with stride {list(tensor.stride)} at offset {tensor.offset} reaches "
+            f"past its {tensor.storage.nbytes:,}-byte storage {tensor.storage.key}",
+            name,
+        )
     start = record_start + tensor.offset * itemsize
     return TensorRecord(
         name,

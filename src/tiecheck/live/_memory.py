@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from tiecheck.checkpoint import FileFormat, TensorRecord, WeightFile
+from tiecheck.checkpoint import FileFormat, TensorRecord, WeightFile, view_reach
 from tiecheck.errors import TiecheckError
 from tiecheck.formats.dtypes import DTYPES, from_torch_name
 from tiecheck.io.source import Closing
@@ -112,9 +112,7 @@ def _is_numpy(value: object) -> bool:
 
 def _end(start: int, shape: tuple[int, ...], stride: tuple[int, ...], itemsize: int) -> int:
     """Just past the last element in C order: what ``tensor.view(-1)[-1]`` addresses, plus one element."""
-    if math.prod(shape) == 0:
-        return start
-    return start + (sum((n - 1) * s for n, s in zip(shape, stride, strict=True)) + 1) * itemsize
+    return start + view_reach(shape, stride) * itemsize
 
 
 class _Builder:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 
-from tiecheck.checkpoint import FileFormat, TensorRecord, WeightFile
+from tiecheck.checkpoint import FileFormat, TensorRecord, WeightFile, view_reach
 from tiecheck.findings import Finding, Severity
 from tiecheck.loader import LFS_POINTER, SIDE_PICKLE_UNCHECKED
 from tiecheck.rules.base import ScanContext, human_bytes
@@ -70,9 +70,9 @@ MAX_EXPANDED_BYTES = 1 << 20
 def too_expanded(t: TensorRecord) -> bool:
     """Whether ``t`` is a view whose elements certainly overlap in their storage (fewer storage elements
     within reach than it has) and which would take more than :data:`MAX_EXPANDED_BYTES` written out."""
-    if t.stride is None or t.nbytes <= MAX_EXPANDED_BYTES or t.numel == 0:
+    if t.stride is None or t.nbytes <= MAX_EXPANDED_BYTES:
         return False
-    return 1 + sum((size - 1) * abs(step) for size, step in zip(t.shape, t.stride, strict=True)) < t.numel
+    return view_reach(t.shape, t.stride) < t.numel
 
 
 def check_side_pickles(ctx: ScanContext) -> Iterator[Finding]:
