@@ -188,16 +188,15 @@ def _indexed(root: Path) -> set[str]:
     """Every file name the folder's indexes map tensors to: a file a loader reads is never a leftover."""
     from tiecheck.errors import FormatError
     from tiecheck.formats.jsonfiles import parse_index
-    from tiecheck.io.source import MAX_TEXT
+    from tiecheck.io.source import LocalStore
 
+    store = LocalStore(root)  # read as the scan reads it: past 64 MB it is refused (and the scan reports it)
     names: set[str] = set()
     for entry in os.scandir(root):
         if not entry.name.endswith(".index.json") or _kind(Path(entry.path)) is not None:
             continue
         try:
-            if entry.stat().st_size > MAX_TEXT:  # not read by the scan either: it reports the index
-                continue
-            index = parse_index(Path(entry.path).read_text(encoding="utf-8"), entry.name)
+            index = parse_index(store.read_text(entry.name), entry.name)
         except (OSError, UnicodeDecodeError, FormatError, RecursionError):
             continue
         names.update(index.weight_map.values())
